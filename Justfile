@@ -1,0 +1,29 @@
+# kdbench tasks. `just` is optional: every recipe is a plain cargo command.
+
+default:
+    @just --list
+
+# Run an experiment file (e.g. just run experiments/quickstart.toml --profile smoke)
+run FILE *ARGS:
+    cargo run --release -- run {{FILE}} {{ARGS}}
+
+# Print the expanded runs of an experiment without running them
+plan FILE *ARGS:
+    cargo run --release -- plan {{FILE}} {{ARGS}}
+
+# Render the decomposition tables of everything in results/
+report *ARGS:
+    cargo run --release -- report {{ARGS}}
+
+# Registered data sets and whether their files are present
+datasets *ARGS:
+    cargo run --release -- datasets {{ARGS}}
+
+# The test suite (release build: candle is ~11x slower unoptimised)
+test:
+    cargo test --release
+
+# Formatting and lints as CI wants them
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --release --all-targets -- -D warnings

@@ -1,0 +1,391 @@
+//! Command-line interface. Arguments are parsed by clap, validated into typed options, and
+//! only then is work started (as in ripgrep/hyperfine). Each subcommand returns the process
+//! exit code; errors propagate as [`Error`] and are mapped by `main`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::data::registry::Registry;
+use crate::data::{registry_render, source, DataKind};
+use crate::error::{Error, Result};
+use crate::method::{self, PAPER_METHODS};
+use crate::report::{self, ReportOptions};
+use crate::sched::dag::Plan;
+use crate::sched::local::{run_plan, TrainExecutor};
+use crate::sched::progress::Progress;
+use crate::spec::expand::expand;
+use crate::spec::run::RunSpec;
+use crate::spec::validate::{self, Experiment};
+use crate::store::run_dir::RunDir;
+use crate::store::status::Status;
+use crate::train::runner::{open_device, RunContext};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "harness",
+    version,
+    about = "Benchmark harness for low-rank knowledge decomposition (LoRKD) of medical foundation models"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GlobalArgs {
+    /// Run store.
+    #[arg(long, global = true, default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Root under which real data sets live (see datasets.toml).
+    #[arg(long, global = true, env = "HARNESS_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Dataset registry.
+    #[arg(long, global = true, default_value = "datasets.toml")]
+    pub registry: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run an experiment file: expand the grid, skip finished runs, train the rest.
+    Run {
+        file: PathBuf,
+        /// Profile to run (default: the file's default_profile, else `smoke`).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Devices, one worker each: `cpu`, or `cuda:0,cuda:1`.
+        #[arg(long, default_value = "cpu", value_delimiter = ',')]
+        device: Vec<String>,
+        /// CPU threads for tensor kernels (sets RAYON_NUM_THREADS). Same threads + seed +
+        /// code = identical metrics.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Plain progress lines even on a terminal.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Print the expanded runs of an experiment without running anything.
+    Plan {
+        file: PathBuf,
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// List runs in the store with their state.
+    Status,
+    /// Render the decomposition tables from the stored metrics.
+    Report {
+        /// Only this experiment.
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: report::Format,
+        /// Where rendered tables are written (`<dir>/<experiment>/`).
+        #[arg(long, default_value = "reports")]
+        reports_dir: PathBuf,
+    },
+    /// List the registered data sets and whether their files are present.
+    Datasets {
+        #[arg(long, value_enum, default_value = "text")]
+        format: DatasetsFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DatasetsFormat {
+    Text,
+    Markdown,
+}
+
+/// Parse `args` and execute; returns the exit code.
+pub fn run<I, T>(args: I) -> Result<u8>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return Ok(code);
+        }
+    };
+    let g = &cli.global;
+    match &cli.command {
+        Command::Run {
+            file,
+            profile,
+            device,
+            threads,
+            plain,
+        } => {
+            if let Some(n) = threads {
+                if *n == 0 {
+                    return Err(Error::input("--threads must be at least 1"));
+                }
+                // Must happen before the first tensor op creates the thread pools.
+                std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            }
+            cmd_run(g, file, profile.as_deref(), device, *plain)
+        }
+        Command::Plan { file, profile } => cmd_plan(g, file, profile.as_deref()),
+        Command::Status => cmd_status(g),
+        Command::Report {
+            experiment,
+            format,
+            reports_dir,
+        } => {
+            let registry = load_registry(&g.registry)?;
+            let current = crate::store::index::current_runs(&g.results_dir)?;
+            if current.is_empty() {
+                return Err(Error::input(format!(
+                    "no finished runs in {}; run `harness run FILE` first",
+                    g.results_dir.display()
+                )));
+            }
+            let opts = report_options(g, &registry, experiment.clone(), *format, reports_dir);
+            let text = report::render_reports(&opts, Some(&current))?;
+            print!("{text}");
+            Ok(0)
+        }
+        Command::Datasets { format } => {
+            let registry = load_registry(&g.registry)?;
+            match format {
+                DatasetsFormat::Text => {
+                    print!("{}", registry_render::render_status(&registry, &g.data_dir))
+                }
+                DatasetsFormat::Markdown => {
+                    print!("{}", registry_render::render_markdown(&registry))
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn load_registry(path: &Path) -> Result<Registry> {
+    Registry::load(path)
+}
+
+/// Registry + validated experiment + chosen profile + expanded runs.
+struct Loaded {
+    registry: Registry,
+    experiment: Experiment,
+    profile: String,
+    specs: Vec<RunSpec>,
+}
+
+fn load_experiment(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Result<Loaded> {
+    let registry = load_registry(&g.registry)?;
+    let experiment = validate::load(file, &registry)?;
+    let (profile, p) = experiment.select_profile(profile)?;
+    if p.data == DataKind::Real && !g.data_dir.is_dir() {
+        return Err(Error::input(format!(
+            "data directory {} does not exist (profile `{profile}` of {} uses real data). \
+             Place the data sets there (see `harness datasets`), point --data-dir or HARNESS_DATA_DIR at them, \
+             or run the synthetic stand-ins with --profile smoke",
+            g.data_dir.display(),
+            file.display()
+        )));
+    }
+    let specs = expand(&experiment, &profile, &registry, &g.data_dir)?;
+    Ok(Loaded {
+        registry,
+        experiment,
+        profile,
+        specs,
+    })
+}
+
+fn cmd_plan(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Result<u8> {
+    let l = load_experiment(g, file, profile)?;
+    let plan = Plan::new(l.specs, &g.results_dir)?;
+    let kind = plan
+        .nodes
+        .first()
+        .map(|n| n.spec.data.kind.as_str())
+        .unwrap_or("-");
+    println!(
+        "experiment {} · profile {} · data {}{} · {} runs",
+        l.experiment.name,
+        l.profile,
+        kind,
+        if kind == "synthetic" {
+            " (synthetic stand-ins, not the paper's data)"
+        } else {
+            ""
+        },
+        plan.nodes.len()
+    );
+    println!(
+        "{:<10} {:<8} {:<12} {:<22} {:>5} {:>7}  {:<16}  {}",
+        "stage", "method", "pretrain", "tasks", "seed", "epochs", "run_id", "status"
+    );
+    let mut cached = 0;
+    for (i, n) in plan.nodes.iter().enumerate() {
+        let status = match n.stored {
+            _ if plan.is_cached(i) => {
+                cached += 1;
+                "cached".to_string()
+            }
+            Some(s) => format!("{} (will resume)", s.as_str()),
+            None => "new".to_string(),
+        };
+        let tasks = if n.spec.tasks.len() == 1 {
+            n.spec.tasks[0].clone()
+        } else {
+            format!("all {} tasks", n.spec.tasks.len())
+        };
+        println!(
+            "{:<10} {:<8} {:<12} {:<22} {:>5} {:>7}  {:<16}  {}",
+            n.spec.stage.as_str(),
+            n.spec.method,
+            n.spec.pretrain,
+            tasks,
+            n.spec.seed,
+            n.spec.train.epochs,
+            n.run_id,
+            status
+        );
+    }
+    println!("{} to run, {} cached", plan.nodes.len() - cached, cached);
+    Ok(0)
+}
+
+fn cmd_run(
+    g: &GlobalArgs,
+    file: &Path,
+    profile: Option<&str>,
+    devices: &[String],
+    plain: bool,
+) -> Result<u8> {
+    for d in devices {
+        open_device(d)?;
+    }
+    let l = load_experiment(g, file, profile)?;
+    let plan = Plan::new(l.specs, &g.results_dir)?;
+    let todo: Vec<usize> = (0..plan.nodes.len())
+        .filter(|&i| !plan.is_cached(i))
+        .collect();
+    let registry = Arc::new(l.registry);
+    // Load (and validate) every data set the pending runs need before training anything, so
+    // bad data is a bad-input error up front rather than a string of failed runs.
+    let mut loaded = std::collections::BTreeSet::new();
+    for &i in &todo {
+        let d = &plan.nodes[i].spec.data;
+        if loaded.insert(serde_json::to_string(d).unwrap_or_default()) {
+            let ds = source::load(&registry, d, &g.data_dir)?;
+            if ds.kind == DataKind::Synthetic {
+                eprintln!(
+                    "note: `{}` uses SYNTHETIC stand-in data (generated, {} tasks, {} px); results are not paper reproductions",
+                    d.dataset,
+                    ds.tasks.len(),
+                    ds.image_size
+                );
+            }
+        }
+    }
+    let threads = candle_core::utils::get_num_threads() as u32;
+    eprintln!(
+        "experiment {} · profile {} · {} runs ({} cached, {} to run) · devices {} · {} threads",
+        l.experiment.name,
+        l.profile,
+        plan.nodes.len(),
+        plan.nodes.len() - todo.len(),
+        todo.len(),
+        devices.join(","),
+        threads
+    );
+    let executor = TrainExecutor {
+        ctx: RunContext {
+            registry,
+            data_dir: g.data_dir.clone(),
+            results_dir: g.results_dir.clone(),
+            threads,
+        },
+    };
+    let progress = Progress::new(todo.len(), devices.len(), plain);
+    let summary = run_plan(&plan, devices, &executor, &progress);
+    eprintln!("{}", summary.render());
+    if !summary.ok() {
+        eprintln!("see results/<run_id>/status.json and log.txt of the runs above; re-running the same command retries them");
+    }
+    Ok(if summary.ok() { 0 } else { 1 })
+}
+
+fn cmd_status(g: &GlobalArgs) -> Result<u8> {
+    let mut rows: Vec<Status> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&g.results_dir) {
+        for e in entries.flatten() {
+            let dir = RunDir { path: e.path() };
+            if let Ok(Some(s)) = dir.read_status() {
+                rows.push(s);
+            }
+        }
+    }
+    if rows.is_empty() {
+        println!(
+            "no runs in {} (run `harness run FILE` first)",
+            g.results_dir.display()
+        );
+        return Ok(0);
+    }
+    rows.sort_by(|a, b| a.label.cmp(&b.label));
+    for s in &rows {
+        println!(
+            "{:<16}  {:<8}  {:>3}/{:<3} epochs  {:>8}  {}{}",
+            s.run_id,
+            s.state.as_str(),
+            s.epochs_done,
+            s.epochs_total,
+            s.wall_time_s
+                .map(|w| format!("{w:.1}s"))
+                .unwrap_or_default(),
+            s.label,
+            s.error
+                .as_ref()
+                .map(|e| format!("  — {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
+fn report_options(
+    g: &GlobalArgs,
+    registry: &Registry,
+    experiment: Option<String>,
+    format: report::Format,
+    reports_dir: &Path,
+) -> ReportOptions {
+    let task_order: BTreeMap<String, Vec<(String, String)>> = registry
+        .datasets
+        .iter()
+        .map(|d| {
+            (
+                d.key.clone(),
+                d.tasks
+                    .iter()
+                    .map(|t| (t.key.clone(), t.name.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    ReportOptions {
+        results_dir: g.results_dir.clone(),
+        reports_dir: reports_dir.to_path_buf(),
+        experiment,
+        format,
+        task_order,
+        method_order: PAPER_METHODS.iter().map(|(k, _)| k.to_string()).collect(),
+        method_display: PAPER_METHODS
+            .iter()
+            .map(|(k, _)| (k.to_string(), method::display_name(k)))
+            .collect(),
+    }
+}

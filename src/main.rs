@@ -1,0 +1,14 @@
+//! `harness`: thin entry point. Parsing and all work happen in the library; this maps the
+//! outcome to the documented exit codes (0 ok, 1 failed runs or regression, 2 bad input).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match kdbench::cli::run(std::env::args_os()) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

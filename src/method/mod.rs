@@ -1,0 +1,108 @@
+//! Decomposition methods. As in LibMTL, a method is two separable choices: an architecture
+//! ([`TaskModel`]: what the network is and which loss terms each task contributes) and a
+//! gradient [`weighting::Weighting`] (how per-task losses become one update). Methods are
+//! looked up by name in an explicit registry ([`lookup`]); nothing outside this module asks
+//! "which method is this?".
+
+pub mod hard_sharing;
+pub mod mtl;
+pub mod stl;
+pub mod weighting;
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use crate::data::batch::Batch;
+use crate::spec::run::ModelConfig;
+
+/// Every method of the paper, in the paper's table order: (registry key, display name).
+pub const PAPER_METHODS: [(&str, &str); 8] = [
+    ("stl", "STL"),
+    ("mtl", "MTL"),
+    ("mocomtl", "MoCo-MTL"),
+    ("alignedmtl", "Aligned-MTL"),
+    ("stlkd", "STL-KD"),
+    ("mtlkd", "MTL-KD"),
+    ("kf", "KF"),
+    ("lorkd", "LoRKD"),
+];
+
+/// Canonical key of a method name as users write it: `MoCo-MTL`, `moco_mtl` → `mocomtl`.
+pub fn canonical_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Display name of a method key (the key itself when unknown).
+pub fn display_name(key: &str) -> String {
+    PAPER_METHODS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_else(|| key.to_string())
+}
+
+/// How a method splits a pre-training set into runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// One independent run per task (STL family).
+    PerTask,
+    /// One run over the union of all tasks (MTL family).
+    Joint,
+}
+
+/// What a method needs to build its network for one run.
+pub struct BuildContext<'a> {
+    pub model: &'a ModelConfig,
+    /// (task key, number of classes) in run order.
+    pub tasks: &'a [(String, usize)],
+}
+
+/// Per-task loss terms of one mixed batch. `losses[i]` belongs to local task
+/// `tasks[i]` and is already divided by the full batch size, so their sum is the paper's
+/// task loss (1/B) Σ_t Σ_{i∈t} CE.
+pub struct TaskLosses {
+    pub tasks: Vec<usize>,
+    pub losses: Vec<Tensor>,
+    /// Correct top-1 predictions and sample counts per entry, for training accuracy.
+    pub correct: Vec<(usize, usize)>,
+}
+
+/// A method's network for one run.
+pub trait TaskModel {
+    /// Loss terms of a mixed batch; `train` selects batch-norm mode.
+    fn task_losses(&self, batch: &Batch, train: bool) -> candle_core::Result<TaskLosses>;
+    /// Logits of the expert for local task `task` (evaluation mode).
+    fn expert_logits(&self, x: &Tensor, task: usize) -> candle_core::Result<Tensor>;
+}
+
+/// A decomposition method.
+pub trait Method: Send + Sync {
+    fn key(&self) -> &'static str;
+    fn granularity(&self) -> Granularity;
+    fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> candle_core::Result<Box<dyn TaskModel>>;
+    fn weighting(&self) -> Box<dyn weighting::Weighting>;
+}
+
+static STL: stl::Stl = stl::Stl;
+static MTL: mtl::Mtl = mtl::Mtl;
+
+/// Methods implemented in this build, by key.
+pub fn lookup(key: &str) -> Option<&'static dyn Method> {
+    match key {
+        "stl" => Some(&STL),
+        "mtl" => Some(&MTL),
+        _ => None,
+    }
+}
+
+/// Keys of the implemented methods, in paper order.
+pub fn implemented() -> Vec<&'static str> {
+    PAPER_METHODS
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| lookup(k).is_some())
+        .collect()
+}

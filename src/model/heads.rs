@@ -1,0 +1,25 @@
+//! One linear classification head per task on the pooled feature. Heads are named by task
+//! key (`heads.<task>`) so an expert can be cut out of a multi-task checkpoint by name.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+
+pub struct TaskHeads {
+    heads: Vec<Linear>,
+}
+
+impl TaskHeads {
+    /// `tasks`: (task key, number of classes) in the run's task order.
+    pub fn new(feature_dim: usize, tasks: &[(String, usize)], vb: VarBuilder) -> Result<Self> {
+        let heads = tasks
+            .iter()
+            .map(|(key, classes)| linear(feature_dim, *classes, vb.pp(key)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { heads })
+    }
+
+    /// Logits of head `task` (index into the run's task list).
+    pub fn forward(&self, task: usize, features: &Tensor) -> Result<Tensor> {
+        self.heads[task].forward(features)
+    }
+}

@@ -1,0 +1,31 @@
+//! Networks, one per file, built from a candle `VarBuilder` so parameter names are the
+//! checkpoint keys. [`init`] provides the seeded variable initialisation that makes CPU
+//! runs reproducible bit for bit.
+
+pub mod batch_norm;
+pub mod conv;
+pub mod heads;
+pub mod init;
+pub mod resnet;
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::spec::run::ModelConfig;
+
+/// Architectures the harness can build, as named in experiment files.
+pub const ARCHS: &[&str] = &["resnet"];
+
+/// A feature extractor: images `B × 3 × H × W` → pooled features `B × feature_dim`.
+pub trait Backbone: Send + Sync {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor>;
+    fn feature_dim(&self) -> usize;
+}
+
+/// Build the backbone named by `cfg.arch` (validated beforehand against [`ARCHS`]).
+pub fn build_backbone(cfg: &ModelConfig, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
+    match cfg.arch.as_str() {
+        "resnet" => Ok(Box::new(resnet::ResNet::new(cfg, vb)?)),
+        other => candle_core::bail!("unknown architecture `{other}` (known: {ARCHS:?})"),
+    }
+}

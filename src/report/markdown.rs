@@ -1,0 +1,52 @@
+//! Markdown rendering of a [`Table`]: a `##` title, the synthetic-data banner where needed, a
+//! caption line, and a pipe table with the best cell of each column in bold.
+
+use super::table::{Summary, Table, SYNTHETIC_BANNER};
+
+/// Shown for a cell without data.
+pub const MISSING: &str = "–";
+
+/// Renders one table as Markdown, ending with a newline.
+pub fn render(table: &Table) -> String {
+    let mut out = format!("## {}\n\n", table.title());
+    if table.synthetic {
+        out.push_str(&format!("> {SYNTHETIC_BANNER}\n\n"));
+    }
+    out.push_str(&format!("{}\n\n", table.caption()));
+
+    out.push_str("| Method |");
+    for column in &table.columns {
+        out.push_str(&format!(" {} |", escape(&column.name)));
+    }
+    out.push_str("\n|:---|");
+    for _ in &table.columns {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    for (r, row) in table.rows.iter().enumerate() {
+        out.push_str(&format!("| {} |", escape(&row.name)));
+        for (c, cell) in row.cells.iter().enumerate() {
+            let text = match cell {
+                Some(s) if table.is_best(r, c) => format!("**{}**", cell_text(s)),
+                Some(s) => cell_text(s),
+                None => MISSING.to_owned(),
+            };
+            out.push_str(&format!(" {text} |"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `61.23 ± 1.05`, or just `61.23` for a single seed.
+pub fn cell_text(s: &Summary) -> String {
+    match s.std {
+        Some(std) => format!("{:.2} ± {:.2}", s.mean, std),
+        None => format!("{:.2}", s.mean),
+    }
+}
+
+/// Keeps a name from breaking the pipe table.
+fn escape(text: &str) -> String {
+    text.replace('|', "\\|")
+}

@@ -1,0 +1,152 @@
+//! Reports: results tables rendered from the run store.
+//!
+//! The pipeline is scan → select → lay out → render → write:
+//! [`crate::store::metrics::scan_all`] scans every `metrics.parquet` lazily,
+//! [`decomposition`] selects the rows a table needs and lays them out as [`table::Table`]s,
+//! and one writer per format ([`markdown`], [`csv`], [`latex`]) turns a table into text.
+//! Every table built even partly from synthetic data carries a banner saying so, in every
+//! format, so that smoke-profile numbers are never mistaken for a reproduction of the paper.
+
+pub mod csv;
+pub mod decomposition;
+pub mod latex;
+pub mod markdown;
+pub mod table;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::store::metrics::scan_all;
+use crate::util::fs::write_atomic;
+
+use table::Table;
+
+/// Output format of `harness report --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Markdown,
+    Csv,
+    Latex,
+}
+
+impl Format {
+    /// File extension of the written report.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Markdown => "md",
+            Format::Csv => "csv",
+            Format::Latex => "tex",
+        }
+    }
+}
+
+/// Everything `render_reports` needs to know; built by the CLI from flags and the registries.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// The run store, `results/`.
+    pub results_dir: PathBuf,
+    /// Where rendered files go: `<reports_dir>/<experiment>/decomposition.<ext>`.
+    pub reports_dir: PathBuf,
+    /// Only this experiment, when given; an unknown name is bad input.
+    pub experiment: Option<String>,
+    pub format: Format,
+    /// Pre-training data set key → `[(task key, task display name)]` in registry order.
+    /// Columns follow it; tasks not listed go last, alphabetically, under their key.
+    pub task_order: BTreeMap<String, Vec<(String, String)>>,
+    /// Row order by method key (stl, mtl, mocomtl, alignedmtl, stlkd, mtlkd, kf, lorkd);
+    /// unknown methods go last, alphabetically.
+    pub method_order: Vec<String>,
+    /// Method key → name shown, e.g. `"mocomtl"` → `"MoCo-MTL"`; unlisted keys show as is.
+    pub method_display: BTreeMap<String, String>,
+}
+
+/// Renders the decomposition tables of the scanned runs (all runs, or only `run_ids`), writes
+/// one file per experiment to `<reports_dir>/<experiment>/decomposition.<md|csv|tex>`
+/// (atomically, creating folders) and returns the full text for stdout.
+///
+/// Returns an empty string, and writes nothing, when no run has decomposition test
+/// accuracies yet. Errors: no metrics at all, or an unknown `experiment`, are bad input.
+pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Result<String> {
+    let metrics = scan_all(&opts.results_dir, run_ids)?;
+    if let Some(wanted) = &opts.experiment {
+        let known = decomposition::experiments(metrics.clone())?;
+        if !known.contains(wanted) {
+            let list = known.into_iter().collect::<Vec<_>>().join(", ");
+            return Err(Error::input(format!(
+                "unknown experiment `{wanted}`: the results in {} hold {list}",
+                opts.results_dir.display()
+            )));
+        }
+    }
+    let samples = decomposition::load_samples(metrics, opts.experiment.as_deref())?;
+    let tables = decomposition::build_tables(&samples, opts);
+
+    let mut by_experiment: BTreeMap<&str, Vec<&Table>> = BTreeMap::new();
+    for table in &tables {
+        by_experiment
+            .entry(table.key.experiment.as_str())
+            .or_default()
+            .push(table);
+    }
+
+    let mut stdout = String::new();
+    if opts.format == Format::Csv && !tables.is_empty() {
+        stdout.push_str(csv::HEADER);
+        stdout.push('\n');
+    }
+    for (experiment, tables) in by_experiment {
+        let body = render_tables(&tables, opts.format);
+        let file_text = match opts.format {
+            Format::Csv => format!("{}\n{body}", csv::HEADER),
+            Format::Markdown | Format::Latex => body.clone(),
+        };
+        let path = report_path(&opts.reports_dir, experiment, opts.format);
+        write_atomic(&path, file_text.as_bytes())?;
+        if opts.format != Format::Csv && !stdout.is_empty() {
+            stdout.push('\n');
+        }
+        stdout.push_str(&body);
+    }
+    Ok(stdout)
+}
+
+/// The tables of one experiment in one format (CSV without its header).
+fn render_tables(tables: &[&Table], format: Format) -> String {
+    let rendered: Vec<String> = tables
+        .iter()
+        .map(|t| match format {
+            Format::Markdown => markdown::render(t),
+            Format::Latex => latex::render(t),
+            Format::Csv => csv::render_rows(t),
+        })
+        .collect();
+    match format {
+        Format::Csv => rendered.concat(),
+        Format::Markdown | Format::Latex => rendered.join("\n"),
+    }
+}
+
+/// `<reports_dir>/<experiment>/decomposition.<ext>`. The experiment name becomes a folder,
+/// so characters that could escape `reports_dir` or trouble a file system are replaced.
+fn report_path(reports_dir: &Path, experiment: &str, format: Format) -> PathBuf {
+    let mut folder: String = experiment
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if folder.is_empty() || folder.chars().all(|c| c == '.') {
+        folder = "_".repeat(folder.len().max(1));
+    }
+    reports_dir
+        .join(folder)
+        .join(format!("decomposition.{}", format.extension()))
+}
+
+#[cfg(test)]
+mod tests;

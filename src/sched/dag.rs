@@ -1,0 +1,67 @@
+//! The plan: runs as nodes of a DAG whose edges are stage dependencies (foundation →
+//! decompose → transfer → analysis). Nodes know whether their result is already in the store.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::spec::run::RunSpec;
+use crate::store::run_dir::RunDir;
+use crate::store::status::State;
+
+pub struct PlanNode {
+    pub spec: RunSpec,
+    pub run_id: String,
+    /// Indices of nodes that must finish (successfully) first.
+    pub deps: Vec<usize>,
+    /// State found in the store when the plan was made (`None`: never started).
+    pub stored: Option<State>,
+}
+
+pub struct Plan {
+    pub nodes: Vec<PlanNode>,
+}
+
+impl Plan {
+    /// Build the plan for a list of runs, looking up each run's stored state.
+    pub fn new(specs: Vec<RunSpec>, results_dir: &Path) -> Result<Plan> {
+        let mut nodes = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let run_id = spec.run_id();
+            let stored = RunDir::new(results_dir, &run_id).effective_state()?;
+            nodes.push(PlanNode {
+                spec,
+                run_id,
+                // Only the decompose stage exists so far: no edges yet. Later stages add
+                // their dependencies here.
+                deps: Vec::new(),
+                stored,
+            });
+        }
+        Ok(Plan { nodes })
+    }
+
+    pub fn is_cached(&self, i: usize) -> bool {
+        self.nodes[i].stored == Some(State::Done)
+    }
+
+    /// Node indices in a dependency-respecting order (Kahn's algorithm, stable by index).
+    pub fn topological_order(&self) -> Vec<usize> {
+        let n = self.nodes.len();
+        let mut indeg: Vec<usize> = self.nodes.iter().map(|nd| nd.deps.len()).collect();
+        let mut order = Vec::with_capacity(n);
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..n).filter(|&i| indeg[i] == 0).collect();
+        while let Some(i) = ready.pop_first() {
+            order.push(i);
+            for (j, nd) in self.nodes.iter().enumerate() {
+                if nd.deps.contains(&i) {
+                    indeg[j] -= 1;
+                    if indeg[j] == 0 {
+                        ready.insert(j);
+                    }
+                }
+            }
+        }
+        order
+    }
+}

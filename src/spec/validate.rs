@@ -1,0 +1,594 @@
+//! Validation: turn a parsed [`ExperimentFile`] into a typed [`Experiment`], checking every
+//! name against the method registry, the dataset registry and the known architectures, and
+//! every number against its valid range. Each error names `file:line:column` and the fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::file::{ExperimentFile, MethodFile, ModelFile, OptimFile, ProfileFile};
+use super::location::at;
+use super::run::{ModelConfig, OptimConfig, OptimizerKind, Schedule, SplitCaps, Stage, Stem};
+use crate::data::registry::{Registry, Role};
+use crate::data::DataKind;
+use crate::error::{Error, Result};
+use crate::method::{self, PAPER_METHODS};
+use crate::model::ARCHS;
+
+/// A validated experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub path: PathBuf,
+    pub name: String,
+    pub description: String,
+    pub seeds: Vec<u64>,
+    pub stages: Vec<Stage>,
+    /// Canonical method keys, in file order.
+    pub methods: Vec<String>,
+    pub pretrain: Vec<String>,
+    pub downstream: Vec<String>,
+    pub foundation: Vec<String>,
+    pub profiles: BTreeMap<String, Profile>,
+    pub default_profile: Option<String>,
+    pub method_overrides: BTreeMap<String, MethodOverrides>,
+}
+
+/// A validated profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub data: DataKind,
+    pub image_size: usize,
+    pub epochs: u32,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub caps: SplitCaps,
+    pub difficulty: f64,
+    pub model: ModelConfig,
+    pub optim: OptimConfig,
+}
+
+/// Per-method overrides of profile settings.
+#[derive(Debug, Clone, Default)]
+pub struct MethodOverrides {
+    pub lr: Option<f64>,
+    pub weight_decay: Option<f64>,
+    pub epochs: Option<u32>,
+}
+
+impl Experiment {
+    /// The profile to run: `--profile` if given, else `default_profile`, else `smoke` when
+    /// present, else the only profile.
+    pub fn select_profile(&self, requested: Option<&str>) -> Result<(String, &Profile)> {
+        let name = match requested.or(self.default_profile.as_deref()) {
+            Some(n) => n.to_string(),
+            None if self.profiles.contains_key("smoke") => "smoke".to_string(),
+            None if self.profiles.len() == 1 => {
+                self.profiles.keys().next().cloned().unwrap_or_default()
+            }
+            None => {
+                return Err(Error::input(format!(
+                    "{}: several profiles ({}) and no `default_profile`; pass --profile NAME",
+                    self.path.display(),
+                    self.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
+        match self.profiles.get(&name) {
+            Some(p) => Ok((name, p)),
+            None => Err(Error::input(format!(
+                "{}: no profile `{name}` (defined: {}); add a [profile.{name}] table or pick one of those",
+                self.path.display(),
+                self.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+}
+
+/// Read, parse and validate an experiment file.
+pub fn load(path: &Path, registry: &Registry) -> Result<Experiment> {
+    let src = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::input(format!(
+            "{}: experiment file not found (experiment files live under experiments/)",
+            path.display()
+        )),
+        _ => Error::io(path, e),
+    })?;
+    parse(&src, path, registry)
+}
+
+/// Parse and validate experiment-file text (`path` is used in messages only).
+pub fn parse(src: &str, path: &Path, registry: &Registry) -> Result<Experiment> {
+    let file: ExperimentFile = toml::from_str(src).map_err(|e| {
+        let msg = e.message().trim().to_string();
+        match e.span() {
+            Some(span) => Error::input(at(path, src, span, msg)),
+            None => Error::input(format!("{}: {msg}", path.display())),
+        }
+    })?;
+    Validator {
+        path,
+        src,
+        registry,
+    }
+    .experiment(file)
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    src: &'a str,
+    registry: &'a Registry,
+}
+
+impl Validator<'_> {
+    fn err<T>(&self, span: std::ops::Range<usize>, msg: impl std::fmt::Display) -> Result<T> {
+        Err(Error::input(at(self.path, self.src, span, msg)))
+    }
+
+    fn experiment(&self, f: ExperimentFile) -> Result<Experiment> {
+        let name = f.name.get_ref().trim().to_string();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return self.err(
+                f.name.span(),
+                "`name` must be non-empty and use only letters, digits, `-` and `_` (it names the reports/ folder)",
+            );
+        }
+        if f.seeds.get_ref().is_empty() {
+            return self.err(
+                f.seeds.span(),
+                "`seeds` must list at least one seed, e.g. seeds = [0, 1, 2]",
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for s in f.seeds.get_ref() {
+            if !seen.insert(*s) {
+                return self.err(f.seeds.span(), format!("seed {s} is listed twice"));
+            }
+        }
+        let mut stages = Vec::new();
+        for s in &f.stages {
+            match Stage::parse(s.get_ref()) {
+                Some(st) if !stages.contains(&st) => stages.push(st),
+                Some(_) => {
+                    return self.err(s.span(), format!("stage `{}` is listed twice", s.get_ref()))
+                }
+                None => {
+                    return self.err(
+                        s.span(),
+                        format!(
+                            "unknown stage `{}` (available in this build: {})",
+                            s.get_ref(),
+                            Stage::ALL.map(|s| s.as_str()).join(", ")
+                        ),
+                    )
+                }
+            }
+        }
+        if stages.is_empty() {
+            return Err(Error::input(format!(
+                "{}: `stages` is empty; add stages = [\"decompose\"]",
+                self.path.display()
+            )));
+        }
+
+        let methods = self.methods(&f.grid.method)?;
+        let pretrain = self.datasets(&f.grid.pretrain, Role::Pretrain, "grid.pretrain")?;
+        if pretrain.is_empty() {
+            return Err(Error::input(format!(
+                "{}: grid.pretrain is empty; name at least one pre-training set ({})",
+                self.path.display(),
+                self.dataset_keys(Role::Pretrain)
+            )));
+        }
+        let downstream = self.downstream(&f.grid.downstream)?;
+        let foundation = self.unique(&f.grid.foundation, "grid.foundation")?;
+
+        let mut profiles = BTreeMap::new();
+        for (pname, p) in &f.profile {
+            profiles.insert(pname.clone(), self.profile(pname, p)?);
+        }
+        if profiles.is_empty() {
+            return Err(Error::input(format!(
+                "{}: no profiles; add at least [profile.smoke]",
+                self.path.display()
+            )));
+        }
+        let default_profile = match &f.default_profile {
+            Some(d) if !profiles.contains_key(d.get_ref()) => {
+                return self.err(
+                    d.span(),
+                    format!(
+                        "default_profile `{}` is not defined (defined: {})",
+                        d.get_ref(),
+                        profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            }
+            Some(d) => Some(d.get_ref().clone()),
+            None => None,
+        };
+        let mut method_overrides = BTreeMap::new();
+        for (mname, m) in &f.method {
+            let key = method::canonical_key(mname);
+            if !PAPER_METHODS.iter().any(|(k, _)| *k == key) {
+                return self.err(
+                    m.span(),
+                    format!(
+                        "[method.{mname}]: unknown method (known: {})",
+                        known_methods()
+                    ),
+                );
+            }
+            method_overrides.insert(key, self.overrides(m)?);
+        }
+        Ok(Experiment {
+            path: self.path.to_path_buf(),
+            name,
+            description: f.description,
+            seeds: f.seeds.into_inner(),
+            stages,
+            methods,
+            pretrain,
+            downstream,
+            foundation,
+            profiles,
+            default_profile,
+            method_overrides,
+        })
+    }
+
+    fn unique(&self, names: &[Spanned<String>], field: &str) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for n in names {
+            if out.contains(n.get_ref()) {
+                return self.err(
+                    n.span(),
+                    format!("{field}: `{}` is listed twice", n.get_ref()),
+                );
+            }
+            out.push(n.get_ref().clone());
+        }
+        Ok(out)
+    }
+
+    fn methods(&self, names: &[Spanned<String>]) -> Result<Vec<String>> {
+        if names.is_empty() {
+            return Err(Error::input(format!(
+                "{}: grid.method is empty; name at least one method ({})",
+                self.path.display(),
+                known_methods()
+            )));
+        }
+        let mut out: Vec<String> = Vec::new();
+        for n in names {
+            let key = method::canonical_key(n.get_ref());
+            if !PAPER_METHODS.iter().any(|(k, _)| *k == key) {
+                return self.err(
+                    n.span(),
+                    format!(
+                        "unknown method `{}` (known: {})",
+                        n.get_ref(),
+                        known_methods()
+                    ),
+                );
+            }
+            if method::lookup(&key).is_none() {
+                return self.err(
+                    n.span(),
+                    format!(
+                        "method `{}` is not implemented in this build yet (available: {})",
+                        n.get_ref(),
+                        method::implemented().join(", ")
+                    ),
+                );
+            }
+            if out.contains(&key) {
+                return self.err(
+                    n.span(),
+                    format!("method `{}` is listed twice", n.get_ref()),
+                );
+            }
+            out.push(key);
+        }
+        Ok(out)
+    }
+
+    fn dataset_keys(&self, role: Role) -> String {
+        self.registry
+            .datasets
+            .iter()
+            .filter(|d| d.role == role)
+            .map(|d| d.key.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn datasets(&self, names: &[Spanned<String>], role: Role, field: &str) -> Result<Vec<String>> {
+        let keys = self.unique(names, field)?;
+        for (n, key) in names.iter().zip(&keys) {
+            match self.registry.dataset(key) {
+                Some(d) if d.role == role => {}
+                Some(_) | None => {
+                    return self.err(
+                        n.span(),
+                        format!(
+                            "{field}: unknown data set `{key}` (known: {}; see {})",
+                            self.dataset_keys(role),
+                            self.registry.path.display()
+                        ),
+                    )
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    fn downstream(&self, names: &[Spanned<String>]) -> Result<Vec<String>> {
+        let keys = self.unique(names, "grid.downstream")?;
+        let known: Vec<&str> = self
+            .registry
+            .datasets
+            .iter()
+            .filter(|d| d.role == Role::Downstream)
+            .flat_map(|d| d.tasks.iter().map(|t| t.key.as_str()))
+            .collect();
+        for (n, key) in names.iter().zip(&keys) {
+            if !known.contains(&key.as_str()) {
+                return self.err(
+                    n.span(),
+                    format!(
+                        "grid.downstream: unknown downstream set `{key}` (known: {})",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+        Ok(keys)
+    }
+
+    fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
+        &self,
+        v: &Spanned<T>,
+        field: &str,
+    ) -> Result<T> {
+        if *v.get_ref() <= T::default() {
+            return self.err(
+                v.span(),
+                format!("{field} must be positive (got {})", v.get_ref()),
+            );
+        }
+        Ok(*v.get_ref())
+    }
+
+    fn profile(&self, name: &str, p: &Spanned<ProfileFile>) -> Result<Profile> {
+        let p = p.get_ref();
+        let f = |k: &str| format!("profile.{name}.{k}");
+        let data = match p.data.get_ref().as_str() {
+            "real" => DataKind::Real,
+            "synthetic" => DataKind::Synthetic,
+            other => {
+                return self.err(
+                    p.data.span(),
+                    format!(
+                        "{}: `{other}` is not a data source; use \"real\" or \"synthetic\"",
+                        f("data")
+                    ),
+                )
+            }
+        };
+        let image_size = self.positive(&p.image_size, &f("image_size"))?;
+        if !(8..=1024).contains(&image_size) {
+            return self.err(
+                p.image_size.span(),
+                format!("{} must be within 8..=1024", f("image_size")),
+            );
+        }
+        let epochs = self.positive(&p.epochs, &f("epochs"))?;
+        let batch_size = self.positive(&p.batch_size, &f("batch_size"))?;
+        if batch_size < 2 {
+            return self.err(
+                p.batch_size.span(),
+                format!(
+                    "{} must be at least 2 (batch norm needs two samples)",
+                    f("batch_size")
+                ),
+            );
+        }
+        let eval_batch_size = match &p.eval_batch_size {
+            Some(v) => self.positive(v, &f("eval_batch_size"))?,
+            None => 256,
+        };
+        let cap = |v: &Option<Spanned<usize>>, k: &str| -> Result<Option<usize>> {
+            v.as_ref().map(|v| self.positive(v, &f(k))).transpose()
+        };
+        let caps = SplitCaps {
+            train: cap(&p.max_train_per_task, "max_train_per_task")?,
+            val: cap(&p.max_val_per_task, "max_val_per_task")?,
+            test: cap(&p.max_test_per_task, "max_test_per_task")?,
+        };
+        let difficulty = match &p.difficulty {
+            Some(d) if data == DataKind::Real => {
+                return self.err(
+                    d.span(),
+                    format!(
+                        "{} only applies to synthetic data; remove it",
+                        f("difficulty")
+                    ),
+                )
+            }
+            Some(d) if !(0.0..=1.0).contains(d.get_ref()) => {
+                return self.err(
+                    d.span(),
+                    format!(
+                        "{} must be within 0..=1 (got {})",
+                        f("difficulty"),
+                        d.get_ref()
+                    ),
+                )
+            }
+            Some(d) => *d.get_ref(),
+            None => 0.5,
+        };
+        Ok(Profile {
+            data,
+            image_size,
+            epochs,
+            batch_size,
+            eval_batch_size,
+            caps,
+            difficulty,
+            model: self.model(name, p.model.get_ref())?,
+            optim: self.optim(name, p.optim.get_ref())?,
+        })
+    }
+
+    fn model(&self, name: &str, m: &ModelFile) -> Result<ModelConfig> {
+        if !ARCHS.contains(&m.arch.get_ref().as_str()) {
+            return self.err(
+                m.arch.span(),
+                format!(
+                    "profile.{name}.model.arch: unknown architecture `{}` (known: {})",
+                    m.arch.get_ref(),
+                    ARCHS.join(", ")
+                ),
+            );
+        }
+        let widths = m.widths.get_ref();
+        let depths = m.depths.get_ref();
+        if widths.is_empty() || widths.contains(&0) {
+            return self.err(
+                m.widths.span(),
+                format!("profile.{name}.model.widths must be a non-empty list of positive numbers"),
+            );
+        }
+        if depths.len() != widths.len() || depths.contains(&0) {
+            return self.err(
+                m.depths.span(),
+                format!(
+                    "profile.{name}.model.depths must list one positive block count per width ({} widths given)",
+                    widths.len()
+                ),
+            );
+        }
+        let stem = match m.stem.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("cifar") => Stem::Cifar,
+            Some("imagenet") => Stem::Imagenet,
+            Some(other) => {
+                let span = m.stem.as_ref().map(|s| s.span()).unwrap_or_default();
+                return self.err(span, format!("profile.{name}.model.stem: `{other}` is not a stem; use \"cifar\" or \"imagenet\""));
+            }
+        };
+        Ok(ModelConfig {
+            arch: m.arch.get_ref().clone(),
+            widths: widths.clone(),
+            depths: depths.clone(),
+            stem,
+        })
+    }
+
+    fn optim(&self, name: &str, o: &OptimFile) -> Result<OptimConfig> {
+        let f = |k: &str| format!("profile.{name}.optim.{k}");
+        let kind = match o.name.get_ref().as_str() {
+            "sgd" => OptimizerKind::Sgd,
+            "adamw" => OptimizerKind::Adamw,
+            other => {
+                return self.err(
+                    o.name.span(),
+                    format!(
+                        "{}: unknown optimiser `{other}`; use \"sgd\" or \"adamw\"",
+                        f("name")
+                    ),
+                )
+            }
+        };
+        let lr = self.finite_positive(&o.lr, &f("lr"))?;
+        let momentum = match &o.momentum {
+            Some(m) if !(0.0..1.0).contains(m.get_ref()) => {
+                return self.err(m.span(), format!("{} must be within [0, 1)", f("momentum")))
+            }
+            Some(m) => *m.get_ref(),
+            None => 0.9,
+        };
+        let weight_decay = match &o.weight_decay {
+            Some(w) => self.non_negative(w, &f("weight_decay"))?,
+            None => 0.0,
+        };
+        let schedule = match o.schedule.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("cosine") => Schedule::Cosine,
+            Some("constant") => Schedule::Constant,
+            Some(other) => {
+                let span = o.schedule.as_ref().map(|s| s.span()).unwrap_or_default();
+                return self.err(
+                    span,
+                    format!(
+                        "{}: unknown schedule `{other}`; use \"cosine\" or \"constant\"",
+                        f("schedule")
+                    ),
+                );
+            }
+        };
+        Ok(OptimConfig {
+            name: kind,
+            lr,
+            momentum,
+            weight_decay,
+            schedule,
+            warmup_epochs: o.warmup_epochs.as_ref().map(|w| *w.get_ref()).unwrap_or(0),
+        })
+    }
+
+    fn finite_positive(&self, v: &Spanned<f64>, field: &str) -> Result<f64> {
+        let x = *v.get_ref();
+        if !x.is_finite() || x <= 0.0 {
+            return self.err(
+                v.span(),
+                format!("{field} must be a positive number (got {x})"),
+            );
+        }
+        Ok(x)
+    }
+
+    fn non_negative(&self, v: &Spanned<f64>, field: &str) -> Result<f64> {
+        let x = *v.get_ref();
+        if !x.is_finite() || x < 0.0 {
+            return self.err(
+                v.span(),
+                format!("{field} must be zero or positive (got {x})"),
+            );
+        }
+        Ok(x)
+    }
+
+    fn overrides(&self, m: &Spanned<MethodFile>) -> Result<MethodOverrides> {
+        let m = m.get_ref();
+        Ok(MethodOverrides {
+            lr: m
+                .lr
+                .as_ref()
+                .map(|v| self.finite_positive(v, "method.lr"))
+                .transpose()?,
+            weight_decay: m
+                .weight_decay
+                .as_ref()
+                .map(|v| self.non_negative(v, "method.weight_decay"))
+                .transpose()?,
+            epochs: m
+                .epochs
+                .as_ref()
+                .map(|v| self.positive(v, "method.epochs"))
+                .transpose()?,
+        })
+    }
+}
+
+fn known_methods() -> String {
+    PAPER_METHODS
+        .iter()
+        .map(|(k, _)| *k)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,9 @@
+//! Run store: one folder per run under `results/<run_id>/` holding `spec.json` (written
+//! first), `status.json`, `metrics.parquet`, `checkpoint.safetensors` and `log.txt`.
+//! Every write goes through [`crate::util::fs::write_atomic`] so a killed process never
+//! leaves a half-written file behind.
+
+pub mod index;
+pub mod metrics;
+pub mod run_dir;
+pub mod status;

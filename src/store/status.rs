@@ -1,0 +1,61 @@
+//! `status.json`: the life cycle of a run (pending → running → done | failed | diverged),
+//! with the error, timings and where it ran. A `running` status whose process is gone means
+//! the run was interrupted; the scheduler resumes it.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Diverged,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Diverged => "diverged",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub state: State,
+    pub run_id: String,
+    pub label: String,
+    /// Unix seconds.
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    pub wall_time_s: Option<f64>,
+    /// Epochs whose results and checkpoint are on disk.
+    pub epochs_done: u32,
+    pub epochs_total: u32,
+    pub error: Option<String>,
+    /// Process that owns a `running` run.
+    pub pid: Option<u32>,
+    pub device: Option<String>,
+    pub threads: Option<u32>,
+    pub code_version: String,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Whether a process with this pid is alive (Linux: `/proc/<pid>` exists). Used to tell an
+/// interrupted run from one that another harness process is still executing.
+pub fn pid_alive(pid: u32) -> bool {
+    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+}

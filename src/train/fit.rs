@@ -1,0 +1,168 @@
+//! The one training loop every method uses: mixed-task batches, per-task losses from the
+//! method's network, the method's gradient weighting, an optimiser step with the scheduled
+//! learning rate. After every epoch it evaluates, hands metric rows to the caller and writes a
+//! checkpoint; a non-finite loss stops the run as *diverged* instead of wasting the sweep.
+
+use candle_core::Device;
+use candle_nn::VarMap;
+
+use crate::data::batch::{SplitName, TaskView};
+use crate::error::Result;
+use crate::method::weighting::Weighting;
+use crate::method::TaskModel;
+use crate::spec::run::TrainConfig;
+use crate::train::eval::evaluate;
+use crate::train::optim::Optimizer;
+use crate::train::schedule::learning_rate;
+
+/// Progress of the loop, for progress bars.
+pub struct StepProgress {
+    pub epoch: u32,
+    pub epochs: u32,
+    pub step: usize,
+    pub steps_per_epoch: usize,
+    pub loss: f64,
+}
+
+/// One measured value of one epoch (task = local index, `None` for run-level values).
+pub struct EpochValue {
+    pub task: Option<usize>,
+    pub split: SplitName,
+    pub metric: &'static str,
+    pub value: f64,
+}
+
+pub enum FitOutcome {
+    Done,
+    Diverged(String),
+}
+
+/// Hooks the runner provides: persist an epoch, report progress.
+pub trait FitHooks {
+    /// Called after each epoch with its values; must persist them and the checkpoint.
+    fn epoch_done(
+        &mut self,
+        epoch: u32,
+        values: Vec<EpochValue>,
+        map: &VarMap,
+        optim: &Optimizer,
+    ) -> Result<()>;
+    fn step(&mut self, p: &StepProgress);
+}
+
+pub struct FitArgs<'a> {
+    pub model: &'a dyn TaskModel,
+    pub weighting: &'a mut dyn Weighting,
+    pub optim: &'a mut Optimizer,
+    pub map: &'a VarMap,
+    pub view: &'a TaskView<'a>,
+    pub cfg: &'a TrainConfig,
+    pub seed: u64,
+    pub device: &'a Device,
+    /// Epochs already done (resume point).
+    pub start_epoch: u32,
+}
+
+pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
+    let steps_per_epoch = a.view.train_epoch(a.seed, 0, a.cfg.batch_size).len();
+    let total_steps = steps_per_epoch * a.cfg.epochs as usize;
+    let warmup = steps_per_epoch * a.cfg.optim.warmup_epochs as usize;
+    let ntasks = a.view.tasks.len();
+    for epoch in a.start_epoch..a.cfg.epochs {
+        let started = std::time::Instant::now();
+        let batches = a.view.train_epoch(a.seed, epoch, a.cfg.batch_size);
+        let mut loss_sum = vec![0f64; ntasks];
+        let mut correct = vec![0usize; ntasks];
+        let mut seen = vec![0usize; ntasks];
+        let mut samples = 0usize;
+        for (i, items) in batches.iter().enumerate() {
+            let step = epoch as usize * steps_per_epoch + i;
+            let batch = a.view.batch(items, SplitName::Train, a.device)?;
+            let terms = a.model.task_losses(&batch, true)?;
+            let mut batch_loss = 0f64;
+            for (k, &t) in terms.tasks.iter().enumerate() {
+                let l = terms.losses[k].to_scalar::<f32>()? as f64;
+                batch_loss += l;
+                // Undo the 1/B scaling to accumulate per-sample cross-entropy of task t.
+                loss_sum[t] += l * batch.size as f64;
+                correct[t] += terms.correct[k].0;
+                seen[t] += terms.correct[k].1;
+            }
+            if !batch_loss.is_finite() {
+                return Ok(FitOutcome::Diverged(format!(
+                    "loss became {batch_loss} at epoch {} step {} (lr {:.3e}); lower the learning rate",
+                    epoch + 1,
+                    i + 1,
+                    learning_rate(&a.cfg.optim, step, total_steps, warmup)
+                )));
+            }
+            let (grads, _weights) = a.weighting.backward(&terms.losses)?;
+            let lr = learning_rate(&a.cfg.optim, step, total_steps, warmup);
+            a.optim.step(&grads, lr)?;
+            samples += batch.size;
+            hooks.step(&StepProgress {
+                epoch,
+                epochs: a.cfg.epochs,
+                step: i + 1,
+                steps_per_epoch,
+                loss: batch_loss,
+            });
+        }
+        let train_secs = started.elapsed().as_secs_f64();
+        let mut values = Vec::new();
+        for t in 0..ntasks {
+            if seen[t] > 0 {
+                values.push(EpochValue {
+                    task: Some(t),
+                    split: SplitName::Train,
+                    metric: "loss",
+                    value: loss_sum[t] / seen[t] as f64,
+                });
+                values.push(EpochValue {
+                    task: Some(t),
+                    split: SplitName::Train,
+                    metric: "accuracy",
+                    value: correct[t] as f64 / seen[t] as f64,
+                });
+            }
+        }
+        values.push(EpochValue {
+            task: None,
+            split: SplitName::Train,
+            metric: "samples_per_s",
+            value: samples as f64 / train_secs.max(1e-9),
+        });
+        values.push(EpochValue {
+            task: None,
+            split: SplitName::Train,
+            metric: "epoch_time_s",
+            value: train_secs,
+        });
+        let last = epoch + 1 == a.cfg.epochs;
+        let mut splits = vec![SplitName::Val];
+        if last {
+            splits.push(SplitName::Test);
+        }
+        for split in splits {
+            for e in evaluate(a.model, a.view, split, a.cfg.eval_batch_size, a.device)? {
+                if e.samples == 0 {
+                    continue;
+                }
+                values.push(EpochValue {
+                    task: Some(e.task),
+                    split,
+                    metric: "accuracy",
+                    value: e.accuracy,
+                });
+                values.push(EpochValue {
+                    task: Some(e.task),
+                    split,
+                    metric: "loss",
+                    value: e.loss,
+                });
+            }
+        }
+        hooks.epoch_done(epoch, values, a.map, a.optim)?;
+    }
+    Ok(FitOutcome::Done)
+}

@@ -1,0 +1,310 @@
+//! Executing one run: write its spec, mark it running, load its data, build the method's
+//! network, resume from a checkpoint if one exists, train, and record metrics and the final
+//! status. Every failure ends up in `status.json` with its message; nothing here panics on
+//! bad data or diverging losses.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::Device;
+use candle_nn::VarMap;
+
+use crate::data::batch::TaskView;
+use crate::data::registry::Registry;
+use crate::data::source;
+use crate::error::{Error, Result};
+use crate::method::{self, BuildContext};
+use crate::model::init::SeededInit;
+use crate::spec::run::RunSpec;
+use crate::store::metrics::{read_metrics, write_metrics, MetricRow};
+use crate::store::run_dir::RunDir;
+use crate::store::status::{now, State, Status};
+use crate::train::checkpoint::{self, Position};
+use crate::train::fit::{fit, EpochValue, FitArgs, FitHooks, FitOutcome, StepProgress};
+use crate::train::optim::{params_of, Optimizer};
+use crate::util::rng::SplitMix64;
+
+/// What every run of a session shares.
+pub struct RunContext {
+    pub registry: Arc<Registry>,
+    pub data_dir: PathBuf,
+    pub results_dir: PathBuf,
+    pub threads: u32,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    Done { summary: String },
+    Failed(String),
+    Diverged(String),
+}
+
+/// Receives step progress of the run being executed.
+pub trait StepSink {
+    fn step(&self, p: &StepProgress);
+}
+
+/// Open a device by name (`cpu`, `cuda:N`).
+pub fn open_device(name: &str) -> Result<Device> {
+    if name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    if let Some(n) = name.strip_prefix("cuda:") {
+        let ordinal: usize = n.parse().map_err(|_| {
+            Error::input(format!(
+                "--device {name}: expected cuda:N with N a GPU index"
+            ))
+        })?;
+        if !candle_core::utils::cuda_is_available() {
+            return Err(Error::input(format!(
+                "--device {name}: this build has no CUDA support; rebuild with `cargo build --release --features cuda` or use --device cpu"
+            )));
+        }
+        return Device::new_cuda(ordinal)
+            .map_err(|e| Error::input(format!("--device {name}: {e}")));
+    }
+    Err(Error::input(format!(
+        "--device {name}: unknown device; use cpu or cuda:N"
+    )))
+}
+
+/// Execute one run to completion (or failure), writing everything into its run folder.
+pub fn execute(
+    spec: &RunSpec,
+    device_name: &str,
+    ctx: &RunContext,
+    sink: &dyn StepSink,
+) -> RunOutcome {
+    let dir = RunDir::new(&ctx.results_dir, &spec.run_id());
+    let started = Instant::now();
+    let mut status = Status {
+        state: State::Running,
+        run_id: spec.run_id(),
+        label: spec.label(),
+        started_at: Some(now()),
+        finished_at: None,
+        wall_time_s: None,
+        epochs_done: 0,
+        epochs_total: spec.train.epochs,
+        error: None,
+        pid: Some(std::process::id()),
+        device: Some(device_name.to_string()),
+        threads: Some(ctx.threads),
+        code_version: spec.code_version.clone(),
+    };
+    let result = dir
+        .clean_temporaries()
+        .and_then(|_| dir.write_spec(spec))
+        .and_then(|_| dir.write_status(&status))
+        .and_then(|_| train(spec, device_name, ctx, &dir, sink, started));
+    let (state, outcome) = match result {
+        Ok(FitOutcome::Done) => {
+            let summary = summarise(&dir).unwrap_or_default();
+            (State::Done, RunOutcome::Done { summary })
+        }
+        Ok(FitOutcome::Diverged(msg)) => (State::Diverged, RunOutcome::Diverged(msg)),
+        Err(e) => (State::Failed, RunOutcome::Failed(e.to_string())),
+    };
+    status.state = state;
+    status.finished_at = Some(now());
+    status.wall_time_s = Some(started.elapsed().as_secs_f64());
+    status.pid = None;
+    status.epochs_done = read_metrics(&dir.metrics_path())
+        .map(|rows| rows.iter().map(|r| r.epoch).max().unwrap_or(0))
+        .unwrap_or(0);
+    if let RunOutcome::Failed(m) | RunOutcome::Diverged(m) = &outcome {
+        status.error = Some(m.clone());
+    }
+    let _ = dir.log(&format!(
+        "{} {}",
+        state.as_str(),
+        status.error.clone().unwrap_or_default()
+    ));
+    if let Err(e) = dir.write_status(&status) {
+        return RunOutcome::Failed(format!("could not record status: {e}"));
+    }
+    outcome
+}
+
+/// Mean test accuracy over the run's tasks, for the progress line.
+fn summarise(dir: &RunDir) -> Result<String> {
+    let rows = read_metrics(&dir.metrics_path())?;
+    let acc: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.split == "test" && r.metric == "accuracy")
+        .map(|r| r.value)
+        .collect();
+    if acc.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "test acc {:.1}%",
+        100.0 * acc.iter().sum::<f64>() / acc.len() as f64
+    ))
+}
+
+struct Hooks<'a> {
+    spec: &'a RunSpec,
+    dir: &'a RunDir,
+    rows: Vec<MetricRow>,
+    task_keys: Vec<String>,
+    device_name: String,
+    threads: u32,
+    data_kind: String,
+    started: Instant,
+    steps: u64,
+    sink: &'a dyn StepSink,
+}
+
+impl FitHooks for Hooks<'_> {
+    fn epoch_done(
+        &mut self,
+        epoch: u32,
+        values: Vec<EpochValue>,
+        map: &VarMap,
+        optim: &Optimizer,
+    ) -> Result<()> {
+        let wall = self.started.elapsed().as_secs_f64();
+        for v in values {
+            self.rows.push(MetricRow {
+                experiment: self.spec.experiment.clone(),
+                run_id: self.spec.run_id(),
+                stage: self.spec.stage.as_str().into(),
+                method: self.spec.method.clone(),
+                pretrain: self.spec.pretrain.clone(),
+                downstream: self.spec.downstream.clone(),
+                foundation: self.spec.foundation.clone(),
+                task: v
+                    .task
+                    .map(|t| self.task_keys[t].clone())
+                    .unwrap_or_else(|| "all".into()),
+                seed: self.spec.seed,
+                epoch: epoch + 1,
+                split: v.split.as_str().into(),
+                metric: v.metric.into(),
+                value: v.value,
+                profile: self.spec.profile.clone(),
+                code_version: self.spec.code_version.clone(),
+                data_kind: self.data_kind.clone(),
+                device: self.device_name.clone(),
+                threads: self.threads,
+                wall_time_s: wall,
+            });
+        }
+        // Metrics first, checkpoint second: on resume the checkpoint's epoch decides, and
+        // rows of later epochs are dropped, so the two can never disagree.
+        write_metrics(&self.dir.metrics_path(), &self.rows)?;
+        checkpoint::save(
+            &self.dir.checkpoint_path(),
+            map,
+            optim,
+            &Position {
+                epochs_done: epoch + 1,
+                steps: optim.steps,
+            },
+        )?;
+        self.dir.log(&format!(
+            "epoch {}/{} done after {:.1} s ({} optimiser steps)",
+            epoch + 1,
+            self.spec.train.epochs,
+            wall,
+            optim.steps
+        ))?;
+        let _ = self.steps;
+        Ok(())
+    }
+
+    fn step(&mut self, p: &StepProgress) {
+        self.steps += 1;
+        self.sink.step(p);
+    }
+}
+
+fn train(
+    spec: &RunSpec,
+    device_name: &str,
+    ctx: &RunContext,
+    dir: &RunDir,
+    sink: &dyn StepSink,
+    started: Instant,
+) -> Result<FitOutcome> {
+    let device = open_device(device_name)?;
+    let data = source::load(&ctx.registry, &spec.data, &ctx.data_dir)?;
+    let mut task_idx = Vec::new();
+    let mut heads = Vec::new();
+    for key in &spec.tasks {
+        let i = data
+            .tasks
+            .iter()
+            .position(|t| &t.key == key)
+            .ok_or_else(|| {
+                Error::input(format!("data set `{}` has no task `{key}`", spec.pretrain))
+            })?;
+        task_idx.push(i);
+        heads.push((key.clone(), data.tasks[i].num_classes));
+    }
+    let view = TaskView {
+        dataset: &data,
+        tasks: task_idx,
+    };
+    let method = method::lookup(&spec.method)
+        .ok_or_else(|| Error::input(format!("method `{}` is not implemented", spec.method)))?;
+    let map = VarMap::new();
+    let init_seed = SplitMix64::derive(spec.seed, "init", &[]).next_u64();
+    let vb = SeededInit::var_builder(&map, init_seed, &device);
+    let model = method.build(
+        &BuildContext {
+            model: &spec.model,
+            tasks: &heads,
+        },
+        vb,
+    )?;
+    let mut weighting = method.weighting();
+    let mut optim = Optimizer::new(&spec.train.optim, params_of(&map));
+
+    let mut rows = Vec::new();
+    let mut start_epoch = 0;
+    if dir.checkpoint_path().exists() {
+        let pos = checkpoint::load(&dir.checkpoint_path(), &map, &mut optim, &device)?;
+        start_epoch = pos.epochs_done.min(spec.train.epochs);
+        if dir.metrics_path().exists() {
+            rows = read_metrics(&dir.metrics_path())?;
+            rows.retain(|r| r.epoch <= start_epoch);
+        }
+        dir.log(&format!("resuming after epoch {start_epoch}"))?;
+    } else {
+        dir.log(&format!("start {} on {device_name}", spec.label()))?;
+    }
+    let mut hooks = Hooks {
+        spec,
+        dir,
+        rows,
+        task_keys: spec.tasks.clone(),
+        device_name: device_name.to_string(),
+        threads: ctx.threads,
+        data_kind: spec.data.kind.as_str().to_string(),
+        started,
+        steps: 0,
+        sink,
+    };
+    if start_epoch >= spec.train.epochs {
+        return Ok(FitOutcome::Done);
+    }
+    let seed = SplitMix64::derive(spec.seed, "batches", &[]).next_u64();
+    fit(
+        FitArgs {
+            model: model.as_ref(),
+            weighting: weighting.as_mut(),
+            optim: &mut optim,
+            map: &map,
+            view: &view,
+            cfg: &spec.train,
+            seed,
+            device: &device,
+            start_epoch,
+        },
+        &mut hooks,
+    )
+}

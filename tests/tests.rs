@@ -1,0 +1,13 @@
+//! One integration-test binary (as in ripgrep): every test drives the real `harness` binary
+//! in a fresh temporary directory on tiny synthetic or test-written experiments.
+
+#[path = "it/common.rs"]
+mod common;
+#[path = "it/errors.rs"]
+mod errors;
+#[path = "it/plan.rs"]
+mod plan;
+#[path = "it/real_data.rs"]
+mod real_data;
+#[path = "it/run.rs"]
+mod run;
