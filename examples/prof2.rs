@@ -1,14 +1,15 @@
 use candle_core::{Device, Module, Tensor, Var};
 use candle_nn::VarMap;
-use kdbench::model::{batch_norm::batch_norm2d, conv::conv2d_no_bias, init::SeededInit};
+use kdbench::model::{conv::conv2d_no_bias, init::SeededInit};
 use std::time::Instant;
 fn main() {
     let dev = Device::Cpu;
     let map = VarMap::new();
     let vb = SeededInit::var_builder(&map, 1, &dev);
     let conv = conv2d_no_bias(16, 16, 3, 1, 1, vb.pp("c")).unwrap();
-    let bn = batch_norm2d(16, vb.pp("b")).unwrap();
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (64, 16, 28, 28), &dev).unwrap()).unwrap();
+    let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (16, 144), &dev).unwrap()).unwrap();
+    let cols = Var::from_tensor(&Tensor::randn(0f32, 1.0, (64, 144, 784), &dev).unwrap()).unwrap();
     for _ in 0..3 {
         let t = Instant::now();
         let y = conv.forward(x.as_tensor()).unwrap();
@@ -17,31 +18,28 @@ fn main() {
         let t2 = t.elapsed();
         drop(g);
         let t = Instant::now();
-        let y = bn.forward_t(x.as_tensor(), true).unwrap();
+        let y = w
+            .as_tensor()
+            .broadcast_left(64)
+            .unwrap()
+            .matmul(cols.as_tensor())
+            .unwrap();
         let t3 = t.elapsed();
-        let _g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let _g = y.sum_all().unwrap().backward().unwrap();
         let t4 = t.elapsed();
         let t = Instant::now();
-        let y = x.as_tensor().relu().unwrap();
-        let _g = y.sum_all().unwrap().backward().unwrap();
+        // one big gemm alternative
+        let c2 = Tensor::randn(0f32, 1.0, (144, 64 * 784), &dev).unwrap();
+        let t5a = t.elapsed();
+        let _y2 = w.as_tensor().matmul(&c2).unwrap();
         let t5 = t.elapsed();
-        let t = Instant::now();
-        let y = x
-            .as_tensor()
-            .pad_with_zeros(2, 1, 1)
-            .unwrap()
-            .pad_with_zeros(3, 1, 1)
-            .unwrap();
-        let t6 = t.elapsed();
-        let mut p = vec![];
-        for i in 0..3 {
-            for j in 0..3 {
-                p.push(y.narrow(2, i, 28).unwrap().narrow(3, j, 28).unwrap());
-            }
-        }
-        let s = Tensor::stack(&p, 2).unwrap();
-        let t7 = t.elapsed();
-        let _ = s.reshape((64, 144, 784)).unwrap();
-        println!("conv fwd {:?} fwd+bwd {:?} | bn fwd {:?} fwd+bwd {:?} | relu f+b {:?} | pad {:?} stack {:?}", t1, t2, t3, t4, t5, t6, t7);
+        println!(
+            "conv fwd {:?} f+b {:?} | bmm fwd {:?} f+b {:?} | big gemm {:?}",
+            t1,
+            t2,
+            t3,
+            t4,
+            t5 - t5a
+        );
     }
 }

@@ -767,32 +767,35 @@ fn render(recipe: &Recipe, class: usize, size: usize, k: &Knobs, rng: &mut Rng, 
         .texture
         .unwrap_or_else(|| nuisance(rng, k.spread, recipe.default_texture, |r| r.below(TEXTURES)));
     let strength = (k.strength * rng.range(1.0 - 0.3 * k.spread, 1.0 + 0.1 * k.spread)).min(1.0);
+    // Copies of a counted object are identical but for position, so that counting is
+    // about the number, not about telling the copies apart.
+    let angle = match spec.orientation {
+        Some(o) => o as f32 * PI / 4.0 + rng.range(-k.orient_jitter, k.orient_jitter),
+        None => nuisance(
+            rng,
+            k.spread,
+            recipe.default_orientation as f32 * PI / 4.0,
+            |r| r.range(0.0, PI),
+        ),
+    };
+    // A half turn keeps the orientation class but points triangles the other way.
+    let angle = if rng.chance(0.5) { angle + PI } else { angle };
+    let r = base_r * (rng.range(-1.0, 1.0) * 0.3 * k.spread).exp();
+    let (period, phase) = grating(texture, s, rng);
+    let template = Object {
+        shape,
+        cx: 0.0,
+        cy: 0.0,
+        r,
+        angle,
+        aspect: rng.range(1.6, 1.9),
+        period,
+        phase,
+        alpha: strength,
+    };
     let mut targets: Vec<Object> = Vec::with_capacity(count);
     for _ in 0..count {
-        let angle = match spec.orientation {
-            Some(o) => o as f32 * PI / 4.0 + rng.range(-k.orient_jitter, k.orient_jitter),
-            None => nuisance(
-                rng,
-                k.spread,
-                recipe.default_orientation as f32 * PI / 4.0,
-                |r| r.range(0.0, PI),
-            ),
-        };
-        // A half turn keeps the orientation class but points triangles the other way.
-        let angle = if rng.chance(0.5) { angle + PI } else { angle };
-        let r = base_r * (rng.range(-1.0, 1.0) * 0.3 * k.spread).exp();
-        let (period, phase) = grating(texture, s, rng);
-        let mut obj = Object {
-            shape,
-            cx: 0.0,
-            cy: 0.0,
-            r,
-            angle,
-            aspect: rng.range(1.6, 1.9),
-            period,
-            phase,
-            alpha: strength,
-        };
+        let mut obj = template;
         match spec.region {
             Some(q) => {
                 let jitter = (0.06 + 0.1 * k.jitter) * s;
@@ -1775,13 +1778,10 @@ mod probe_tmp {
             let r = super::Recipe::new("medmnist", &t);
             let c = r.classes[0];
             eprintln!(
-                "{k:>8} {l:>2} pol {} shape {} orient {} tex {} region {} count {}",
+                "{k:>8} {l:>2} pol {} {:?} {:?}",
                 r.polarity,
-                c.shape.is_some(),
-                c.orientation.is_some(),
-                c.texture.is_some(),
-                c.region.is_some(),
-                c.count.is_some()
+                c,
+                r.classes.get(1)
             );
         }
     }

@@ -120,10 +120,14 @@ mod tests {
         let b = VarMap::new();
         let va = SeededInit::var_builder(&a, 3, &dev);
         let vb = SeededInit::var_builder(&b, 3, &dev);
-        let x = va.get((4, 5), "w").unwrap();
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: 1.0,
+        };
+        let x = va.get_with_hints((4, 5), "w", init).unwrap();
         // Create another variable first in `b`: `w` must not change.
         vb.get((2,), "other").unwrap();
-        let y = vb.get((4, 5), "w").unwrap();
+        let y = vb.get_with_hints((4, 5), "w", init).unwrap();
         let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
         let yv: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(xv, yv);
