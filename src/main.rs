@@ -4,6 +4,13 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Behave like other Unix tools when stdout is closed early (`harness status | head`):
+    // end quietly instead of panicking on a broken pipe.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match kdbench::cli::run(std::env::args_os()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

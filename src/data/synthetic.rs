@@ -507,7 +507,7 @@ impl Knobs {
             max_distractors: (3.0 * d).round() as usize,
             distractor_scale: 0.4 + 0.3 * d,
             background: 0.12 + 0.25 * d,
-            flip: 0.3 * d,
+            flip: 0.1 + 0.4 * d,
             orient_jitter: (4.0 + 14.0 * d).to_radians(),
         }
     }
