@@ -115,6 +115,13 @@ where
             return Ok(code);
         }
     };
+    // candle's elementwise kernels run on their own spinning thread pool, which on small
+    // machines fights with the rayon pool our convolution and batch-norm kernels use (it cost
+    // ~20% of a training step in spin-waits on two cores). Keep candle's pool at one thread
+    // unless the user chose otherwise.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let g = &cli.global;
     match &cli.command {
         Command::Run {
@@ -223,8 +230,8 @@ fn cmd_plan(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Result<u8> {
         plan.nodes.len()
     );
     println!(
-        "{:<10} {:<8} {:<12} {:<22} {:>5} {:>7}  {:<16}  {}",
-        "stage", "method", "pretrain", "tasks", "seed", "epochs", "run_id", "status"
+        "{:<10} {:<8} {:<12} {:<22} {:>5} {:>7}  {:<16}  status",
+        "stage", "method", "pretrain", "tasks", "seed", "epochs", "run_id"
     );
     let mut cached = 0;
     for (i, n) in plan.nodes.iter().enumerate() {

@@ -223,57 +223,11 @@ pub fn real_fingerprint(entry: &DatasetEntry, data_dir: &Path) -> Result<String>
     Ok(hex(&h.finalize()))
 }
 
-/// Lower-case hex of bytes (sha2 0.11 digests do not implement `LowerHex`).
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
 // ------------------------------------------------------------------------------------------
 // Seeded selection.
 
-/// splitmix64: tiny, fast, well-mixed, and fully specified here, so sample selection is
-/// reproducible across platforms and crate upgrades.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0), by rejection so there is no modulo bias.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        let zone = u64::MAX - (u64::MAX % n);
-        loop {
-            let x = self.next_u64();
-            if x < zone {
-                return x % n;
-            }
-        }
-    }
-
-    /// Fisher–Yates shuffle.
-    pub(crate) fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
-    }
-}
+pub use crate::util::hash::hex;
+pub(crate) use crate::util::rng::SplitMix64;
 
 /// Derives a seed for one purpose (e.g. one file and split) from the user's seed, so that
 /// different tasks and splits draw independent subsets. FNV-1a over the parts, then mixed.

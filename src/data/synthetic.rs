@@ -7,37 +7,45 @@
 //! something at this scale:
 //!
 //! * **Labels are defined by visual primitives, so a CNN is needed.** Every image holds one
-//!   or more *target* objects drawn from a vocabulary shared by all tasks: a shape (disk,
-//!   square, ring, cross, triangle, bar), an orientation (0°, 45°, 90°, 135°; objects are
-//!   elongated so that even a disk has one), a fill texture (solid, coarse or fine grating),
-//!   a position region (one of four quadrants) and a count (1–3 copies). A task's label is a
-//!   combination of the values of a task-specific subset of these *factors*; the factors it
-//!   does not use vary freely as nuisance. Tasks with many labels (RadImageNet has up to 28)
-//!   combine several factors, e.g. shape × orientation × region; up to
-//!   [`MAX_LABELS`] labels are supported.
+//!   or more *target* objects described by five factors from a vocabulary shared by all
+//!   tasks: shape (disk, square, ring, cross, triangle, bar), orientation (0°, 45°, 90°,
+//!   135°; objects are elongated so that even a disk has one), fill texture (solid, coarse
+//!   or fine grating), position region (a quadrant) and count (1–3 identical copies). A
+//!   task's label is a combination of levels of a task-specific subset of the factors,
+//!   taken in random order until their levels cover its classes — except that position
+//!   never defines a task alone (a network learns it almost at once) but comes second,
+//!   where it multiplies the classes of many-label tasks cheaply, and count only defines
+//!   tasks with up to three labels (it cannot pair with position). RadImageNet's 28-label
+//!   task thus becomes e.g. shape × region × orientation; up to [`MAX_LABELS`] labels are
+//!   supported. The other factors are nuisance: each takes the task's default level or,
+//!   with a probability that grows with difficulty, a random one.
 //! * **Tasks share features but conflict on what they mean.** Each task maps its classes to
 //!   factor combinations through its own random permutation, and what is the label for one
 //!   task is nuisance for another. Multi-task learning can therefore share the primitive
 //!   detectors, but a single shared representation is pulled towards different invariances
 //!   and the same disk means class 0 in one task and class 3 in another — the controlled
 //!   cross-task conflict that lets task-specific experts (LoRKD, KF) differ from a shared
-//!   encoder (MTL), as in the paper. The recipe of a task (its factors, class mapping and
-//!   polarity) depends only on the data-set and task keys, not on the seed, so seeds vary
-//!   the samples while every seed poses the same problem.
-//! * **Modalities look different.** The background follows the task's modality: speckled
-//!   fan for ultrasound, smooth low-frequency fields for MRI, an elliptical body with a
-//!   bright rim for CT, a vertical gradient with rib-like bands for X-ray, horizontal layers
-//!   for OCT, and coloured textures with their own palettes for pathology, microscopy,
-//!   dermatoscopy and RGB endoscopy (unknown modalities get a generic smooth field).
-//!   Grayscale modalities are replicated across the three channels. This gives the
-//!   heterogeneity between tasks that the paper's decomposition is meant to harmonise.
+//!   encoder (MTL), as in the paper. A task's recipe (factors, class mapping, polarity,
+//!   default nuisance levels) depends only on the data-set and task keys, not on the seed,
+//!   so seeds vary the samples while every seed poses the same problem.
+//! * **Modalities look different.** The background follows the task's modality
+//!   (case-insensitive): speckled fan for ultrasound, smooth low-frequency fields in a round
+//!   field of view for MRI, an elliptical body with a bright rim and extra fine noise for
+//!   CT, a vertical gradient with rib-like bands for X-ray, wavy horizontal layers for OCT,
+//!   and coloured textures with their own palettes for pathology, microscopy, dermatoscopy
+//!   and RGB endoscopy; anything else gets a generic smooth field. Grayscale modalities are
+//!   replicated across the three channels. This is the heterogeneity between tasks that the
+//!   paper's decomposition has to harmonise.
 //! * **One difficulty knob.** `difficulty` in `0..=1` scales together: pixel noise, object
-//!   contrast (lower), the share of each nuisance range in play (position jitter, scale,
-//!   off-label orientation/shape/texture), background variation, the number and size of
-//!   smaller distractor objects, and the probability that a sample's objects flip polarity
-//!   (dark instead of bright). At 0 the classes are separable even by a nearest-class-mean
-//!   classifier on raw pixels; at 0.5 (the smoke default) raw pixels are far from enough
-//!   while a small CNN can learn the primitives; at 1 the task is hard for any model.
+//!   opacity (lower), position jitter, the probability that nuisance factors leave their
+//!   default level (and the spread of size and opacity), background variation, the number,
+//!   size and opacity of smaller distractor objects, and the probability (0.1 to 0.5) that a
+//!   sample's objects are dark instead of bright or vice versa. The flips and the jitter are
+//!   what defeat linear read-outs of raw pixels while costing a CNN little. With a few
+//!   hundred training images per task, a raw-pixel nearest-class-mean classifier is far
+//!   above chance at 0, clearly weaker at 0.5 (the smoke default; a small ResNet trained
+//!   for a few epochs does better, and keeps improving with more epochs), and close to
+//!   chance at 1.
 //!
 //! Split sizes follow the real data set's 70/10/20 split of `images`, each capped by the
 //! corresponding option: `n = min(cap, share)`, raised to one sample per class wherever the
@@ -173,17 +181,25 @@ pub fn generate_cached_on_disk(
     opts: &SyntheticOptions,
 ) -> Result<Arc<Dataset>> {
     let fp = fingerprint(dataset_key, tasks, opts);
-    if let Some(ds) = memory_get(&fp) {
-        return Ok(ds);
-    }
     let dir = cache_dir.join("synthetic");
     let path = dir.join(format!("{fp}.bin"));
+    let write = |ds: &Dataset| -> Result<()> {
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        write_atomically(&path, &encode(ds, &fp))
+    };
+    if let Some(ds) = memory_get(&fp) {
+        // Drawn earlier in this process, perhaps without the disk cache: later processes
+        // still want the file.
+        if !path.exists() {
+            write(&ds)?;
+        }
+        return Ok(ds);
+    }
     if let Some(ds) = fs::read(&path).ok().and_then(|b| decode(&b, &fp)) {
         return Ok(memory_put(fp, ds));
     }
     let ds = generate(dataset_key, tasks, opts)?;
-    fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    write_atomically(&path, &encode(&ds, &fp))?;
+    write(&ds)?;
     Ok(memory_put(fp, ds))
 }
 
@@ -227,15 +243,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
+use crate::util::hash::hex;
 
 // ---------------------------------------------------------------------------------------
 // On-disk format: magic, version, fingerprint, the data set, then a sha256 of everything
@@ -453,10 +461,8 @@ fn generate_task(
 fn generate_split(recipe: &Recipe, base: Mixer, n: usize, size: usize, knobs: &Knobs) -> Split {
     let classes = recipe.classes.len();
     let mut labels: Vec<u32> = (0..n).map(|i| (i % classes) as u32).collect();
-    let mut rng = Rng::new(base.u64(u64::MAX).finish());
-    for i in (1..labels.len()).rev() {
-        labels.swap(i, rng.below(i + 1));
-    }
+    // The label stream is keyed apart from the per-sample streams (indices < n).
+    Rng::new(base.u64(u64::MAX).finish()).shuffle(&mut labels);
     let bytes = CHANNELS * size * size;
     let mut images = vec![0u8; n * bytes];
     images
@@ -474,6 +480,13 @@ fn generate_split(recipe: &Recipe, base: Mixer, n: usize, size: usize, knobs: &K
 // Difficulty
 
 /// Everything the difficulty knob controls, derived once per data set.
+///
+/// The constants were calibrated against two references on MedMNIST-like tasks with 500
+/// training images each: raw-pixel nearest-class-mean accuracy, and a ResNet of widths
+/// 16/32/64/128 trained for 4 epochs. At 0.5 the ResNet averaged about 0.54 (0.39–0.73 on
+/// tasks of up to 11 labels) against about 0.36 for nearest-class-mean; at 0 it reached
+/// about 0.9, at 1 near chance. Changing them changes every synthetic result: bump
+/// [`GENERATOR_VERSION`].
 struct Knobs {
     difficulty: f32,
     /// Probability that an off-label shape, orientation or texture is random rather than
@@ -581,6 +594,8 @@ struct Recipe {
 
 impl Recipe {
     fn new(dataset_key: &str, task: &TaskShape) -> Self {
+        // Keyed by data set and task only, never by the seed: seeds resample the images of
+        // one fixed problem, so their spread measures training noise, not task variety.
         let mut rng = Rng::new(
             Mixer::new(0x7265_6369_7065)
                 .str(dataset_key)
@@ -1351,39 +1366,53 @@ mod tests {
         correct as f64 / t.test.len() as f64
     }
 
-    /// Mean over tasks of raw-pixel accuracy and of accuracy relative to chance.
-    fn ncm_summary(difficulty: f64) -> (f64, f64, f64) {
+    /// Raw-pixel nearest-class-mean accuracy of every task, with its chance level.
+    fn ncm_accuracies(difficulty: f64) -> Vec<(f64, f64)> {
         let ds = generate("probe", &tasks(), &opts(difficulty)).unwrap();
-        let mut accs = Vec::new();
-        for t in &ds.tasks {
-            let acc = ncm_accuracy(&ds, t);
-            eprintln!(
-                "difficulty {difficulty}: {:>10} ({:>2} classes) ncm {acc:.3}",
-                t.key, t.num_classes
-            );
-            accs.push((acc, acc * t.num_classes as f64));
-        }
+        ds.tasks
+            .iter()
+            .map(|t| {
+                let acc = ncm_accuracy(&ds, t);
+                eprintln!(
+                    "difficulty {difficulty}: {:>10} ({:>2} classes) ncm {acc:.3}",
+                    t.key, t.num_classes
+                );
+                (acc, 1.0 / t.num_classes as f64)
+            })
+            .collect()
+    }
+
+    /// (mean accuracy, max accuracy, mean accuracy / chance).
+    fn summary(accs: &[(f64, f64)]) -> (f64, f64, f64) {
         let n = accs.len() as f64;
         let mean = accs.iter().map(|a| a.0).sum::<f64>() / n;
-        let lift = accs.iter().map(|a| a.1).sum::<f64>() / n;
         let max = accs.iter().map(|a| a.0).fold(0.0, f64::max);
-        eprintln!("difficulty {difficulty}: mean {mean:.3}, max {max:.3}, mean lift over chance {lift:.2}");
+        let lift = accs.iter().map(|a| a.0 / a.1).sum::<f64>() / n;
+        eprintln!("mean {mean:.3}, max {max:.3}, mean accuracy/chance {lift:.2}");
         (mean, max, lift)
     }
 
+    /// Both ends of the knob mean something: easy data are separable even without a CNN,
+    /// default data are not trivially separable from raw pixels, hard data are harder still.
+    /// (A small ResNet does clearly better than these numbers at 0.5; that is checked by
+    /// the smoke sweeps, not here.)
     #[test]
     fn raw_pixels_separate_easy_data_but_not_default_data() {
-        let (easy_mean, _, easy_lift) = ncm_summary(0.0);
-        let (mid_mean, mid_max, mid_lift) = ncm_summary(0.5);
-        let (hard_mean, _, hard_lift) = ncm_summary(1.0);
-        assert!(easy_lift > 2.0, "difficulty 0 should be well above chance");
+        let easy = ncm_accuracies(0.0);
+        let (easy_mean, _, easy_lift) = summary(&easy);
+        let (mid_mean, mid_max, mid_lift) = summary(&ncm_accuracies(0.5));
+        let (hard_mean, _, hard_lift) = summary(&ncm_accuracies(1.0));
+        assert!(easy_lift > 2.5, "difficulty 0 should be well above chance");
+        for (acc, chance) in easy {
+            assert!(acc > chance + 0.05, "every easy task is above chance");
+        }
         assert!(
-            mid_max < 0.9 && mid_mean < 0.6,
+            mid_max < 0.8 && mid_mean < 0.5,
             "difficulty 0.5 is too linear"
         );
-        assert!(mid_lift > 1.0 && mid_lift < easy_lift);
-        assert!(hard_mean <= mid_mean && hard_lift < mid_lift);
-        assert!(easy_mean > mid_mean);
+        assert!(mid_lift > 1.2 && mid_lift < easy_lift - 0.5);
+        assert!(hard_mean < mid_mean && hard_lift < mid_lift);
+        assert!(easy_mean > mid_mean + 0.1);
     }
 
     fn small_opts() -> SyntheticOptions {
@@ -1518,20 +1547,41 @@ mod tests {
 
     #[test]
     fn tasks_reuse_primitives_with_different_meanings() {
-        // Across a registry-sized set of tasks, some share a factor (common vocabulary)
-        // and, among those, the same level maps to different class indices (conflict).
+        // Across a registry-sized set of tasks, shapes label several tasks (a common
+        // vocabulary), and a shape level picks out different classes in different tasks
+        // (conflict).
         let recipes: Vec<Recipe> = tasks().iter().map(|t| Recipe::new("medmnist", t)).collect();
-        let shape_users: Vec<&Recipe> = recipes
+        let classes_with = |r: &Recipe, level: usize| -> Vec<usize> {
+            (0..r.classes.len())
+                .filter(|&c| r.classes[c].shape == Some(level))
+                .collect()
+        };
+        let users: Vec<&Recipe> = recipes
             .iter()
             .filter(|r| r.classes[0].shape.is_some())
             .collect();
-        assert!(shape_users.len() >= 2);
-        let class_of_first_level = |r: &Recipe| r.classes.iter().position(|c| c.shape == Some(0));
-        let meanings: Vec<_> = shape_users
-            .iter()
-            .map(|r| class_of_first_level(r))
-            .collect();
-        assert!(meanings.windows(2).any(|w| w[0] != w[1]), "{meanings:?}");
+        assert!(users.len() >= 2, "shape labels at least two tasks");
+        let conflicting = (0..SHAPES).any(|level| {
+            let meanings: Vec<Vec<usize>> = users
+                .iter()
+                .map(|r| classes_with(r, level))
+                .filter(|m| !m.is_empty())
+                .collect();
+            meanings.windows(2).any(|w| w[0] != w[1])
+        });
+        assert!(conflicting);
+        // And position, which only ever refines another factor, is shared widely.
+        assert!(
+            recipes
+                .iter()
+                .filter(|r| r.classes[0].region.is_some())
+                .count()
+                >= 3
+        );
+        assert!(recipes.iter().all(|r| {
+            let c = r.classes[0];
+            c.region.is_none() || c.shape.or(c.orientation).or(c.texture).is_some()
+        }));
     }
 
     #[test]
@@ -1734,6 +1784,22 @@ mod tests {
     }
 
     #[test]
+    fn disk_cache_is_written_for_data_already_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let ts = &tasks()[..1];
+        let o = SyntheticOptions {
+            seed: 401,
+            ..small_opts()
+        };
+        let in_memory = generate_cached("both", ts, &o).unwrap();
+        let via_disk = generate_cached_on_disk(dir.path(), "both", ts, &o).unwrap();
+        assert!(Arc::ptr_eq(&in_memory, &via_disk));
+        let fp = fingerprint("both", ts, &o);
+        let file = fs::read(dir.path().join("synthetic").join(format!("{fp}.bin"))).unwrap();
+        assert!(decode(&file, &fp).is_some());
+    }
+
+    #[test]
     fn prng_is_stable() {
         // Pin the streams: changing them silently changes every synthetic result.
         let mut r = Rng::new(Mixer::new(1).str("a").u64(2).finish());
@@ -1750,39 +1816,5 @@ mod tests {
             mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
             "{mean} {var}"
         );
-    }
-}
-#[cfg(test)]
-mod probe_tmp {
-    #[test]
-    fn print_recipes() {
-        for (k, m, l) in [
-            ("colon", "Pathology", 9),
-            ("retinal", "OCT", 4),
-            ("organc", "CT", 11),
-            ("cell", "Microscope", 8),
-            ("breast", "Ultrasound", 2),
-            ("skin", "Dermatoscope", 7),
-            ("chest", "Xray", 2),
-            ("knee", "MRI", 18),
-            ("gi", "RGB", 8),
-            ("abd", "CT", 28),
-        ] {
-            let t = super::TaskShape {
-                key: k.into(),
-                name: k.into(),
-                modality: m.into(),
-                labels: l,
-                images: 5000,
-            };
-            let r = super::Recipe::new("medmnist", &t);
-            let c = r.classes[0];
-            eprintln!(
-                "{k:>8} {l:>2} pol {} {:?} {:?}",
-                r.polarity,
-                c,
-                r.classes.get(1)
-            );
-        }
     }
 }

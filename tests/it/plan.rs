@@ -14,14 +14,14 @@ fn plan_lists_one_stl_run_per_task_and_one_mtl_run_per_seed() {
     assert!(out.contains("synthetic"), "{out}");
     assert_eq!(
         out.lines()
-            .filter(|l| l.starts_with("decompose stl"))
+            .filter(|l| l.split_whitespace().take(2).eq(["decompose", "stl"]))
             .count(),
         20,
         "{out}"
     );
     assert_eq!(
         out.lines()
-            .filter(|l| l.starts_with("decompose mtl"))
+            .filter(|l| l.split_whitespace().take(2).eq(["decompose", "mtl"]))
             .count(),
         2,
         "{out}"
