@@ -1,10 +1,11 @@
-//! Mixed-task batching. An epoch is the shuffled union of every (task, sample) pair of the
+//! Mixed-task batching and input normalisation. An epoch is the shuffled union of every (task, sample) pair of the
 //! run's tasks, cut into batches, as in the reference LoRKD code. The shuffle depends only on
 //! (seed, epoch), so a run resumed at epoch k sees the same batches as one that never stopped.
 
 use candle_core::{Device, Result, Tensor};
 
 use super::{Dataset, Split};
+use crate::spec::run::Normalize;
 use crate::util::rng::SplitMix64;
 
 /// A batch on the device. `x` is normalised to roughly zero mean and unit variance.
@@ -30,6 +31,7 @@ pub struct TaskView<'a> {
     pub dataset: &'a Dataset,
     /// Dataset task index for each local task index.
     pub tasks: Vec<usize>,
+    pub normalize: Normalize,
 }
 
 impl<'a> TaskView<'a> {
@@ -63,11 +65,22 @@ impl<'a> TaskView<'a> {
         let mut pixels = Vec::with_capacity(items.len() * per);
         for &(t, i) in items {
             let split = self.split(t, which);
-            pixels.extend(
-                split.images[i * per..(i + 1) * per]
-                    .iter()
-                    .map(|&p| (p as f32 / 255.0 - 0.5) / 0.25),
-            );
+            let img = &split.images[i * per..(i + 1) * per];
+            match self.normalize {
+                Normalize::Fixed => {
+                    pixels.extend(img.iter().map(|&p| (p as f32 / 255.0 - 0.5) / 0.25))
+                }
+                Normalize::PerImage => {
+                    for ch in img.chunks(per / super::CHANNELS) {
+                        let n = ch.len() as f32;
+                        let mean = ch.iter().map(|&p| p as f32).sum::<f32>() / n;
+                        let var = ch.iter().map(|&p| (p as f32 - mean).powi(2)).sum::<f32>() / n;
+                        // +1 grey level keeps flat images finite.
+                        let inv = 1.0 / (var.sqrt() + 1.0);
+                        pixels.extend(ch.iter().map(|&p| (p as f32 - mean) * inv));
+                    }
+                }
+            }
         }
         let x = Tensor::from_vec(pixels, (items.len(), super::CHANNELS, s, s), device)?;
         let mut groups = Vec::new();

@@ -12,6 +12,7 @@ use super::synthetic::{self, SyntheticOptions, TaskShape};
 use super::{DataKind, Dataset};
 use crate::error::{Error, Result};
 use crate::spec::run::{DataSpec, SplitCaps};
+use crate::spec::validate::Profile;
 
 /// Per-task caps used for synthetic data when a profile sets none: synthetic stand-ins are
 /// meant to be small.
@@ -64,21 +65,19 @@ fn synthetic_options(spec_caps: SplitCaps, image_size: usize, difficulty: f64) -
 pub fn data_spec(
     registry: &Registry,
     dataset: &str,
-    kind: DataKind,
-    image_size: usize,
-    caps: SplitCaps,
-    difficulty: f64,
+    profile: &Profile,
     data_dir: &Path,
 ) -> Result<DataSpec> {
+    let (kind, image_size, caps) = (profile.data, profile.image_size, profile.caps);
     let e = entry(registry, dataset)?;
     let (fingerprint, difficulty) = match kind {
         DataKind::Synthetic => (
             synthetic::fingerprint(
                 &e.key,
                 &task_shapes(e),
-                &synthetic_options(caps, image_size, difficulty),
+                &synthetic_options(caps, image_size, profile.difficulty),
             ),
-            Some(difficulty),
+            Some(profile.difficulty),
         ),
         DataKind::Real => (real_fingerprint(e, data_dir)?, None),
     };
@@ -88,6 +87,7 @@ pub fn data_spec(
         image_size,
         caps,
         difficulty,
+        normalize: profile.normalize,
         fingerprint,
     })
 }

@@ -11,6 +11,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
@@ -53,17 +54,6 @@ struct Stats {
 struct FusedBatchNorm {
     eps: f64,
     stats: Arc<Mutex<Stats>>,
-}
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(d) => d.as_slice(),
-        _ => candle_core::bail!("fused batch norm supports f32 only ({what})"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("fused batch norm needs a contiguous {what}"),
-    }
 }
 
 impl CustomOp3 for FusedBatchNorm {

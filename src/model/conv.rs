@@ -8,6 +8,7 @@
 //! interchangeable with `candle_nn::Conv2d`'s. Groups are not supported (none of the ResNet
 //! convolutions need them).
 
+use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
@@ -339,13 +340,6 @@ impl CustomOp2 for FusedConv {
             Some(Tensor::from_vec(dx, (b, c, h, wd), dev)?),
             Some(Tensor::from_vec(dwv, (cout, ckk), dev)?),
         ))
-    }
-}
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
-        _ => candle_core::bail!("fused conv needs a contiguous f32 {what}"),
     }
 }
 

@@ -29,3 +29,15 @@ pub fn build_backbone(cfg: &ModelConfig, vb: VarBuilder) -> Result<Box<dyn Backb
         other => candle_core::bail!("unknown architecture `{other}` (known: {ARCHS:?})"),
     }
 }
+
+/// The f32 elements of a contiguous CPU tensor (for the fused CPU kernels).
+pub(crate) fn contiguous_f32<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (candle_core::CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
+        _ => candle_core::bail!("fused CPU kernel needs a contiguous f32 {what}"),
+    }
+}

@@ -35,15 +35,7 @@ pub fn expand(
                     let entry = registry
                         .dataset(pretrain)
                         .ok_or_else(|| Error::input(format!("unknown data set `{pretrain}`")))?;
-                    let data = data_spec(
-                        registry,
-                        pretrain,
-                        profile.data,
-                        profile.image_size,
-                        profile.caps,
-                        profile.difficulty,
-                        data_dir,
-                    )?;
+                    let data = data_spec(registry, pretrain, profile, data_dir)?;
                     let all_tasks: Vec<String> =
                         entry.tasks.iter().map(|t| t.key.clone()).collect();
                     for m in &exp.methods {

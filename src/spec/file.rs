@@ -62,6 +62,10 @@ pub struct ProfileFile {
     /// Synthetic data only: 0 = easy, 1 = hard.
     #[serde(default)]
     pub difficulty: Option<Spanned<f64>>,
+    /// Input normalisation: `fixed` or `per_image` (default: per_image for synthetic data,
+    /// fixed for real data).
+    #[serde(default)]
+    pub normalize: Option<Spanned<String>>,
     pub model: Spanned<ModelFile>,
     pub optim: Spanned<OptimFile>,
 }

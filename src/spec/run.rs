@@ -90,6 +90,37 @@ pub struct SplitCaps {
     pub test: Option<usize>,
 }
 
+/// How pixels become network inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// `(p/255 − 0.5) / 0.25` for every image: keeps absolute intensity and colour.
+    Fixed,
+    /// Each channel of each image to zero mean and unit variance. Used for the synthetic
+    /// stand-ins, whose modalities differ so much in brightness (colour palettes around 210,
+    /// grey modalities around 75) that a shared network trained on the mixture learned only
+    /// which modality it was looking at.
+    PerImage,
+}
+
+impl Normalize {
+    pub fn parse(s: &str) -> Option<Normalize> {
+        match s {
+            "fixed" => Some(Normalize::Fixed),
+            "per_image" => Some(Normalize::PerImage),
+            _ => None,
+        }
+    }
+
+    /// Default per data source: synthetic stand-ins per image, real data fixed.
+    pub fn default_for(kind: DataKind) -> Normalize {
+        match kind {
+            DataKind::Synthetic => Normalize::PerImage,
+            DataKind::Real => Normalize::Fixed,
+        }
+    }
+}
+
 /// Which data a run sees.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataSpec {
@@ -99,6 +130,7 @@ pub struct DataSpec {
     pub caps: SplitCaps,
     /// Synthetic data only.
     pub difficulty: Option<f64>,
+    pub normalize: Normalize,
     /// Content fingerprint of the data (file hashes, or generator version + options).
     pub fingerprint: String,
 }

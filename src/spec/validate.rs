@@ -9,7 +9,9 @@ use toml::Spanned;
 
 use super::file::{ExperimentFile, MethodFile, ModelFile, OptimFile, ProfileFile};
 use super::location::at;
-use super::run::{ModelConfig, OptimConfig, OptimizerKind, Schedule, SplitCaps, Stage, Stem};
+use super::run::{
+    ModelConfig, Normalize, OptimConfig, OptimizerKind, Schedule, SplitCaps, Stage, Stem,
+};
 use crate::data::registry::{Registry, Role};
 use crate::data::DataKind;
 use crate::error::{Error, Result};
@@ -44,6 +46,7 @@ pub struct Profile {
     pub eval_batch_size: usize,
     pub caps: SplitCaps,
     pub difficulty: f64,
+    pub normalize: Normalize,
     pub model: ModelConfig,
     pub optim: OptimConfig,
 }
@@ -433,8 +436,25 @@ impl Validator<'_> {
             Some(d) => *d.get_ref(),
             None => 0.5,
         };
+        let normalize = match &p.normalize {
+            Some(n) => Normalize::parse(n.get_ref()).map_or_else(
+                || {
+                    self.err(
+                        n.span(),
+                        format!(
+                            "{}: `{}` is not a normalisation; use \"fixed\" or \"per_image\"",
+                            f("normalize"),
+                            n.get_ref()
+                        ),
+                    )
+                },
+                Ok,
+            )?,
+            None => Normalize::default_for(data),
+        };
         Ok(Profile {
             data,
+            normalize,
             image_size,
             epochs,
             batch_size,

@@ -248,6 +248,7 @@ fn train(
     let view = TaskView {
         dataset: &data,
         tasks: task_idx,
+        normalize: spec.data.normalize,
     };
     let method = method::lookup(&spec.method)
         .ok_or_else(|| Error::input(format!("method `{}` is not implemented", spec.method)))?;

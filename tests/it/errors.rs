@@ -89,3 +89,17 @@ fn unknown_subcommand_flag_exits_2() {
     let o = ws.run(&["run", "--frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn unknown_normalisation_is_rejected() {
+    let ws = Workspace::new();
+    let text = tiny_experiment("e", &["stl"], &[0]).replace(
+        "difficulty = 0.5",
+        "difficulty = 0.5\nnormalize = \"zscore\"",
+    );
+    ws.write("exp.toml", &text);
+    assert_bad_input(
+        &ws.run(&["plan", "exp.toml"]),
+        &["exp.toml:", "profile.smoke.normalize", "per_image"],
+    );
+}
