@@ -154,7 +154,6 @@ struct Hooks<'a> {
     threads: u32,
     data_kind: String,
     started: Instant,
-    steps: u64,
     sink: &'a dyn StepSink,
 }
 
@@ -205,6 +204,11 @@ impl FitHooks for Hooks<'_> {
                 steps: optim.steps,
             },
         )?;
+        // Keep `harness status` current while the run is going.
+        if let Some(mut status) = self.dir.read_status()? {
+            status.epochs_done = epoch + 1;
+            self.dir.write_status(&status)?;
+        }
         self.dir.log(&format!(
             "epoch {}/{} done after {:.1} s ({} optimiser steps)",
             epoch + 1,
@@ -212,12 +216,10 @@ impl FitHooks for Hooks<'_> {
             wall,
             optim.steps
         ))?;
-        let _ = self.steps;
         Ok(())
     }
 
     fn step(&mut self, p: &StepProgress) {
-        self.steps += 1;
         self.sink.step(p);
     }
 }
@@ -287,7 +289,6 @@ fn train(
         threads: ctx.threads,
         data_kind: spec.data.kind.as_str().to_string(),
         started,
-        steps: 0,
         sink,
     };
     if start_epoch >= spec.train.epochs {
