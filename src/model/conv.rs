@@ -53,9 +53,18 @@ impl Conv2d {
         &self.weight
     }
 
+    /// The unfold geometry of this convolution.
+    fn geometry(&self) -> Im2Col {
+        Im2Col {
+            k: self.k,
+            stride: self.stride,
+            padding: self.padding,
+        }
+    }
+
     /// Output side length for an input side length.
     fn out_len(&self, n: usize) -> usize {
-        (n + 2 * self.padding - self.k) / self.stride + 1
+        self.geometry().out_len(n)
     }
 
     /// Every `stride`-th element along `dim`, starting at `start`, `count` of them.
@@ -138,6 +147,7 @@ struct Im2Col {
 }
 
 impl Im2Col {
+    /// Output side length for an input side length.
     fn out_len(&self, n: usize) -> usize {
         (n + 2 * self.padding - self.k) / self.stride + 1
     }
