@@ -96,14 +96,8 @@ impl Module for Conv2d {
         let (p, s, k) = (self.padding, self.stride, self.k);
         let wmat = self.weight.reshape((self.cout, self.cin * k * k))?;
         if x.device().is_cpu() {
-            let geo = Im2Col {
-                k,
-                stride: s,
-                padding: p,
-            };
-            return x
-                .contiguous()?
-                .apply_op2(&wmat.contiguous()?, FusedConv(geo));
+            let op = FusedConv(self.geometry());
+            return x.contiguous()?.apply_op2(&wmat.contiguous()?, op);
         }
         let cols = if k == 1 && s == 1 && p == 0 {
             x.reshape((b, c, h * w))?
