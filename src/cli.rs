@@ -88,10 +88,56 @@ pub enum Command {
         #[arg(long, default_value = "reports")]
         reports_dir: PathBuf,
     },
+    /// Speed and memory benchmarks against PyTorch, measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// List the registered data sets and whether their files are present.
     Datasets {
         #[arg(long, value_enum, default_value = "text")]
         format: DatasetsFormat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Training-step throughput (img/s) and peak step memory of reference workloads, plus
+    /// per-op timings, next to PyTorch running the same workloads with the same threads.
+    Train {
+        /// Workloads to run (default: all). Known: resnet18-narrow, resnet18.
+        #[arg(long = "workload", value_name = "KEY")]
+        workloads: Vec<String>,
+        /// CPU threads, for both sides.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Untimed steps before timing.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Timed steps, at least.
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Seconds of timed steps, at least.
+        #[arg(long, default_value_t = 5.0)]
+        min_time: f64,
+        /// Seconds per op timing, at least.
+        #[arg(long, default_value_t = 0.3)]
+        op_min_time: f64,
+        /// Skip the per-op timings.
+        #[arg(long)]
+        no_ops: bool,
+        /// Skip the PyTorch reference.
+        #[arg(long)]
+        no_reference: bool,
+        /// Python interpreter with torch installed.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// The PyTorch reference script.
+        #[arg(long, default_value = "benches/reference/torch_train.py")]
+        reference_script: PathBuf,
+        /// Also write the full results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -160,6 +206,7 @@ where
             print!("{text}");
             Ok(0)
         }
+        Command::Bench { what } => cmd_bench(what),
         Command::Datasets { format } => {
             let registry = load_registry(&g.registry)?;
             match format {
@@ -173,6 +220,52 @@ where
             Ok(0)
         }
     }
+}
+
+fn cmd_bench(what: &BenchCommand) -> Result<u8> {
+    let BenchCommand::Train {
+        workloads,
+        threads,
+        warmup,
+        steps,
+        min_time,
+        op_min_time,
+        no_ops,
+        no_reference,
+        python,
+        reference_script,
+        json,
+    } = what;
+    if *threads == 0 || *steps == 0 {
+        return Err(Error::input("--threads and --steps must be at least 1"));
+    }
+    if !(min_time.is_finite() && *min_time >= 0.0 && op_min_time.is_finite() && *op_min_time >= 0.0)
+    {
+        return Err(Error::input(
+            "--min-time and --op-min-time must be non-negative seconds",
+        ));
+    }
+    // Before the first tensor op creates the thread pool.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    let opts = crate::bench::TrainBenchOptions {
+        workloads: workloads.clone(),
+        threads: *threads,
+        warmup: *warmup,
+        min_steps: *steps,
+        min_secs: *min_time,
+        op_min_secs: *op_min_time,
+        ops: !no_ops,
+        python: python.clone(),
+        script: reference_script.clone(),
+        reference: !no_reference,
+    };
+    let results = crate::bench::train(&opts, |line| eprintln!("{line}"))?;
+    print!("{}", crate::bench::render_text(&results, *threads));
+    if let Some(path) = json {
+        let body = serde_json::to_vec_pretty(&results).map_err(|e| Error::Failed(e.to_string()))?;
+        crate::util::fs::write_atomic(path, &body)?;
+    }
+    Ok(0)
 }
 
 fn load_registry(path: &Path) -> Result<Registry> {

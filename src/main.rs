@@ -3,6 +3,10 @@
 
 use std::process::ExitCode;
 
+// Counts heap bytes so `harness bench` can report the peak memory of a training step.
+#[global_allocator]
+static ALLOC: kdbench::util::alloc::CountingAlloc = kdbench::util::alloc::CountingAlloc;
+
 fn main() -> ExitCode {
     // Behave like other Unix tools when stdout is closed early (`harness status | head`):
     // end quietly instead of panicking on a broken pipe.
@@ -11,6 +15,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    kdbench::util::alloc::keep_freed_memory();
     match kdbench::cli::run(std::env::args_os()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -1,5 +1,7 @@
-//! Small helpers shared by several modules: atomic file writes, hashing, seeded randomness.
+//! Small helpers shared by several modules: atomic file writes, hashing, seeded randomness,
+//! allocation counting.
 
+pub mod alloc;
 pub mod fs;
 pub mod hash;
 pub mod rng;

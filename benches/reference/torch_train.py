@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""PyTorch side of `harness bench train`.
+
+Reads one JSON request on stdin (written by src/bench/reference.rs: thread count, timing
+rules, one workload and its per-op list), builds the same network the harness builds
+(ResNet with BasicBlocks, torchvision layout, CIFAR stem for 28-32 px), runs the same
+training step (forward, cross-entropy, backward, SGD with momentum 0.9 and weight decay 1e-4
+on weights only) on a fixed random batch, and prints one JSON answer on stdout.
+
+Peak step memory is the high-water mark of CPU tensor allocations during one step, summed in
+time order from the profiler's memory events; the harness counts its heap the same way
+(allocations minus frees above what lives between steps).
+
+Usage (normally started by the harness):  harness bench train
+Manual:  echo '{...}' | python3 benches/reference/torch_train.py
+"""
+import json
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        s = x if self.downsample is None else self.downsample(x)
+        return F.relu(y + s)
+
+
+class ResNet(nn.Module):
+    def __init__(self, widths, depths, stem, classes):
+        super().__init__()
+        w0 = widths[0]
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(3, w0, 7, 2, 3, bias=False)
+            self.pool = nn.MaxPool2d(3, 2, 1)
+        else:
+            self.conv1 = nn.Conv2d(3, w0, 3, 1, 1, bias=False)
+            self.pool = None
+        self.bn1 = nn.BatchNorm2d(w0)
+        blocks, cin = [], w0
+        for stage, (w, d) in enumerate(zip(widths, depths)):
+            for i in range(d):
+                blocks.append(BasicBlock(cin, w, 2 if stage > 0 and i == 0 else 1))
+                cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        if self.pool is not None:
+            y = self.pool(y)
+        y = self.blocks(y)
+        return self.head(y.mean((2, 3)))
+
+
+def build(workload):
+    if workload["arch"] != "resnet":
+        raise SystemExit(f"torch_train.py: unknown arch {workload['arch']!r}")
+    return ResNet(workload["widths"], workload["depths"], workload["stem"], workload["classes"])
+
+
+def peak_bytes(fn):
+    """Heap high-water mark of CPU tensor allocations while fn() runs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2]
+
+
+def train_step(req):
+    w = req["workload"]
+    torch.manual_seed(0)
+    model = build(w).train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": 1e-4}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=req["lr"],
+        momentum=0.9,
+    )
+    b, s = w["batch_size"], w["image_size"]
+    x = torch.rand(b, 3, s, s) * 2 - 1
+    y = torch.randint(0, w["classes"], (b,))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(req["warmup"]):
+        step()
+    peak = peak_bytes(step)
+    resident = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    resident += sum(
+        t.numel() * t.element_size()
+        for st in opt.state.values()
+        for t in st.values()
+        if torch.is_tensor(t)
+    )
+    resident += x.numel() * x.element_size() + y.numel() * y.element_size()
+    times = []
+    started = time.perf_counter()
+    while len(times) < req["min_steps"] or time.perf_counter() - started < req["min_secs"]:
+        t = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - t)
+    if not torch.isfinite(loss):
+        raise SystemExit(f"torch_train.py: loss became {loss.item()}")
+    med = median(times)
+    return {
+        "images_per_s": b / med,
+        "step_s_median": med,
+        "step_s_mean": sum(times) / len(times),
+        "steps": len(times),
+        "peak_step_bytes": peak,
+        "resident_bytes": resident,
+    }
+
+
+def timed(min_secs, fn):
+    fn()
+    fn()
+    times = []
+    started = time.perf_counter()
+    while len(times) < 5 or time.perf_counter() - started < min_secs:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return median(times)
+
+
+def op_times(req, op):
+    b, c, s = op["batch"], op["cin"], op["size"]
+    if op["kind"] == "conv":
+        layer = nn.Conv2d(c, op["cout"], op["k"], op["stride"], op["padding"], bias=False)
+    elif op["kind"] == "bn":
+        layer = nn.BatchNorm2d(c).train()
+    else:
+        raise SystemExit(f"torch_train.py: unknown op kind {op['kind']!r}")
+    x = torch.randn(b, c, s, s, requires_grad=op["input_grad"])
+    probe = torch.randn_like(layer(x))
+
+    def forward():
+        layer(x)
+
+    def forward_backward():
+        x.grad = None
+        for p in layer.parameters():
+            p.grad = None
+        (layer(x) * probe).sum().backward()
+
+    return {
+        "forward_s": timed(req["op_min_secs"], forward),
+        "forward_backward_s": timed(req["op_min_secs"], forward_backward),
+    }
+
+
+def main():
+    req = json.load(sys.stdin)
+    torch.set_num_threads(req["threads"])
+    torch.set_num_interop_threads(1)
+    answer = {
+        "torch_version": torch.__version__,
+        "step": train_step(req),
+        "ops": {op["key"]: op_times(req, op) for op in req["ops"]},
+    }
+    json.dump(answer, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+//! Per-operation timings: every distinct convolution and batch norm of a workload, timed
+//! forward alone and forward + backward, so a slow training step can be traced to the layer
+//! shapes that cause it. The PyTorch reference times the same list.
+
+use std::time::Instant;
+
+use candle_core::{Device, Module, Tensor, Var};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use super::workload::Workload;
+use crate::model::batch_norm::batch_norm2d;
+use crate::model::conv::conv2d_no_bias;
+use crate::model::init::SeededInit;
+
+/// One operation at one shape.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OpSpec {
+    pub key: String,
+    /// `conv` or `bn`.
+    pub kind: &'static str,
+    pub batch: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub size: usize,
+    /// Whether the input needs a gradient (false for the stem, which sees the images).
+    pub input_grad: bool,
+}
+
+/// Median seconds of the forward and of forward + backward.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct OpTimes {
+    pub forward_s: f64,
+    pub forward_backward_s: f64,
+}
+
+fn conv(
+    batch: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    size: usize,
+    input_grad: bool,
+) -> OpSpec {
+    OpSpec {
+        key: format!("conv{k}x{k} {cin}->{cout} {size}px s{stride}"),
+        kind: "conv",
+        batch,
+        cin,
+        cout,
+        k,
+        stride,
+        padding: k / 2,
+        size,
+        input_grad,
+    }
+}
+
+fn bn(batch: usize, c: usize, size: usize) -> OpSpec {
+    OpSpec {
+        key: format!("bn {c}ch {size}px"),
+        kind: "bn",
+        batch,
+        cin: c,
+        cout: c,
+        k: 1,
+        stride: 1,
+        padding: 0,
+        size,
+        input_grad: true,
+    }
+}
+
+/// The distinct convolutions and batch norms of a ResNet workload, in network order.
+pub fn of(w: &Workload) -> Vec<OpSpec> {
+    let b = w.batch_size;
+    let mut size = w.image_size;
+    let w0 = w.widths[0];
+    let mut out = vec![conv(b, 3, w0, 3, 1, size, false), bn(b, w0, size)];
+    let mut cin = w0;
+    for (stage, &width) in w.widths.iter().enumerate() {
+        let stride = if stage > 0 { 2 } else { 1 };
+        out.push(conv(b, cin, width, 3, stride, size, true));
+        if stride != 1 || cin != width {
+            out.push(conv(b, cin, width, 1, stride, size, true));
+        }
+        size = (size - 1) / stride + 1;
+        out.push(conv(b, width, width, 3, 1, size, true));
+        out.push(bn(b, width, size));
+        cin = width;
+    }
+    let mut seen = Vec::new();
+    out.retain(|o| {
+        let new = !seen.contains(&o.key);
+        seen.push(o.key.clone());
+        new
+    });
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Repeat `f` (after two warm-up calls) until `min_secs` and at least 5 repetitions.
+fn time(min_secs: f64, mut f: impl FnMut() -> candle_core::Result<()>) -> candle_core::Result<f64> {
+    f()?;
+    f()?;
+    let started = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < 5 || started.elapsed().as_secs_f64() < min_secs {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(times))
+}
+
+/// A layer's forward, boxed so convolutions and batch norms time through one path.
+type LayerFn = dyn Fn(&Tensor) -> candle_core::Result<Tensor>;
+
+/// Time one operation with the harness's layers.
+pub fn measure(op: &OpSpec, min_secs: f64) -> crate::Result<OpTimes> {
+    let dev = Device::Cpu;
+    let map = VarMap::new();
+    let vb = SeededInit::var_builder(&map, 0, &dev);
+    let x = Tensor::randn(0f32, 1.0, (op.batch, op.cin, op.size, op.size), &dev)?;
+    let x = if op.input_grad {
+        Var::from_tensor(&x)?.as_tensor().clone()
+    } else {
+        x
+    };
+    let forward: Box<LayerFn> = match op.kind {
+        "conv" => {
+            let c = conv2d_no_bias(op.cin, op.cout, op.k, op.stride, op.padding, vb.pp("op"))?;
+            Box::new(move |x| c.forward(x))
+        }
+        _ => {
+            let b = batch_norm2d(op.cin, vb.pp("op"))?;
+            Box::new(move |x| b.forward_t(x, true))
+        }
+    };
+    let y = forward(&x)?;
+    let probe = Tensor::randn(0f32, 1.0, y.dims(), &dev)?;
+    let forward_s = time(min_secs, || forward(&x).map(drop))?;
+    let forward_backward_s = time(min_secs, || {
+        (forward(&x)? * &probe)?.sum_all()?.backward().map(drop)
+    })?;
+    Ok(OpTimes {
+        forward_s,
+        forward_backward_s,
+    })
+}

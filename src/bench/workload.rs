@@ -1,0 +1,70 @@
+//! The reference workloads of `harness bench train`: one network, image size, batch and
+//! class count each, described completely enough that the PyTorch reference script builds
+//! the same network from the same description.
+
+use serde::Serialize;
+
+use crate::spec::run::{ModelConfig, Stem};
+
+/// A training-step workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Workload {
+    pub key: &'static str,
+    pub description: &'static str,
+    pub arch: &'static str,
+    pub widths: Vec<usize>,
+    pub depths: Vec<usize>,
+    /// `cifar` (3×3 stride-1 stem, no max-pool) or `imagenet`.
+    pub stem: &'static str,
+    pub image_size: usize,
+    pub batch_size: usize,
+    pub classes: usize,
+}
+
+impl Workload {
+    pub fn model_config(&self) -> ModelConfig {
+        ModelConfig {
+            arch: self.arch.to_string(),
+            widths: self.widths.clone(),
+            depths: self.depths.clone(),
+            stem: if self.stem == "imagenet" {
+                Stem::Imagenet
+            } else {
+                Stem::Cifar
+            },
+        }
+    }
+}
+
+/// Every workload, in the order they are run.
+pub fn all() -> Vec<Workload> {
+    vec![
+        Workload {
+            key: "resnet18-narrow",
+            description: "ResNet-18 layout, widths 16/32/64/128, 28 px, batch 64",
+            arch: "resnet",
+            widths: vec![16, 32, 64, 128],
+            depths: vec![2, 2, 2, 2],
+            stem: "cifar",
+            image_size: 28,
+            batch_size: 64,
+            classes: 10,
+        },
+        Workload {
+            key: "resnet18",
+            description: "ResNet-18, widths 64/128/256/512, 28 px, batch 64",
+            arch: "resnet",
+            widths: vec![64, 128, 256, 512],
+            depths: vec![2, 2, 2, 2],
+            stem: "cifar",
+            image_size: 28,
+            batch_size: 64,
+            classes: 10,
+        },
+    ]
+}
+
+/// Keys of [`all`].
+pub fn keys() -> Vec<&'static str> {
+    all().iter().map(|w| w.key).collect()
+}
