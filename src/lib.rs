@@ -3,6 +3,7 @@
 //! [`cli::run`]; everything else lives in this library so integration tests and later
 //! front-ends (Slurm `exec`, benches) share one code path.
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;
@@ -21,4 +22,4 @@ pub use error::{Error, Result};
 /// bumping it invalidates cached results. Bump the `train.N` suffix whenever a change alters
 /// training numerics (models, losses, data generation, batching, optimisers); plain
 /// refactors and report changes keep it, so caches survive ordinary commits.
-pub const CODE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.2");
+pub const CODE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.3");

@@ -4,6 +4,8 @@
 
 pub mod batch_norm;
 pub mod conv;
+pub mod conv_cpu;
+pub mod gemm;
 pub mod heads;
 pub mod init;
 pub mod resnet;
@@ -39,5 +41,19 @@ pub(crate) fn contiguous_f32<'a>(
     match (s, l.contiguous_offsets()) {
         (candle_core::CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
         _ => candle_core::bail!("fused CPU kernel needs a contiguous f32 {what}"),
+    }
+}
+
+/// Run `f` on the f32 elements of a CPU tensor, copying only if it is not contiguous.
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.contiguous()?
+    };
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(s) => f(contiguous_f32(s, layout, "tensor")?),
+        _ => candle_core::bail!("fused CPU kernel called on a non-CPU tensor"),
     }
 }

@@ -50,13 +50,13 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
+        let y = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
         let shortcut = match &self.downsample {
             Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
             None => x.clone(),
         };
-        (y + shortcut)?.relu()
+        self.bn2
+            .forward_add_relu(&self.conv2.forward(&y)?, &shortcut, train)
     }
 }
 
@@ -106,7 +106,7 @@ impl ResNet {
 
 impl Backbone for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let mut y = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
         if self.max_pool {
             y = y
                 .pad_with_same(2, 1, 1)?

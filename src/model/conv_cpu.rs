@@ -1,0 +1,597 @@
+//! The CPU convolution kernel (groups = 1) as one candle custom op, forward and backward.
+//!
+//! Stride-1 convolutions never build im2col columns: the input of a sample is copied once
+//! into a zero-padded buffer, and output row `y[co, p]` of the padded ("extended") grid is
+//! `Σ_{c,ki,kj} W[co,c,ki,kj] · xpad[c, p + off(ki,kj)]`, a matrix product whose B rows are
+//! shifted windows of that buffer ([`gemm::nn`] with per-k offsets). The weight gradient is
+//! the transposed product over the same windows ([`gemm::nt`]) and the input gradient is the
+//! same construction run backwards (a full correlation of the output gradient with the
+//! flipped kernel), so all three are GEMMs without copies. The extended grid computes
+//! `k−1` junk columns per row, which are dropped. A 1×1 convolution without padding reads
+//! its operands in place. Strided convolutions use explicit im2col columns.
+//!
+//! Samples run in parallel. The weight gradient is summed over a fixed number of sample
+//! groups in a fixed order, so results do not depend on the thread count. Gradients nobody
+//! asked for (the input of the first layer) are not computed.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::gemm::{self, strided, IndirectA, IndirectB};
+use super::{contiguous_f32, with_f32};
+
+/// Kernel size, stride, padding and dilation of a square convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub k: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+}
+
+impl ConvGeometry {
+    /// Span of the dilated kernel.
+    fn span(&self) -> usize {
+        self.dilation * (self.k - 1) + 1
+    }
+
+    /// Output side length for an input side length, `None` when the kernel does not fit.
+    pub fn out_len(&self, n: usize) -> Option<usize> {
+        let padded = n + 2 * self.padding;
+        (padded >= self.span()).then(|| (padded - self.span()) / self.stride + 1)
+    }
+
+    /// Calls `f(col_start, in_start, len)` for every run of one sample's im2col columns
+    /// (rows `row_stride` floats apart): entries `col_start + t` come from input pixels
+    /// `in_start + t·stride`, `t < len`. Out-of-image positions (padding) are skipped.
+    fn for_each_run(
+        &self,
+        (c, h, w): (usize, usize, usize),
+        row_stride: usize,
+        mut f: impl FnMut(usize, usize, usize),
+    ) {
+        let (k, s, p, d) = (self.k, self.stride, self.padding, self.dilation);
+        let (ho, wo) = (self.out_len(h).unwrap_or(0), self.out_len(w).unwrap_or(0));
+        for ch in 0..c {
+            for ki in 0..k {
+                for kj in 0..k {
+                    let dx = kj * d;
+                    // Valid ox: 0 ≤ ox·s + dx − p < w.
+                    let lo = if p > dx { (p - dx).div_ceil(s) } else { 0 };
+                    let hi = if w + p > dx {
+                        (w + p - dx).div_ceil(s).min(wo)
+                    } else {
+                        0
+                    };
+                    if lo >= hi {
+                        continue;
+                    }
+                    let row = (ch * k + ki) * k + kj;
+                    for oy in 0..ho {
+                        let iy = oy * s + ki * d;
+                        if iy < p || iy - p >= h {
+                            continue;
+                        }
+                        let col_start = row * row_stride + oy * wo + lo;
+                        let in_start = (ch * h + iy - p) * w + lo * s + dx - p;
+                        f(col_start, in_start, hi - lo);
+                    }
+                }
+            }
+        }
+    }
+
+    /// For every im2col entry of one sample (`C·k·k × Ho·Wo`, row-major), the input pixel
+    /// it copies, or `u32::MAX` where the window hits padding. Built once per call, it turns
+    /// unfold and fold into plain gathers and scatters.
+    fn gather_table(&self, chw: (usize, usize, usize)) -> Vec<u32> {
+        let (c, h, w) = chw;
+        let (ho, wo) = (self.out_len(h).unwrap_or(0), self.out_len(w).unwrap_or(0));
+        let mut idx = vec![u32::MAX; c * self.k * self.k * ho * wo];
+        let s = self.stride;
+        self.for_each_run(chw, ho * wo, |o, i, len| {
+            for (t, v) in idx[o..o + len].iter_mut().enumerate() {
+                *v = (i + t * s) as u32;
+            }
+        });
+        idx
+    }
+}
+
+/// Unfold one sample into im2col columns whose rows (of `hw_out` entries) are `row_stride`
+/// apart, so several samples can sit side by side. Every entry is written.
+fn unfold(table: &[u32], hw_out: usize, x: &[f32], cols: &mut [f32], row_stride: usize) {
+    for (r, idx) in table.chunks_exact(hw_out).enumerate() {
+        let dst = &mut cols[r * row_stride..][..hw_out];
+        for (v, &j) in dst.iter_mut().zip(idx) {
+            *v = x.get(j as usize).copied().unwrap_or(0.0);
+        }
+    }
+}
+
+/// Fold column gradients back onto one sample's input gradient (col2im), accumulating.
+fn fold(table: &[u32], hw_out: usize, cols: &[f32], row_stride: usize, dx: &mut [f32]) {
+    for (r, idx) in table.chunks_exact(hw_out).enumerate() {
+        for (g, &j) in cols[r * row_stride..][..hw_out].iter().zip(idx) {
+            if let Some(v) = dx.get_mut(j as usize) {
+                *v += g;
+            }
+        }
+    }
+}
+
+/// Sizes of one convolution call.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    b: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Dims {
+    fn ckk(&self, g: &ConvGeometry) -> usize {
+        self.c * g.k * g.k
+    }
+}
+
+/// The padded-buffer layout of the stride-1 path for one sample.
+struct Extended {
+    /// Padded width and height.
+    wp: usize,
+    hp: usize,
+    /// Floats per channel in the padded input buffer (padded image + slack for the last window).
+    cs: usize,
+    /// Length of one output row on the extended grid: `ho · wp`.
+    l: usize,
+    /// Offset of window `(ki, kj)` in the padded buffer, per kernel position.
+    offs: Vec<usize>,
+    /// Whether the operands can be read in place (1×1, no padding).
+    in_place: bool,
+}
+
+impl Extended {
+    fn new(g: &ConvGeometry, d: &Dims) -> Self {
+        let (wp, hp) = (d.w + 2 * g.padding, d.h + 2 * g.padding);
+        let offs: Vec<usize> = (0..g.k * g.k)
+            .map(|kk| (kk / g.k) * g.dilation * wp + (kk % g.k) * g.dilation)
+            .collect();
+        let in_place = g.k == 1 && g.padding == 0;
+        Self {
+            wp,
+            hp,
+            cs: if in_place {
+                d.h * d.w
+            } else {
+                hp * wp + g.span() - 1
+            },
+            l: d.ho * wp,
+            offs,
+            in_place,
+        }
+    }
+
+    fn max_off(&self) -> usize {
+        self.offs.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Copy one sample into its zero-padded buffer (`c × cs`).
+    fn pad(&self, x: &[f32], d: &Dims, p: usize, out: &mut [f32]) {
+        out.fill(0.0);
+        for ch in 0..d.c {
+            for iy in 0..d.h {
+                let src = &x[(ch * d.h + iy) * d.w..][..d.w];
+                let dst = ch * self.cs + (iy + p) * self.wp + p;
+                out[dst..dst + d.w].copy_from_slice(src);
+            }
+        }
+    }
+
+    /// `B` offsets of the forward product / weight gradient: row `(c, ki, kj)` is the window
+    /// of channel `c` shifted by `(ki, kj)`.
+    fn input_rows(&self, c: usize) -> Vec<usize> {
+        (0..c)
+            .flat_map(|ch| self.offs.iter().map(move |o| ch * self.cs + o))
+            .collect()
+    }
+}
+
+/// Whether the stride-1 padded-buffer path is used: its junk columns cost `(k−1)/Wo` extra
+/// work, which explicit columns avoid on small images (where their copy is cheap).
+fn implicit(g: &ConvGeometry, d: &Dims) -> bool {
+    g.stride == 1 && ((g.k == 1 && g.padding == 0) || d.wo >= 10)
+}
+
+/// Convolution `x (B, C, H, W) ∗ w (Cout, C·k·k)` (groups = 1) on the CPU.
+pub struct FusedConv(pub ConvGeometry);
+
+/// Samples per step of the weight-gradient accumulation. Fixed (not tied to the thread
+/// count) so the summation order, and therefore the result, is the same on every machine.
+const DW_CHUNK: usize = 8;
+
+impl FusedConv {
+    fn dims(&self, xl: &Layout, wl: &Layout) -> Result<Dims> {
+        let (b, c, h, w) = xl.shape().dims4()?;
+        let (cout, ckk) = wl.shape().dims2()?;
+        let g = &self.0;
+        if ckk != c * g.k * g.k {
+            candle_core::bail!("conv: weight has {ckk} columns, expected {c}·{}²", g.k);
+        }
+        let (Some(ho), Some(wo)) = (g.out_len(h), g.out_len(w)) else {
+            candle_core::bail!(
+                "conv: {h}×{w} input is smaller than the {}×{} kernel",
+                g.k,
+                g.k
+            );
+        };
+        Ok(Dims {
+            b,
+            c,
+            h,
+            w,
+            cout,
+            ho,
+            wo,
+        })
+    }
+
+    fn forward(&self, x: &[f32], wt: &[f32], d: &Dims) -> Vec<f32> {
+        let g = &self.0;
+        let ckk = d.ckk(g);
+        let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
+        let mut y = vec![0f32; d.b * d.cout * hw_out];
+        let w_rows = strided(d.cout, ckk);
+        let w_cols: Vec<usize> = (0..ckk).collect();
+        let a = IndirectA {
+            data: wt,
+            row_offsets: &w_rows,
+            k_offsets: &w_cols,
+        };
+        if implicit(g, d) {
+            let ext = Extended::new(g, d);
+            let b_offs = ext.input_rows(d.c);
+            y.par_chunks_mut(d.cout * hw_out).enumerate().for_each_init(
+                || {
+                    if ext.in_place {
+                        (Vec::new(), Vec::new())
+                    } else {
+                        (vec![0f32; d.c * ext.cs], vec![0f32; d.cout * ext.l])
+                    }
+                },
+                |(xp, yext), (bi, yb)| {
+                    let xs = &x[bi * d.c * hw_in..(bi + 1) * d.c * hw_in];
+                    if ext.in_place {
+                        let b = IndirectB {
+                            data: xs,
+                            k_offsets: &b_offs,
+                        };
+                        gemm::nn(hw_out, a, b, yb, hw_out, false);
+                        return;
+                    }
+                    ext.pad(xs, d, g.padding, xp);
+                    let b = IndirectB {
+                        data: xp,
+                        k_offsets: &b_offs,
+                    };
+                    gemm::nn(ext.l, a, b, yext, ext.l, false);
+                    for (dst, src) in yb.chunks_mut(d.wo).zip(yext.chunks(ext.wp)) {
+                        dst.copy_from_slice(&src[..d.wo]);
+                    }
+                },
+            );
+        } else {
+            // Explicit columns, several samples side by side so small images still give the
+            // GEMM a wide right-hand side.
+            let group = (256 / hw_out).clamp(1, 16);
+            let table = g.gather_table((d.c, d.h, d.w));
+            y.par_chunks_mut(group * d.cout * hw_out)
+                .enumerate()
+                .for_each_init(
+                    || {
+                        let out = if group > 1 {
+                            group * d.cout * hw_out
+                        } else {
+                            0
+                        };
+                        (vec![0f32; ckk * group * hw_out], vec![0f32; out])
+                    },
+                    |(cols, out), (gi, yg)| {
+                        let n = yg.len() / (d.cout * hw_out);
+                        let width = n * hw_out;
+                        for s in 0..n {
+                            let xs = &x[(gi * group + s) * d.c * hw_in..][..d.c * hw_in];
+                            unfold(&table, hw_out, xs, &mut cols[s * hw_out..], width);
+                        }
+                        let b_offs = strided(ckk, width);
+                        let b = IndirectB {
+                            data: cols,
+                            k_offsets: &b_offs,
+                        };
+                        if n == 1 {
+                            gemm::nn(hw_out, a, b, yg, hw_out, false);
+                            return;
+                        }
+                        gemm::nn(width, a, b, out, width, false);
+                        for s in 0..n {
+                            for co in 0..d.cout {
+                                yg[(s * d.cout + co) * hw_out..][..hw_out]
+                                    .copy_from_slice(&out[co * width + s * hw_out..][..hw_out]);
+                            }
+                        }
+                    },
+                );
+        }
+        y
+    }
+
+    /// Gradients of the input (if `want_dx`) and of the weight (if `want_dw`).
+    fn backward(
+        &self,
+        x: &[f32],
+        wt: &[f32],
+        dy: &[f32],
+        d: &Dims,
+        want_dx: bool,
+        want_dw: bool,
+    ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+        let g = &self.0;
+        let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
+        let implicit = implicit(g, d);
+        let ext = Extended::new(g, d);
+        let table = if implicit {
+            Vec::new()
+        } else {
+            g.gather_table((d.c, d.h, d.w))
+        };
+        let dx = want_dx.then(|| {
+            let mut dx = vec![0f32; d.b * d.c * hw_in];
+            dx.par_chunks_mut(d.c * hw_in)
+                .enumerate()
+                .for_each(|(bi, dxs)| {
+                    let dys = &dy[bi * d.cout * hw_out..(bi + 1) * d.cout * hw_out];
+                    if implicit {
+                        input_grad_implicit(g, d, &ext, wt, dys, dxs);
+                    } else {
+                        input_grad_explicit(g, d, &table, wt, dys, dxs);
+                    }
+                });
+            dx
+        });
+        let dw = want_dw.then(|| self.weight_grad(x, dy, d, implicit, &ext, &table));
+        (dx, dw)
+    }
+
+    /// `dWᵀ = windows · dYᵀ` (`C·k·k × Cout`, so the product's contiguous side is `Cout`),
+    /// accumulated over chunks of [`DW_CHUNK`] samples in order; within a chunk, threads
+    /// split the rows of dWᵀ, so each entry is summed by one thread in a fixed order and the
+    /// result does not depend on the thread count.
+    fn weight_grad(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        d: &Dims,
+        implicit: bool,
+        ext: &Extended,
+        table: &[u32],
+    ) -> Vec<f32> {
+        let g = &self.0;
+        let ckk = d.ckk(g);
+        let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
+        let mut dwt = vec![0f32; ckk * d.cout];
+        let mut first = 0;
+        while first < d.b {
+            let n = DW_CHUNK.min(d.b - first);
+            let xs = &x[first * d.c * hw_in..(first + n) * d.c * hw_in];
+            let dys = &dy[first * d.cout * hw_out..(first + n) * d.cout * hw_out];
+            // dYᵀ of the chunk: one row of Cout values per output pixel.
+            let mut dyt = vec![0f32; n * hw_out * d.cout];
+            dyt.par_chunks_mut(hw_out * d.cout)
+                .enumerate()
+                .for_each(|(s, rows)| {
+                    for co in 0..d.cout {
+                        for (p, &v) in dys[(s * d.cout + co) * hw_out..][..hw_out]
+                            .iter()
+                            .enumerate()
+                        {
+                            rows[p * d.cout + co] = v;
+                        }
+                    }
+                });
+            let dyt_rows = strided(n * hw_out, d.cout);
+            // A: rows are the (shifted) input windows, k runs over every output pixel.
+            let (buf, rows, k_offs) = if implicit && ext.in_place {
+                let stride = d.c * hw_in;
+                let k_offs: Vec<usize> = (0..n)
+                    .flat_map(|s| (0..hw_in).map(move |p| s * stride + p))
+                    .collect();
+                (None, ext.input_rows(d.c), k_offs)
+            } else if implicit {
+                let mut xp = vec![0f32; n * d.c * ext.cs];
+                xp.par_chunks_mut(d.c * ext.cs)
+                    .enumerate()
+                    .for_each(|(s, buf)| {
+                        ext.pad(&xs[s * d.c * hw_in..][..d.c * hw_in], d, g.padding, buf);
+                    });
+                let stride = d.c * ext.cs;
+                let k_offs: Vec<usize> = (0..n)
+                    .flat_map(|s| {
+                        (0..d.ho).flat_map(move |oy| {
+                            (0..d.wo).map(move |ox| s * stride + oy * ext.wp + ox)
+                        })
+                    })
+                    .collect();
+                (Some(xp), ext.input_rows(d.c), k_offs)
+            } else {
+                let width = n * hw_out;
+                let mut cols = vec![0f32; ckk * width];
+                for s in 0..n {
+                    let x1 = &xs[s * d.c * hw_in..][..d.c * hw_in];
+                    unfold(table, hw_out, x1, &mut cols[s * hw_out..], width);
+                }
+                (Some(cols), strided(ckk, width), (0..width).collect())
+            };
+            let data = buf.as_deref().unwrap_or(xs);
+            // Whole 16-row blocks of the GEMM kernel per task (a ragged block costs a full
+            // one); the split does not change any sum, so results stay thread-independent.
+            let tasks = 2 * rayon::current_num_threads();
+            let rows_per_task = ckk.div_ceil(tasks).next_multiple_of(16);
+            dwt.par_chunks_mut(rows_per_task * d.cout)
+                .zip(rows.par_chunks(rows_per_task))
+                .for_each(|(c, rows)| {
+                    let a = IndirectA {
+                        data,
+                        row_offsets: rows,
+                        k_offsets: &k_offs,
+                    };
+                    let b = IndirectB {
+                        data: &dyt,
+                        k_offsets: &dyt_rows,
+                    };
+                    gemm::nn(d.cout, a, b, c, d.cout, true);
+                });
+            first += n;
+        }
+        let mut dw = vec![0f32; d.cout * ckk];
+        for r in 0..ckk {
+            for co in 0..d.cout {
+                dw[co * ckk + r] = dwt[r * d.cout + co];
+            }
+        }
+        dw
+    }
+}
+
+/// Input gradient of `n` samples on the stride-1 path: a full correlation of the output
+/// gradient with the flipped kernel, `dxpad[c, q] = Σ_{co,kk} W[co,c,kk] · dy[co, q − off(kk)]`,
+/// read from a copy of the output gradient whose rows have the padded width, junk columns
+/// zeroed and `max_off` zeros in front.
+fn input_grad_implicit(
+    g: &ConvGeometry,
+    d: &Dims,
+    ext: &Extended,
+    wt: &[f32],
+    dys: &[f32],
+    dxs: &mut [f32],
+) {
+    let (kk, ckk) = (g.k * g.k, d.ckk(g));
+    let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
+    let w_rows = strided(d.c, kk);
+    let w_cols: Vec<usize> = (0..d.cout * kk).map(|r| (r / kk) * ckk + r % kk).collect();
+    let a = IndirectA {
+        data: wt,
+        row_offsets: &w_rows,
+        k_offsets: &w_cols,
+    };
+    if ext.in_place {
+        let dy_rows = strided(d.cout, hw_out);
+        let b = IndirectB {
+            data: dys,
+            k_offsets: &dy_rows,
+        };
+        gemm::nn(hw_in, a, b, dxs, hw_in, false);
+        return;
+    }
+    let f = ext.max_off();
+    let row_len = f + ext.hp * ext.wp;
+    let s0 = g.padding * ext.wp;
+    let lx = d.h * ext.wp;
+    let b_offs: Vec<usize> = (0..d.cout * kk)
+        .map(|r| (r / kk) * row_len + f + s0 - ext.offs[r % kk])
+        .collect();
+    let mut dyb = vec![0f32; d.cout * row_len];
+    let mut dx_ext = vec![0f32; d.c * lx];
+    for co in 0..d.cout {
+        let src = &dys[co * hw_out..][..hw_out];
+        let dst = co * row_len + f;
+        for (oy, r) in src.chunks(d.wo).enumerate() {
+            dyb[dst + oy * ext.wp..][..d.wo].copy_from_slice(r);
+        }
+    }
+    let b = IndirectB {
+        data: &dyb,
+        k_offsets: &b_offs,
+    };
+    gemm::nn(lx, a, b, &mut dx_ext, lx, false);
+    for ch in 0..d.c {
+        for iy in 0..d.h {
+            let src = ch * lx + iy * ext.wp + g.padding;
+            dxs[(ch * d.h + iy) * d.w..][..d.w].copy_from_slice(&dx_ext[src..src + d.w]);
+        }
+    }
+}
+
+/// Input gradient of one sample with explicit columns: `dcols = Wᵀ · dY`, folded back onto
+/// the input (col2im).
+fn input_grad_explicit(
+    g: &ConvGeometry,
+    d: &Dims,
+    table: &[u32],
+    wt: &[f32],
+    dys: &[f32],
+    dxs: &mut [f32],
+) {
+    let ckk = d.ckk(g);
+    let hw_out = d.ho * d.wo;
+    let w_rows: Vec<usize> = (0..ckk).collect();
+    let w_cols = strided(d.cout, ckk);
+    let a = IndirectA {
+        data: wt,
+        row_offsets: &w_rows,
+        k_offsets: &w_cols,
+    };
+    let dy_rows = strided(d.cout, hw_out);
+    let b = IndirectB {
+        data: dys,
+        k_offsets: &dy_rows,
+    };
+    let mut dcols = vec![0f32; ckk * hw_out];
+    gemm::nn(hw_out, a, b, &mut dcols, hw_out, false);
+    fold(table, hw_out, &dcols, hw_out, dxs);
+}
+
+impl CustomOp2 for FusedConv {
+    fn name(&self) -> &'static str {
+        "fused-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = self.dims(l1, l2)?;
+        let x = contiguous_f32(s1, l1, "input")?;
+        let wt = contiguous_f32(s2, l2, "weight")?;
+        let y = self.forward(x, wt, &d);
+        Ok((CpuStorage::F32(y), Shape::from((d.b, d.cout, d.ho, d.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = self.dims(x.layout(), w.layout())?;
+        let (want_dx, want_dw) = (x.track_op(), w.track_op());
+        let (dx, dw) = with_f32(x, |xv| {
+            with_f32(w, |wv| {
+                with_f32(grad, |gv| {
+                    Ok(self.backward(xv, wv, gv, &d, want_dx, want_dw))
+                })
+            })
+        })?;
+        let dev = x.device();
+        Ok((
+            dx.map(|v| Tensor::from_vec(v, (d.b, d.c, d.h, d.w), dev))
+                .transpose()?,
+            dw.map(|v| Tensor::from_vec(v, w.dims(), dev)).transpose()?,
+        ))
+    }
+}
