@@ -123,6 +123,10 @@ pub enum BenchCommand {
         /// Seconds per op timing, at least.
         #[arg(long, default_value_t = 0.3)]
         op_min_time: f64,
+        /// Back-to-back measurements of both sides per workload; the speed ratio is their
+        /// median, which keeps a noisy shared machine from deciding the verdict.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Skip the per-op timings.
         #[arg(long)]
         no_ops: bool,
@@ -230,14 +234,17 @@ fn cmd_bench(what: &BenchCommand) -> Result<u8> {
         steps,
         min_time,
         op_min_time,
+        rounds,
         no_ops,
         no_reference,
         python,
         reference_script,
         json,
     } = what;
-    if *threads == 0 || *steps == 0 {
-        return Err(Error::input("--threads and --steps must be at least 1"));
+    if *threads == 0 || *steps == 0 || *rounds == 0 {
+        return Err(Error::input(
+            "--threads, --steps and --rounds must be at least 1",
+        ));
     }
     if !(min_time.is_finite() && *min_time >= 0.0 && op_min_time.is_finite() && *op_min_time >= 0.0)
     {
@@ -254,13 +261,14 @@ fn cmd_bench(what: &BenchCommand) -> Result<u8> {
         min_steps: *steps,
         min_secs: *min_time,
         op_min_secs: *op_min_time,
+        rounds: *rounds,
         ops: !no_ops,
         python: python.clone(),
         script: reference_script.clone(),
         reference: !no_reference,
     };
     let results = crate::bench::train(&opts, |line| eprintln!("{line}"))?;
-    print!("{}", crate::bench::render_text(&results, *threads));
+    print!("{}", crate::bench::render_text(&results));
     if let Some(path) = json {
         let body = serde_json::to_vec_pretty(&results).map_err(|e| Error::Failed(e.to_string()))?;
         crate::util::fs::write_atomic(path, &body)?;

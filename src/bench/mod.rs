@@ -59,26 +59,104 @@ pub struct TrainBenchOptions {
     pub min_steps: usize,
     pub min_secs: f64,
     pub op_min_secs: f64,
+    pub rounds: usize,
     pub ops: bool,
     pub python: String,
     pub script: PathBuf,
     pub reference: bool,
 }
 
-/// One workload's results on both sides.
+/// One measurement of both sides, taken back to back.
+#[derive(Debug, Serialize)]
+pub struct Round {
+    pub ours: StepStats,
+    pub torch: Option<StepStats>,
+}
+
+/// One operation timed on both sides.
+#[derive(Debug, Serialize)]
+pub struct OpResult {
+    pub spec: ops::OpSpec,
+    pub ours: OpTimes,
+    pub torch: Option<OpTimes>,
+}
+
+/// One workload's results.
 #[derive(Debug, Serialize)]
 pub struct WorkloadResult {
     pub workload: workload::Workload,
-    pub ours: StepStats,
-    pub ops: Vec<(ops::OpSpec, OpTimes)>,
-    pub torch: Option<StepStats>,
-    pub torch_ops: std::collections::BTreeMap<String, OpTimes>,
-    pub torch_version: Option<String>,
+    pub rounds: Vec<Round>,
+    pub ops: Vec<OpResult>,
     pub reference_error: Option<String>,
 }
 
-/// Run the training benchmark; `progress` receives one line per finished measurement.
-pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<WorkloadResult>> {
+/// Everything `harness bench train` measured.
+#[derive(Debug, Serialize)]
+pub struct TrainBenchReport {
+    pub threads: usize,
+    pub torch_version: Option<String>,
+    pub workloads: Vec<WorkloadResult>,
+    /// Depthwise convolutions (no workload uses them yet).
+    pub depthwise_ops: Vec<OpResult>,
+    pub depthwise_reference_error: Option<String>,
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
+}
+
+impl WorkloadResult {
+    /// Median images per second over rounds: (ours, PyTorch).
+    pub fn images_per_s(&self) -> (f64, Option<f64>) {
+        let ours = median(self.rounds.iter().map(|r| r.ours.images_per_s).collect()).unwrap_or(0.0);
+        let torch = median(
+            self.rounds
+                .iter()
+                .filter_map(|r| r.torch.as_ref())
+                .map(|t| t.images_per_s)
+                .collect(),
+        );
+        (ours, torch)
+    }
+
+    /// ours/PyTorch speed of each round (measured back to back, so drifts of a shared
+    /// machine cancel as far as possible).
+    pub fn round_ratios(&self) -> Vec<f64> {
+        self.rounds
+            .iter()
+            .filter_map(|r| {
+                r.torch
+                    .as_ref()
+                    .map(|t| r.ours.images_per_s / t.images_per_s)
+            })
+            .collect()
+    }
+}
+
+fn time_ops(
+    specs: &[ops::OpSpec],
+    o: &TrainBenchOptions,
+    progress: &mut impl FnMut(&str),
+) -> Result<Vec<OpResult>> {
+    specs
+        .iter()
+        .map(|spec| {
+            progress(&format!("op {} (harness)…", spec.key));
+            Ok(OpResult {
+                spec: spec.clone(),
+                ours: ops::measure(spec, o.op_min_secs)?,
+                torch: None,
+            })
+        })
+        .collect()
+}
+
+/// Run the training benchmark; `progress` receives one line per measurement.
+pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<TrainBenchReport> {
     let all = workload::all();
     let chosen: Vec<workload::Workload> = if o.workloads.is_empty() {
         all
@@ -99,49 +177,94 @@ pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Ve
         python: &o.python,
         script: &o.script,
     };
-    let mut out = Vec::new();
+    let mut report = TrainBenchReport {
+        threads: o.threads,
+        torch_version: None,
+        workloads: Vec::new(),
+        depthwise_ops: Vec::new(),
+        depthwise_reference_error: None,
+    };
+    let not_requested = || Some("not requested (--no-reference)".to_string());
     for w in chosen {
-        progress(&format!("{}: training steps (harness)…", w.key));
-        let ours = train_step::measure(&w, o.warmup, o.min_steps, o.min_secs)?;
         let specs = if o.ops { ops::of(&w) } else { Vec::new() };
-        let mut op_times = Vec::new();
-        for spec in &specs {
-            progress(&format!("{}: {} (harness)…", w.key, spec.key));
-            op_times.push((spec.clone(), ops::measure(spec, o.op_min_secs)?));
-        }
         let mut result = WorkloadResult {
             workload: w.clone(),
-            ours,
-            ops: op_times,
-            torch: None,
-            torch_ops: Default::default(),
-            torch_version: None,
+            rounds: Vec::new(),
+            ops: time_ops(&specs, o, &mut progress)?,
             reference_error: None,
         };
+        for round in 0..o.rounds {
+            progress(&format!(
+                "{}: training steps, round {}/{} (harness)…",
+                w.key,
+                round + 1,
+                o.rounds
+            ));
+            let ours = train_step::measure(&w, o.warmup, o.min_steps, o.min_secs)?;
+            let mut torch = None;
+            if !o.reference {
+                result.reference_error = not_requested();
+            } else if result.reference_error.is_none() {
+                progress(&format!(
+                    "{}: round {}/{} (PyTorch)…",
+                    w.key,
+                    round + 1,
+                    o.rounds
+                ));
+                // Per-op timings once, with the first round.
+                let op_specs = if round == 0 { &specs[..] } else { &[] };
+                match reference.run(
+                    o.threads,
+                    o.warmup,
+                    o.min_steps,
+                    o.min_secs,
+                    o.op_min_secs,
+                    Some(&w),
+                    op_specs,
+                ) {
+                    Ok(a) => {
+                        torch = a.step;
+                        report.torch_version = Some(a.torch_version);
+                        for r in result.ops.iter_mut() {
+                            if let Some(t) = a.ops.get(&r.spec.key) {
+                                r.torch = Some(*t);
+                            }
+                        }
+                    }
+                    Err(e) => result.reference_error = Some(e),
+                }
+            }
+            result.rounds.push(Round { ours, torch });
+        }
+        report.workloads.push(result);
+    }
+    if o.ops {
+        let specs = ops::depthwise();
+        report.depthwise_ops = time_ops(&specs, o, &mut progress)?;
         if o.reference {
-            progress(&format!("{}: PyTorch reference…", w.key));
+            progress("depthwise ops (PyTorch)…");
             match reference.run(
                 o.threads,
                 o.warmup,
                 o.min_steps,
                 o.min_secs,
                 o.op_min_secs,
-                &w,
+                None,
                 &specs,
             ) {
                 Ok(a) => {
-                    result.torch = Some(a.step);
-                    result.torch_ops = a.ops;
-                    result.torch_version = Some(a.torch_version);
+                    for r in report.depthwise_ops.iter_mut() {
+                        r.torch = a.ops.get(&r.spec.key).copied();
+                    }
+                    report.torch_version.get_or_insert(a.torch_version);
                 }
-                Err(e) => result.reference_error = Some(e),
+                Err(e) => report.depthwise_reference_error = Some(e),
             }
         } else {
-            result.reference_error = Some("not requested (--no-reference)".into());
+            report.depthwise_reference_error = not_requested();
         }
-        out.push(result);
     }
-    Ok(out)
+    Ok(report)
 }
 
 fn mib(b: Option<usize>) -> String {
@@ -156,87 +279,122 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// The human-readable report: one summary table, then per-op tables.
-pub fn render_text(results: &[WorkloadResult], threads: usize) -> String {
-    let mut s = String::new();
-    let version = results
-        .iter()
-        .find_map(|r| r.torch_version.clone())
-        .map(|v| format!("PyTorch {v}"))
-        .unwrap_or_else(|| "PyTorch unavailable".into());
+fn render_ops(s: &mut String, title: &str, ops: &[OpResult]) {
+    let _ = writeln!(s, "\n{title}, per op, median ms:");
     let _ = writeln!(
         s,
-        "training step, f32, CPU, {threads} threads; reference: {version}"
+        "{:<26} {:>9} {:>9} {:>7}   {:>9} {:>9} {:>7}",
+        "op", "ours fwd", "torch fwd", "speed", "ours f+b", "torch f+b", "speed"
+    );
+    let ms = |v: Option<f64>| {
+        v.map(|v| format!("{:.2}", v * 1e3))
+            .unwrap_or_else(|| "—".into())
+    };
+    for r in ops {
+        let t = r.torch.as_ref();
+        let _ = writeln!(
+            s,
+            "{:<26} {:>9} {:>9} {:>7}   {:>9} {:>9} {:>7}",
+            r.spec.key,
+            ms(Some(r.ours.forward_s)),
+            ms(t.map(|t| t.forward_s)),
+            ratio(t.map(|t| t.forward_s), Some(r.ours.forward_s)),
+            ms(Some(r.ours.forward_backward_s)),
+            ms(t.map(|t| t.forward_backward_s)),
+            ratio(
+                t.map(|t| t.forward_backward_s),
+                Some(r.ours.forward_backward_s)
+            ),
+        );
+    }
+}
+
+/// The human-readable report: one summary table, then per-op tables.
+pub fn render_text(r: &TrainBenchReport) -> String {
+    let mut s = String::new();
+    let version = r
+        .torch_version
+        .as_ref()
+        .map(|v| format!("PyTorch {v}"))
+        .unwrap_or_else(|| "PyTorch unavailable".into());
+    let rounds = r.workloads.first().map(|w| w.rounds.len()).unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "training step, f32, CPU, {} threads, {rounds} round(s) per workload; reference: {version}",
+        r.threads
     );
     let _ = writeln!(
         s,
-        "{:<16} {:>11} {:>14} {:>7}   {:>14} {:>17} {:>7}",
+        "{:<16} {:>11} {:>14} {:>7}  {:<18} {:>14} {:>17} {:>7}",
         "workload",
         "ours img/s",
         "PyTorch img/s",
         "speed",
+        "rounds",
         "ours peak MiB",
         "PyTorch peak MiB",
         "memory"
     );
-    for r in results {
-        let t = r.torch.as_ref();
+    for w in &r.workloads {
+        let (ours, torch) = w.images_per_s();
+        let ratios = w.round_ratios();
+        let speed = median(ratios.clone())
+            .map(|v| format!("{v:.2}×"))
+            .unwrap_or_else(|| "—".into());
+        let per_round = ratios
+            .iter()
+            .map(|v| format!("{v:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let first = w.rounds.first();
+        let ours_peak = first.and_then(|f| f.ours.peak_step_bytes);
+        let torch_peak = first
+            .and_then(|f| f.torch.as_ref())
+            .and_then(|t| t.peak_step_bytes);
         let _ = writeln!(
             s,
-            "{:<16} {:>11.1} {:>14} {:>7}   {:>14} {:>17} {:>7}",
-            r.workload.key,
-            r.ours.images_per_s,
-            t.map(|t| format!("{:.1}", t.images_per_s))
+            "{:<16} {:>11.1} {:>14} {:>7}  {:<18} {:>14} {:>17} {:>7}",
+            w.workload.key,
+            ours,
+            torch
+                .map(|t| format!("{t:.1}"))
                 .unwrap_or_else(|| "—".into()),
-            ratio(Some(r.ours.images_per_s), t.map(|t| t.images_per_s)),
-            mib(r.ours.peak_step_bytes),
-            mib(t.and_then(|t| t.peak_step_bytes)),
-            ratio(
-                r.ours.peak_step_bytes.map(|b| b as f64),
-                t.and_then(|t| t.peak_step_bytes).map(|b| b as f64)
-            ),
+            speed,
+            if per_round.is_empty() {
+                "—".to_string()
+            } else {
+                per_round
+            },
+            mib(ours_peak),
+            mib(torch_peak),
+            ratio(ours_peak.map(|b| b as f64), torch_peak.map(|b| b as f64)),
         );
     }
     let _ = writeln!(
         s,
-        "speed = ours/PyTorch images per second (higher is better); memory = ours/PyTorch heap peak of one step above the weights and optimiser state (lower is better)"
+        "speed = median over rounds of ours/PyTorch images per second, each round measured back to back (higher is better);\n\
+         memory = ours/PyTorch heap peak of one step above the weights and optimiser state (lower is better)"
     );
-    for r in results {
-        if let Some(e) = &r.reference_error {
-            let _ = writeln!(s, "{}: no PyTorch reference: {e}", r.workload.key);
+    for w in &r.workloads {
+        if let Some(e) = &w.reference_error {
+            let _ = writeln!(s, "{}: no PyTorch reference: {e}", w.workload.key);
         }
     }
-    for r in results.iter().filter(|r| !r.ops.is_empty()) {
-        let _ = writeln!(
-            s,
-            "\n{} ({}), per op, median ms:",
-            r.workload.key, r.workload.description
+    for w in r.workloads.iter().filter(|w| !w.ops.is_empty()) {
+        render_ops(
+            &mut s,
+            &format!("{} ({})", w.workload.key, w.workload.description),
+            &w.ops,
         );
-        let _ = writeln!(
-            s,
-            "{:<26} {:>9} {:>9} {:>7}   {:>9} {:>9} {:>7}",
-            "op", "ours fwd", "torch fwd", "speed", "ours f+b", "torch f+b", "speed"
+    }
+    if !r.depthwise_ops.is_empty() {
+        render_ops(
+            &mut s,
+            "depthwise 3×3 convolutions at ShuffleNetV2 1.0× shapes (32 px, batch 64)",
+            &r.depthwise_ops,
         );
-        for (spec, ours) in &r.ops {
-            let t = r.torch_ops.get(&spec.key);
-            let ms = |v: Option<f64>| {
-                v.map(|v| format!("{:.2}", v * 1e3))
-                    .unwrap_or_else(|| "—".into())
-            };
-            let _ = writeln!(
-                s,
-                "{:<26} {:>9} {:>9} {:>7}   {:>9} {:>9} {:>7}",
-                spec.key,
-                ms(Some(ours.forward_s)),
-                ms(t.map(|t| t.forward_s)),
-                ratio(t.map(|t| t.forward_s), Some(ours.forward_s)),
-                ms(Some(ours.forward_backward_s)),
-                ms(t.map(|t| t.forward_backward_s)),
-                ratio(
-                    t.map(|t| t.forward_backward_s),
-                    Some(ours.forward_backward_s)
-                ),
-            );
+        if let Some(e) = &r.depthwise_reference_error {
+            let _ = writeln!(s, "depthwise ops: no PyTorch reference: {e}");
         }
     }
     s

@@ -17,7 +17,7 @@ use crate::model::init::SeededInit;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OpSpec {
     pub key: String,
-    /// `conv` or `bn`.
+    /// `conv`, `dwconv` (depthwise, groups = channels) or `bn`.
     pub kind: &'static str,
     pub batch: usize,
     pub cin: usize,
@@ -73,6 +73,34 @@ fn bn(batch: usize, c: usize, size: usize) -> OpSpec {
         size,
         input_grad: true,
     }
+}
+
+/// Depthwise convolutions at the shapes of a ShuffleNetV2 1.0× student on 32 px images
+/// (stride-1 stem, no max-pool), batch 64: each stage's stride-2 and stride-1 3×3 filters.
+pub fn depthwise() -> Vec<OpSpec> {
+    [
+        (24, 32, 2),
+        (58, 32, 2),
+        (58, 16, 1),
+        (116, 16, 2),
+        (116, 8, 1),
+        (232, 8, 2),
+        (232, 4, 1),
+    ]
+    .into_iter()
+    .map(|(c, size, stride)| OpSpec {
+        key: format!("dwconv3x3 {c}ch {size}px s{stride}"),
+        kind: "dwconv",
+        batch: 64,
+        cin: c,
+        cout: c,
+        k: 3,
+        stride,
+        padding: 1,
+        size,
+        input_grad: true,
+    })
+    .collect()
 }
 
 /// The distinct convolutions and batch norms of a ResNet workload, in network order.
@@ -136,6 +164,16 @@ pub fn measure(op: &OpSpec, min_secs: f64) -> crate::Result<OpTimes> {
         x
     };
     let forward: Box<LayerFn> = match op.kind {
+        "dwconv" => {
+            let geometry = crate::model::conv_cpu::ConvGeometry {
+                k: op.k,
+                stride: op.stride,
+                padding: op.padding,
+                dilation: 1,
+            };
+            let c = crate::model::depthwise::depthwise_conv2d(op.cin, geometry, vb.pp("op"))?;
+            Box::new(move |x| c.forward(x))
+        }
         "conv" => {
             let c = conv2d_no_bias(op.cin, op.cout, op.k, op.stride, op.padding, vb.pp("op"))?;
             Box::new(move |x| c.forward(x))

@@ -23,7 +23,7 @@ struct Request<'a> {
     min_secs: f64,
     op_min_secs: f64,
     lr: f64,
-    workload: &'a Workload,
+    workload: Option<&'a Workload>,
     ops: &'a [OpSpec],
 }
 
@@ -31,7 +31,7 @@ struct Request<'a> {
 #[derive(Debug, Deserialize)]
 pub struct Answer {
     pub torch_version: String,
-    pub step: StepStats,
+    pub step: Option<StepStats>,
     pub ops: BTreeMap<String, OpTimes>,
 }
 
@@ -41,7 +41,8 @@ pub struct Reference<'a> {
 }
 
 impl Reference<'_> {
-    /// Run the reference for one workload. `Err` carries a one-line reason for the report.
+    /// Run the reference for one workload (or none: operations only). `Err` carries a
+    /// one-line reason for the report.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -50,7 +51,7 @@ impl Reference<'_> {
         min_steps: usize,
         min_secs: f64,
         op_min_secs: f64,
-        workload: &Workload,
+        workload: Option<&Workload>,
         ops: &[OpSpec],
     ) -> Result<Answer, String> {
         if !self.script.is_file() {

@@ -285,7 +285,7 @@ impl FusedConv {
         } else {
             // Explicit columns, several samples side by side so small images still give the
             // GEMM a wide right-hand side.
-            let group = (256 / hw_out).clamp(1, 16);
+            let group = explicit_group(hw_out);
             let table = g.gather_table((d.c, d.h, d.w));
             y.par_chunks_mut(group * d.cout * hw_out)
                 .enumerate()
@@ -348,14 +348,17 @@ impl FusedConv {
         };
         let dx = want_dx.then(|| {
             let mut dx = vec![0f32; d.b * d.c * hw_in];
-            dx.par_chunks_mut(d.c * hw_in)
+            let group = if implicit { 1 } else { explicit_group(hw_out) };
+            dx.par_chunks_mut(group * d.c * hw_in)
                 .enumerate()
-                .for_each(|(bi, dxs)| {
-                    let dys = &dy[bi * d.cout * hw_out..(bi + 1) * d.cout * hw_out];
+                .for_each(|(gi, dxs)| {
+                    let n = dxs.len() / (d.c * hw_in);
+                    let first = gi * group;
+                    let dys = &dy[first * d.cout * hw_out..(first + n) * d.cout * hw_out];
                     if implicit {
                         input_grad_implicit(g, d, &ext, wt, dys, dxs);
                     } else {
-                        input_grad_explicit(g, d, &table, wt, dys, dxs);
+                        input_grad_explicit(g, d, &table, wt, dys, n, dxs);
                     }
                 });
             dx
@@ -464,7 +467,7 @@ impl FusedConv {
     }
 }
 
-/// Input gradient of `n` samples on the stride-1 path: a full correlation of the output
+/// Input gradient of one sample on the stride-1 path: a full correlation of the output
 /// gradient with the flipped kernel, `dxpad[c, q] = Σ_{co,kk} W[co,c,kk] · dy[co, q − off(kk)]`,
 /// read from a copy of the output gradient whose rows have the padded width, junk columns
 /// zeroed and `max_off` zeros in front.
@@ -523,18 +526,20 @@ fn input_grad_implicit(
     }
 }
 
-/// Input gradient of one sample with explicit columns: `dcols = Wᵀ · dY`, folded back onto
-/// the input (col2im).
+/// Input gradient of `n` samples with explicit columns: `dcols = Wᵀ · dY` for the samples
+/// side by side, folded back onto each input (col2im).
 fn input_grad_explicit(
     g: &ConvGeometry,
     d: &Dims,
     table: &[u32],
     wt: &[f32],
     dys: &[f32],
+    n: usize,
     dxs: &mut [f32],
 ) {
     let ckk = d.ckk(g);
-    let hw_out = d.ho * d.wo;
+    let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
+    let width = n * hw_out;
     let w_rows: Vec<usize> = (0..ckk).collect();
     let w_cols = strided(d.cout, ckk);
     let a = IndirectA {
@@ -542,14 +547,34 @@ fn input_grad_explicit(
         row_offsets: &w_rows,
         k_offsets: &w_cols,
     };
-    let dy_rows = strided(d.cout, hw_out);
+    // The samples' output gradients side by side: row `co` holds every sample's plane.
+    let dyw = if n == 1 {
+        Vec::new()
+    } else {
+        let mut dyw = vec![0f32; d.cout * width];
+        for s in 0..n {
+            for co in 0..d.cout {
+                dyw[co * width + s * hw_out..][..hw_out]
+                    .copy_from_slice(&dys[(s * d.cout + co) * hw_out..][..hw_out]);
+            }
+        }
+        dyw
+    };
+    let dy_rows = strided(d.cout, width);
     let b = IndirectB {
-        data: dys,
+        data: if n == 1 { dys } else { &dyw },
         k_offsets: &dy_rows,
     };
-    let mut dcols = vec![0f32; ckk * hw_out];
-    gemm::nn(hw_out, a, b, &mut dcols, hw_out, false);
-    fold(table, hw_out, &dcols, hw_out, dxs);
+    let mut dcols = vec![0f32; ckk * width];
+    gemm::nn(width, a, b, &mut dcols, width, false);
+    for (s, dx) in dxs.chunks_exact_mut(d.c * hw_in).enumerate() {
+        fold(table, hw_out, &dcols[s * hw_out..], width, dx);
+    }
+}
+
+/// Samples per GEMM on the explicit-columns path: enough for a wide right-hand side.
+fn explicit_group(hw_out: usize) -> usize {
+    (256 / hw_out).clamp(1, 16)
 }
 
 impl CustomOp2 for FusedConv {

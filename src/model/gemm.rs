@@ -159,11 +159,11 @@ mod avx512 {
         }
     }
 
-    /// Reduction rows per pass: a packed 32-column B panel of this many rows (24 KiB) stays
+    /// Reduction rows per pass: a packed 64-column B panel of this many rows (32 KiB) stays
     /// in L1 while every row block of A streams past it.
-    const KC: usize = 192;
+    const KC: usize = 128;
     /// Columns of a packed panel.
-    const NC: usize = 32;
+    const NC: usize = 64;
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn nn(
@@ -188,21 +188,44 @@ mod avx512 {
                 ..a
             };
             let acc = accumulate || k0 > 0;
+            let b_offs = &b.k_offsets[k0..k0 + kc];
+            // Packing pays when several row blocks of A reuse the panel.
+            let pack = a.row_offsets.len() > 2 * MR;
             let mut j = 0;
             while j < n {
                 let w = (n - j).min(NC);
-                for (t, &off) in b.k_offsets[k0..k0 + kc].iter().enumerate() {
-                    std::ptr::copy_nonoverlapping(
-                        bp.add(off + j),
-                        panel.as_mut_ptr().add(t * NC),
-                        w,
-                    );
-                }
-                if w > 16 {
-                    strip::<2, MR>(j, [mask(16), mask(w - 16)], a, &panel, c, ldc, acc);
+                let masks = [
+                    mask(w),
+                    mask(w.saturating_sub(16)),
+                    mask(w.saturating_sub(32)),
+                    mask(w.saturating_sub(48)),
+                ];
+                let src = if pack {
+                    let pp = panel.as_mut_ptr();
+                    // Masked vector copies: a `copy_nonoverlapping` of a run-time length is
+                    // a `memcpy` call per row, which cost more than the packing itself.
+                    let vecs = w.div_ceil(16);
+                    for (t, &off) in b_offs.iter().enumerate() {
+                        let row = bp.add(off + j);
+                        for (v, &mk) in masks.iter().enumerate().take(vecs) {
+                            _mm512_storeu_ps(
+                                pp.add(t * NC + 16 * v),
+                                _mm512_maskz_loadu_ps(mk, row.add(16 * v)),
+                            );
+                        }
+                    }
+                    BSource::Packed(panel.as_ptr())
                 } else {
-                    // One vector per row: twice the rows keep enough FMAs in flight.
-                    strip::<1, { 2 * MR }>(j, [mask(w), 0], a, &panel, c, ldc, acc);
+                    BSource::Direct(bp.add(j), b_offs)
+                };
+                // Register tiles of 24, 16 and 16 accumulators: 6 rows × 64 columns where
+                // the strip is wide, fewer columns and more rows where it is not.
+                if w > 32 {
+                    strip::<4, 6>(j, masks, a, src, c, ldc, acc);
+                } else if w > 16 {
+                    strip::<2, MR>(j, masks, a, src, c, ldc, acc);
+                } else {
+                    strip::<1, { 2 * MR }>(j, masks, a, src, c, ldc, acc);
                 }
                 j += w;
             }
@@ -210,23 +233,30 @@ mod avx512 {
         }
     }
 
-    /// Columns `j0..j0 + 16·V` (masked) of C from a packed panel (`NC` floats per reduction
-    /// row), `R` rows at a time. Rows past `m` in the last block re-read row `m−1` (valid
+    /// Where a strip reads row `kk` of its B columns.
+    #[derive(Clone, Copy)]
+    enum BSource<'a> {
+        /// A packed panel, `NC` floats per row.
+        Packed(*const f32),
+        /// In place: the strip's first column plus the row offsets.
+        Direct(*const f32, &'a [usize]),
+    }
+
+    /// Columns `j0..j0 + 16·V` (masked) of C, `R` rows at a time. Rows past `m` in the last block re-read row `m−1` (valid
     /// memory) and are not stored.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn strip<const V: usize, const R: usize>(
         j0: usize,
-        masks: [__mmask16; 2],
+        masks: [__mmask16; 4],
         a: IndirectA,
-        panel: &[f32; KC * NC],
+        src: BSource,
         c: &mut [f32],
         ldc: usize,
         accumulate: bool,
     ) {
         let m = a.row_offsets.len();
         let ap = a.data.as_ptr();
-        let pp = panel.as_ptr();
         let cp = c.as_mut_ptr();
         let k = a.k_offsets.len();
         let mut i0 = 0;
@@ -239,7 +269,10 @@ mod avx512 {
             let mut accs = [[_mm512_setzero_ps(); V]; R];
             for kk in 0..k {
                 let ao = *a.k_offsets.get_unchecked(kk);
-                let brow = pp.add(kk * NC);
+                let brow = match src {
+                    BSource::Packed(p) => p.add(kk * NC),
+                    BSource::Direct(p, offs) => p.add(*offs.get_unchecked(kk)),
+                };
                 let mut bv = [_mm512_setzero_ps(); V];
                 for v in 0..V {
                     bv[v] = _mm512_maskz_loadu_ps(masks[v], brow.add(16 * v));
@@ -294,6 +327,9 @@ mod tests {
             (13, 61, 27),
             (16, 784, 144),
             (9, 57, 3),
+            (40, 70, 200),
+            (33, 16, 400),
+            (20, 90, 130),
         ] {
             let a = lcg(m * k, 1);
             let b = lcg(k * n, 2);

@@ -5,6 +5,7 @@
 pub mod batch_norm;
 pub mod conv;
 pub mod conv_cpu;
+pub mod depthwise;
 pub mod gemm;
 pub mod heads;
 pub mod init;

@@ -1,0 +1,498 @@
+//! Depthwise convolution (groups = channels, one `k×k` filter per channel), the spatial
+//! convolution of ShuffleNetV2/MobileNet-style students. candle runs grouped convolutions as
+//! one convolution per group followed by a concatenation, and the backward of every slice
+//! allocates a full-size zero tensor (FACTS.md: 3.8 s per forward+backward at 64 groups),
+//! so on the CPU this is its own kernel: per channel plane, padded once, accumulated with
+//! contiguous (stride 1) or strided row loops. Other devices use candle's grouped `conv2d`.
+//!
+//! The weight has PyTorch's layout `(C, 1, k, k)` under the name `weight`.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
+use candle_nn::{Init, VarBuilder};
+use rayon::prelude::*;
+
+use super::conv_cpu::ConvGeometry;
+use super::{contiguous_f32, with_f32};
+
+#[derive(Debug, Clone)]
+pub struct DepthwiseConv2d {
+    weight: Tensor,
+    channels: usize,
+    geometry: ConvGeometry,
+}
+
+/// A bias-free depthwise convolution with PyTorch's default initialisation (Kaiming-uniform
+/// with a = √5 over the fan-in `k·k`).
+pub fn depthwise_conv2d(
+    channels: usize,
+    geometry: ConvGeometry,
+    vb: VarBuilder,
+) -> Result<DepthwiseConv2d> {
+    let init = Init::Kaiming {
+        dist: candle_nn::init::NormalOrUniform::Uniform,
+        fan: candle_nn::init::FanInOut::FanIn,
+        non_linearity: candle_nn::init::NonLinearity::ExplicitGain(1.0 / 3f64.sqrt()),
+    };
+    let k = geometry.k;
+    let weight = vb.get_with_hints((channels, 1, k, k), "weight", init)?;
+    Ok(DepthwiseConv2d {
+        weight,
+        channels,
+        geometry,
+    })
+}
+
+impl DepthwiseConv2d {
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for DepthwiseConv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, c, _, _) = x.dims4()?;
+        if c != self.channels {
+            candle_core::bail!("depthwise conv expects {} channels, got {c}", self.channels);
+        }
+        let g = self.geometry;
+        if x.device().is_cpu() {
+            let w = self.weight.reshape((c, g.k * g.k))?.contiguous()?;
+            return x.contiguous()?.apply_op2(&w, DepthwiseOp(g));
+        }
+        x.conv2d(&self.weight, g.padding, g.stride, g.dilation, c)
+    }
+}
+
+/// Sizes of one call: batch, channels, input and output sides.
+#[derive(Clone, Copy)]
+struct Dims {
+    b: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+}
+
+/// A channel plane with `padding` zeros around it.
+struct Padded {
+    hp: usize,
+    wp: usize,
+}
+
+impl Padded {
+    fn new(g: &ConvGeometry, d: &Dims) -> Self {
+        Self {
+            hp: d.h + 2 * g.padding,
+            wp: d.w + 2 * g.padding,
+        }
+    }
+
+    fn fill(&self, plane: &[f32], d: &Dims, p: usize, out: &mut [f32]) {
+        out.fill(0.0);
+        for (iy, row) in plane.chunks_exact(d.w).enumerate() {
+            out[(iy + p) * self.wp + p..][..d.w].copy_from_slice(row);
+        }
+    }
+}
+
+struct DepthwiseOp(ConvGeometry);
+
+impl DepthwiseOp {
+    fn dims(&self, xl: &Layout, wl: &Layout) -> Result<Dims> {
+        let (b, c, h, w) = xl.shape().dims4()?;
+        let (wc, kk) = wl.shape().dims2()?;
+        let g = &self.0;
+        if wc != c || kk != g.k * g.k {
+            candle_core::bail!(
+                "depthwise conv: weight {wc}×{kk} does not fit {c} channels of {}×{}",
+                g.k,
+                g.k
+            );
+        }
+        let (Some(ho), Some(wo)) = (g.out_len(h), g.out_len(w)) else {
+            candle_core::bail!(
+                "depthwise conv: {h}×{w} input is smaller than the {}×{} kernel",
+                g.k,
+                g.k
+            );
+        };
+        Ok(Dims { b, c, h, w, ho, wo })
+    }
+
+    /// `f(oy, tap, src)` for every output row and kernel tap `tap = ki·k + kj`: output
+    /// `(oy, ox)` reads padded pixel `src + ox·stride`.
+    fn taps(&self, d: &Dims, pad: &Padded, mut f: impl FnMut(usize, usize, usize)) {
+        let g = &self.0;
+        for oy in 0..d.ho {
+            for ki in 0..g.k {
+                let row = (oy * g.stride + ki * g.dilation) * pad.wp;
+                for kj in 0..g.k {
+                    f(oy, ki * g.k + kj, row + kj * g.dilation);
+                }
+            }
+        }
+    }
+
+    fn forward(&self, x: &[f32], wt: &[f32], d: &Dims) -> Vec<f32> {
+        let g = &self.0;
+        let (s, kk) = (g.stride, g.k * g.k);
+        let pad = Padded::new(g, d);
+        let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
+        let mut y = vec![0f32; d.b * d.c * hw_out];
+        y.par_chunks_mut(hw_out).enumerate().for_each_init(
+            || vec![0f32; pad.hp * pad.wp],
+            |xp, (plane, out)| {
+                let ch = plane % d.c;
+                pad.fill(&x[plane * hw_in..][..hw_in], d, g.padding, xp);
+                let w = &wt[ch * kk..][..kk];
+                self.taps(d, &pad, |oy, tap, src| {
+                    let wv = w[tap];
+                    let dst = &mut out[oy * d.wo..][..d.wo];
+                    if s == 1 {
+                        for (o, &v) in dst.iter_mut().zip(&xp[src..src + d.wo]) {
+                            *o += wv * v;
+                        }
+                    } else {
+                        for (o, &v) in dst.iter_mut().zip(xp[src..].iter().step_by(s)) {
+                            *o += wv * v;
+                        }
+                    }
+                });
+            },
+        );
+        y
+    }
+
+    /// Input gradient (if wanted) and weight gradient. Channels run in parallel, each
+    /// summing its weight gradient over the batch in order, so results do not depend on the
+    /// thread count.
+    fn backward(
+        &self,
+        x: &[f32],
+        wt: &[f32],
+        dy: &[f32],
+        d: &Dims,
+        want_dx: bool,
+    ) -> (Option<Vec<f32>>, Vec<f32>) {
+        let g = &self.0;
+        let (s, kk) = (g.stride, g.k * g.k);
+        let pad = Padded::new(g, d);
+        let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
+        let results: Vec<(Vec<f32>, Vec<f32>)> = (0..d.c)
+            .into_par_iter()
+            .map(|ch| {
+                let w = &wt[ch * kk..][..kk];
+                let mut dw = vec![0f64; kk];
+                let mut dx_planes = if want_dx {
+                    vec![0f32; d.b * hw_in]
+                } else {
+                    Vec::new()
+                };
+                let mut xp = vec![0f32; pad.hp * pad.wp];
+                let mut dxp = vec![0f32; pad.hp * pad.wp];
+                for bi in 0..d.b {
+                    let plane = bi * d.c + ch;
+                    pad.fill(&x[plane * hw_in..][..hw_in], d, g.padding, &mut xp);
+                    let gy = &dy[plane * hw_out..][..hw_out];
+                    dxp.fill(0.0);
+                    let mut dw_plane = vec![0f32; kk];
+                    self.taps(d, &pad, |oy, tap, src| {
+                        let grow = &gy[oy * d.wo..][..d.wo];
+                        let wv = w[tap];
+                        let mut acc = 0f32;
+                        if s == 1 {
+                            for (&gv, &xv) in grow.iter().zip(&xp[src..src + d.wo]) {
+                                acc += gv * xv;
+                            }
+                            if want_dx {
+                                for (o, &gv) in dxp[src..src + d.wo].iter_mut().zip(grow) {
+                                    *o += wv * gv;
+                                }
+                            }
+                        } else {
+                            for (&gv, &xv) in grow.iter().zip(xp[src..].iter().step_by(s)) {
+                                acc += gv * xv;
+                            }
+                            if want_dx {
+                                for (o, &gv) in dxp[src..].iter_mut().step_by(s).zip(grow) {
+                                    *o += wv * gv;
+                                }
+                            }
+                        }
+                        dw_plane[tap] += acc;
+                    });
+                    for (t, v) in dw_plane.iter().enumerate() {
+                        dw[t] += *v as f64;
+                    }
+                    if want_dx {
+                        let dst = &mut dx_planes[bi * hw_in..][..hw_in];
+                        for (iy, row) in dst.chunks_exact_mut(d.w).enumerate() {
+                            row.copy_from_slice(
+                                &dxp[(iy + g.padding) * pad.wp + g.padding..][..d.w],
+                            );
+                        }
+                    }
+                }
+                (dx_planes, dw.iter().map(|&v| v as f32).collect())
+            })
+            .collect();
+        let mut dw = vec![0f32; d.c * kk];
+        for (ch, (_, dwc)) in results.iter().enumerate() {
+            dw[ch * kk..][..kk].copy_from_slice(dwc);
+        }
+        let dx = want_dx.then(|| {
+            let mut dx = vec![0f32; d.b * d.c * hw_in];
+            for (ch, (planes, _)) in results.iter().enumerate() {
+                for bi in 0..d.b {
+                    dx[(bi * d.c + ch) * hw_in..][..hw_in]
+                        .copy_from_slice(&planes[bi * hw_in..][..hw_in]);
+                }
+            }
+            dx
+        });
+        (dx, dw)
+    }
+}
+
+impl CustomOp2 for DepthwiseOp {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = self.dims(l1, l2)?;
+        let x = contiguous_f32(s1, l1, "input")?;
+        let wt = contiguous_f32(s2, l2, "weight")?;
+        let y = self.forward(x, wt, &d);
+        Ok((CpuStorage::F32(y), Shape::from((d.b, d.c, d.ho, d.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = self.dims(x.layout(), w.layout())?;
+        let want_dx = x.track_op();
+        let (dx, dw) = with_f32(x, |xv| {
+            with_f32(w, |wv| {
+                with_f32(grad, |gv| Ok(self.backward(xv, wv, gv, &d, want_dx)))
+            })
+        })?;
+        let dev = x.device();
+        Ok((
+            dx.map(|v| Tensor::from_vec(v, x.dims(), dev)).transpose()?,
+            Some(Tensor::from_vec(dw, w.dims(), dev)?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// (batch, channels, h, w, k, stride, padding, dilation)
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+    fn vec(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    fn max_rel_diff(a: &[f32], b: &[f64]) -> f64 {
+        let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 - y).abs() / scale)
+            .fold(0.0, f64::max)
+    }
+
+    fn geometry(case: Case) -> ConvGeometry {
+        ConvGeometry {
+            k: case.4,
+            stride: case.5,
+            padding: case.6,
+            dilation: case.7,
+        }
+    }
+
+    /// Direct f64 loops: output and the gradients of `Σ y·probe`.
+    fn naive(case: Case, x: &[f32], w: &[f32], probe: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (b, c, h, wd, k, s, p, dl) = case;
+        let g = geometry(case);
+        let (ho, wo) = (g.out_len(h).unwrap(), g.out_len(wd).unwrap());
+        let mut y = vec![0f64; b * c * ho * wo];
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; w.len()];
+        for bi in 0..b {
+            for ch in 0..c {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let yi = ((bi * c + ch) * ho + oy) * wo + ox;
+                        for ki in 0..k {
+                            for kj in 0..k {
+                                let iy = (oy * s + ki * dl) as isize - p as isize;
+                                let ix = (ox * s + kj * dl) as isize - p as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                    continue;
+                                }
+                                let xi = ((bi * c + ch) * h + iy as usize) * wd + ix as usize;
+                                let wi = (ch * k + ki) * k + kj;
+                                y[yi] += x[xi] as f64 * w[wi] as f64;
+                                dx[xi] += w[wi] as f64 * probe[yi] as f64;
+                                dw[wi] += x[xi] as f64 * probe[yi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, dx, dw)
+    }
+
+    fn run(case: Case, x: &Var, w: &Var, probe: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let conv = DepthwiseConv2d {
+            weight: w.as_tensor().clone(),
+            channels: case.1,
+            geometry: geometry(case),
+        };
+        let y = conv.forward(x.as_tensor()).unwrap();
+        let grads = (&y * probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx = grads.get(x.as_tensor()).unwrap().clone();
+        let gw = grads.get(w.as_tensor()).unwrap().clone();
+        (y, gx, gw)
+    }
+
+    const CASES: &[Case] = &[
+        (2, 3, 8, 8, 3, 1, 1, 1),
+        (1, 4, 7, 7, 3, 2, 1, 1),
+        (3, 2, 9, 6, 5, 1, 2, 1),
+        (2, 5, 11, 11, 7, 2, 3, 1),
+        (2, 3, 10, 10, 3, 1, 2, 2),
+        (1, 6, 5, 5, 1, 1, 0, 1),
+        (4, 8, 6, 6, 3, 1, 1, 1),
+    ];
+
+    /// Forward and both gradients against direct loops, for kernel sizes 1/3/5/7, strides
+    /// 1/2, dilation 2, odd and non-square shapes, batch 1.
+    #[test]
+    fn depthwise_matches_direct_loops() {
+        let dev = Device::Cpu;
+        for &case in CASES {
+            let (b, c, h, wd, k, ..) = case;
+            let g = geometry(case);
+            let x = Var::randn(0f32, 1.0, (b, c, h, wd), &dev).unwrap();
+            let w = Var::randn(0f32, 1.0, (c, 1, k, k), &dev).unwrap();
+            let probe = Tensor::randn(
+                0f32,
+                1.0,
+                (b, c, g.out_len(h).unwrap(), g.out_len(wd).unwrap()),
+                &dev,
+            )
+            .unwrap();
+            let (y, gx, gw) = run(case, &x, &w, &probe);
+            let (ry, rgx, rgw) =
+                naive(case, &vec(x.as_tensor()), &vec(w.as_tensor()), &vec(&probe));
+            assert!(max_rel_diff(&vec(&y), &ry) < 1e-5, "{case:?}: forward");
+            assert!(
+                max_rel_diff(&vec(&gx), &rgx) < 1e-5,
+                "{case:?}: input gradient"
+            );
+            assert!(
+                max_rel_diff(&vec(&gw), &rgw) < 1e-5,
+                "{case:?}: weight gradient"
+            );
+        }
+    }
+
+    /// Against candle's own grouped conv2d and its autograd (stride 1, where candle's
+    /// backward sizes are right).
+    #[test]
+    fn depthwise_matches_candle_grouped_conv() {
+        let dev = Device::Cpu;
+        for &case in CASES.iter().filter(|c| c.5 == 1) {
+            let (b, c, h, wd, k, _, p, dl) = case;
+            let x = Var::randn(0f32, 1.0, (b, c, h, wd), &dev).unwrap();
+            let w = Var::randn(0f32, 1.0, (c, 1, k, k), &dev).unwrap();
+            let yc = x.as_tensor().conv2d(w.as_tensor(), p, 1, dl, c).unwrap();
+            let probe = Tensor::randn(0f32, 1.0, yc.dims(), &dev).unwrap();
+            let gc = (&yc * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let (y, gx, gw) = run(case, &x, &w, &probe);
+            let as64 = |t: &Tensor| vec(t).iter().map(|&v| v as f64).collect::<Vec<_>>();
+            assert!(max_rel_diff(&vec(&y), &as64(&yc)) < 1e-5, "{case:?}");
+            assert!(
+                max_rel_diff(&vec(&gx), &as64(gc.get(x.as_tensor()).unwrap())) < 1e-5,
+                "{case:?}"
+            );
+            assert!(
+                max_rel_diff(&vec(&gw), &as64(gc.get(w.as_tensor()).unwrap())) < 1e-5,
+                "{case:?}"
+            );
+        }
+    }
+
+    /// Central finite differences of `Σ y·probe` for a few input and weight entries.
+    #[test]
+    fn depthwise_gradients_match_finite_differences() {
+        let dev = Device::Cpu;
+        let case: Case = (2, 3, 7, 6, 3, 2, 1, 1);
+        let g = geometry(case);
+        let x = Var::randn(0f32, 1.0, (2, 3, 7, 6), &dev).unwrap();
+        let w = Var::randn(0f32, 1.0, (3, 1, 3, 3), &dev).unwrap();
+        let probe = Tensor::randn(
+            0f32,
+            1.0,
+            (2, 3, g.out_len(7).unwrap(), g.out_len(6).unwrap()),
+            &dev,
+        )
+        .unwrap();
+        let (_, gx, gw) = run(case, &x, &w, &probe);
+        let loss = |xv: &[f32], wv: &[f32]| {
+            let xt = Var::from_tensor(&Tensor::from_slice(xv, x.dims(), &dev).unwrap()).unwrap();
+            let wt = Var::from_tensor(&Tensor::from_slice(wv, w.dims(), &dev).unwrap()).unwrap();
+            let (y, _, _) = run(case, &xt, &wt, &probe);
+            vec(&(&y * &probe).unwrap())
+                .iter()
+                .map(|&v| v as f64)
+                .sum::<f64>()
+        };
+        let (xv, wv) = (vec(x.as_tensor()), vec(w.as_tensor()));
+        let eps = 1e-2f32;
+        for i in [0usize, 20, xv.len() - 1] {
+            let (mut up, mut down) = (xv.clone(), xv.clone());
+            up[i] += eps;
+            down[i] -= eps;
+            let fd = (loss(&up, &wv) - loss(&down, &wv)) / (2.0 * eps as f64);
+            let a = vec(&gx)[i] as f64;
+            assert!(
+                (fd - a).abs() < 2e-2 * a.abs().max(1.0),
+                "dx[{i}]: {fd} vs {a}"
+            );
+        }
+        for i in [0usize, 13, wv.len() - 1] {
+            let (mut up, mut down) = (wv.clone(), wv.clone());
+            up[i] += eps;
+            down[i] -= eps;
+            let fd = (loss(&xv, &up) - loss(&xv, &down)) / (2.0 * eps as f64);
+            let a = vec(&gw)[i] as f64;
+            assert!(
+                (fd - a).abs() < 2e-2 * a.abs().max(1.0),
+                "dw[{i}]: {fd} vs {a}"
+            );
+        }
+    }
+}
