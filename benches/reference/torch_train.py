@@ -2,7 +2,7 @@
 """PyTorch side of `harness bench train`.
 
 Reads one JSON request on stdin (written by src/bench/reference.rs: thread count, timing
-rules, one workload and its per-op list), builds the same network the harness builds
+rules, one workload or none, and a list of single operations to time), builds the same network the harness builds
 (ResNet with BasicBlocks, torchvision layout, CIFAR stem for 28-32 px), runs the same
 training step (forward, cross-entropy, backward, SGD with momentum 0.9 and weight decay 1e-4
 on weights only) on a fixed random batch, and prints one JSON answer on stdout.
@@ -164,6 +164,8 @@ def op_times(req, op):
     b, c, s = op["batch"], op["cin"], op["size"]
     if op["kind"] == "conv":
         layer = nn.Conv2d(c, op["cout"], op["k"], op["stride"], op["padding"], bias=False)
+    elif op["kind"] == "dwconv":
+        layer = nn.Conv2d(c, c, op["k"], op["stride"], op["padding"], groups=c, bias=False)
     elif op["kind"] == "bn":
         layer = nn.BatchNorm2d(c).train()
     else:
@@ -192,7 +194,7 @@ def main():
     torch.set_num_interop_threads(1)
     answer = {
         "torch_version": torch.__version__,
-        "step": train_step(req),
+        "step": train_step(req) if req["workload"] is not None else None,
         "ops": {op["key"]: op_times(req, op) for op in req["ops"]},
     }
     json.dump(answer, sys.stdout)
