@@ -17,6 +17,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
+use super::simd::multiversion;
 use super::{contiguous_f32, with_f32};
 
 pub struct BatchNorm2d {
@@ -73,9 +74,9 @@ struct FusedBatchNorm {
 /// Lanes of the fixed-order partial sums (vectorisable, identical on every run).
 const LANES: usize = 16;
 
-/// Sum of `f(x_i)` over a row with 16 f32 lanes, reduced in a fixed order into f64.
+/// `Σ f(x_i)` over a row with 16 f32 lanes, reduced in a fixed order into f64.
 #[inline(always)]
-fn row_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     let mut acc = [0f32; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -87,36 +88,94 @@ fn row_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     acc.iter().map(|&v| v as f64).sum::<f64>() + rest.iter().map(|&v| f(v) as f64).sum::<f64>()
 }
 
-/// `(Σ g', Σ g'·(x − mean))` over a row, where `g' = g` or, with `masked`, `g` where the
-/// op's output is positive (the ReLU's gradient) and 0 elsewhere.
-#[inline(always)]
-fn grad_sums(x: &[f32], g: &[f32], out: &[f32], mean: f32, masked: bool) -> (f64, f64) {
-    let mut a = [0f32; LANES];
-    let mut b = [0f32; LANES];
-    let n = x.len() / LANES * LANES;
-    let gm = |g: f32, o: f32| if masked && o <= 0.0 { 0.0 } else { g };
-    for ((xc, gc), oc) in x[..n]
-        .chunks_exact(LANES)
-        .zip(g[..n].chunks_exact(LANES))
-        .zip(out[..n].chunks_exact(LANES))
-    {
+multiversion! {
+    /// `Σ x_i` over a row.
+    fn row_sum(x: &[f32]) -> f64 {
+        lane_sum(x, |v| v)
+    }
+}
+
+multiversion! {
+    /// `Σ (x_i − mean)²` over a row.
+    fn row_sq_dev(x: &[f32], mean: f32) -> f64 {
+        lane_sum(x, |v| (v - mean) * (v - mean))
+    }
+}
+
+multiversion! {
+    /// `(Σ g', Σ g'·(x − mean))` over a row, where `g' = g` or, with `masked`, `g` where the
+    /// op's output is positive (the ReLU's gradient) and 0 elsewhere.
+    fn grad_sums(x: &[f32], g: &[f32], out: &[f32], mean: f32, masked: bool) -> (f64, f64) {
+        let mut a = [0f32; LANES];
+        let mut b = [0f32; LANES];
+        let n = x.len() / LANES * LANES;
+        let gm = |g: f32, o: f32| if masked && o <= 0.0 { 0.0 } else { g };
+        for ((xc, gc), oc) in x[..n]
+            .chunks_exact(LANES)
+            .zip(g[..n].chunks_exact(LANES))
+            .zip(out[..n].chunks_exact(LANES))
+        {
+            for l in 0..LANES {
+                let gi = gm(gc[l], oc[l]);
+                a[l] += gi;
+                b[l] += gi * (xc[l] - mean);
+            }
+        }
+        let (mut sa, mut sb) = (0f64, 0f64);
         for l in 0..LANES {
-            let gi = gm(gc[l], oc[l]);
-            a[l] += gi;
-            b[l] += gi * (xc[l] - mean);
+            sa += a[l] as f64;
+            sb += b[l] as f64;
+        }
+        for i in n..x.len() {
+            let gi = gm(g[i], out[i]);
+            sa += gi as f64;
+            sb += (gi * (x[i] - mean)) as f64;
+        }
+        (sa, sb)
+    }
+}
+
+multiversion! {
+    /// One row of the output: `x·scale + shift`, then the tail (`residual` is empty unless
+    /// the tail adds one).
+    fn normalize_row(out: &mut [f32], x: &[f32], residual: &[f32], scale: f32, shift: f32, relu: bool) {
+        if !residual.is_empty() {
+            for ((o, &v), &s) in out.iter_mut().zip(x).zip(residual) {
+                *o = (v * scale + shift + s).max(0.0);
+            }
+        } else if relu {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = (v * scale + shift).max(0.0);
+            }
+        } else {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = v * scale + shift;
+            }
         }
     }
-    let (mut sa, mut sb) = (0f64, 0f64);
-    for l in 0..LANES {
-        sa += a[l] as f64;
-        sb += b[l] as f64;
+}
+
+multiversion! {
+    /// One row of the input gradient, `dx = k·g' + a·x + bias`, and (when `dres` is not
+    /// empty) of the residual's gradient `g'`.
+    fn input_grad_row(
+        dx: &mut [f32],
+        dres: &mut [f32],
+        x: &[f32],
+        g: &[f32],
+        out: &[f32],
+        coeffs: (f32, f32, f32),
+        masked: bool,
+    ) {
+        let (k, a, bias) = coeffs;
+        let gm = |g: f32, o: f32| if masked && o <= 0.0 { 0.0 } else { g };
+        for (((v, &xi), &gi), &oi) in dx.iter_mut().zip(x).zip(g).zip(out) {
+            *v = k * gm(gi, oi) + a * xi + bias;
+        }
+        for ((v, &gi), &oi) in dres.iter_mut().zip(g).zip(out) {
+            *v = gm(gi, oi);
+        }
     }
-    for i in n..x.len() {
-        let gi = gm(g[i], out[i]);
-        sa += gi as f64;
-        sb += (gi * (x[i] - mean)) as f64;
-    }
-    (sa, sb)
 }
 
 impl FusedBatchNorm {
@@ -145,12 +204,10 @@ impl FusedBatchNorm {
                 .into_par_iter()
                 .map(|ch| {
                     let row = |bi: usize| &x[(bi * c + ch) * hw..][..hw];
-                    let sum: f64 = (0..b).map(|bi| row_sum(row(bi), |v| v)).sum();
+                    let sum: f64 = (0..b).map(|bi| row_sum(row(bi))).sum();
                     let mean = sum / n;
                     let m = mean as f32;
-                    let sq: f64 = (0..b)
-                        .map(|bi| row_sum(row(bi), |v| (v - m) * (v - m)))
-                        .sum();
+                    let sq: f64 = (0..b).map(|bi| row_sq_dev(row(bi), m)).sum();
                     let var = sq / n;
                     (m, var as f32, (1.0 / (var + self.eps).sqrt()) as f32)
                 })
@@ -164,24 +221,10 @@ impl FusedBatchNorm {
             let scale = gamma[ch] * inv;
             let shift = beta[ch] - mean * scale;
             let xs = &x[row * hw..(row + 1) * hw];
-            match residual {
-                Some(r) => {
-                    let rs = &r[row * hw..(row + 1) * hw];
-                    for ((o, &v), &s) in out.iter_mut().zip(xs).zip(rs) {
-                        *o = (v * scale + shift + s).max(0.0);
-                    }
-                }
-                None if relu => {
-                    for (o, &v) in out.iter_mut().zip(xs) {
-                        *o = (v * scale + shift).max(0.0);
-                    }
-                }
-                None => {
-                    for (o, &v) in out.iter_mut().zip(xs) {
-                        *o = v * scale + shift;
-                    }
-                }
-            }
+            let rs = residual
+                .map(|r| &r[row * hw..(row + 1) * hw])
+                .unwrap_or(&[]);
+            normalize_row(out, xs, rs, scale, shift, relu);
         });
         let mut st = self.stats.lock().expect("batch-norm stats");
         st.mean = stats.iter().map(|s| s.0).collect();
@@ -243,20 +286,14 @@ impl FusedBatchNorm {
                 let (m, iv) = (mean[ch], inv[ch]);
                 let r = row * hw..(row + 1) * hw;
                 let (xs, gs, os) = (&x[r.clone()], &grad[r.clone()], &out[r]);
-                let gm = |g: f32, o: f32| if masked && o <= 0.0 { 0.0 } else { g };
                 // Training: dx = γ·inv/N · (N·g' − Σg' − x̂·Σ(g'·x̂)); evaluation: γ·inv·g'.
-                let (k, a, bias) = if train {
+                let coeffs = if train {
                     let k = gamma[ch] * iv / n;
                     (k * n, -k * dg * iv, -k * db + k * dg * iv * m)
                 } else {
                     (gamma[ch] * iv, 0.0, 0.0)
                 };
-                for (((v, &xi), &gi), &oi) in d.iter_mut().zip(xs).zip(gs).zip(os) {
-                    *v = k * gm(gi, oi) + a * xi + bias;
-                }
-                for ((v, &gi), &oi) in dr.iter_mut().zip(gs).zip(os) {
-                    *v = gm(gi, oi);
-                }
+                input_grad_row(d, dr, xs, gs, os, coeffs, masked);
             });
         let mut dgb = vec![0f32; 2 * c];
         for (ch, &(db, dg)) in sums.iter().enumerate() {

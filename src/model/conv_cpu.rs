@@ -18,6 +18,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{self, strided, IndirectA, IndirectB};
+use super::simd::multiversion;
 use super::{contiguous_f32, with_f32};
 
 /// Kernel size, stride, padding and dilation of a square convolution.
@@ -98,23 +99,45 @@ impl ConvGeometry {
     }
 }
 
-/// Unfold one sample into im2col columns whose rows (of `hw_out` entries) are `row_stride`
-/// apart, so several samples can sit side by side. Every entry is written.
-fn unfold(table: &[u32], hw_out: usize, x: &[f32], cols: &mut [f32], row_stride: usize) {
-    for (r, idx) in table.chunks_exact(hw_out).enumerate() {
-        let dst = &mut cols[r * row_stride..][..hw_out];
-        for (v, &j) in dst.iter_mut().zip(idx) {
-            *v = x.get(j as usize).copied().unwrap_or(0.0);
+multiversion! {
+    /// Unfold one sample into im2col columns whose rows (of `hw_out` entries) are
+    /// `row_stride` apart, so several samples can sit side by side. Every entry is written.
+    fn unfold(table: &[u32], hw_out: usize, x: &[f32], cols: &mut [f32], row_stride: usize) {
+        for (r, idx) in table.chunks_exact(hw_out).enumerate() {
+            let dst = &mut cols[r * row_stride..][..hw_out];
+            for (v, &j) in dst.iter_mut().zip(idx) {
+                *v = x.get(j as usize).copied().unwrap_or(0.0);
+            }
         }
     }
 }
 
-/// Fold column gradients back onto one sample's input gradient (col2im), accumulating.
-fn fold(table: &[u32], hw_out: usize, cols: &[f32], row_stride: usize, dx: &mut [f32]) {
-    for (r, idx) in table.chunks_exact(hw_out).enumerate() {
-        for (g, &j) in cols[r * row_stride..][..hw_out].iter().zip(idx) {
-            if let Some(v) = dx.get_mut(j as usize) {
-                *v += g;
+multiversion! {
+    /// Fold column gradients back onto one sample's input gradient (col2im), accumulating.
+    fn fold(table: &[u32], hw_out: usize, cols: &[f32], row_stride: usize, dx: &mut [f32]) {
+        for (r, idx) in table.chunks_exact(hw_out).enumerate() {
+            for (g, &j) in cols[r * row_stride..][..hw_out].iter().zip(idx) {
+                if let Some(v) = dx.get_mut(j as usize) {
+                    *v += g;
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `dst (cols × rows) = srcᵀ` for a row-major `rows × cols` source, in 16×16 tiles so
+    /// both sides stay in cache.
+    fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+        const T: usize = 16;
+        for r0 in (0..rows).step_by(T) {
+            for c0 in (0..cols).step_by(T) {
+                for r in r0..(r0 + T).min(rows) {
+                    let row = &src[r * cols..][c0..(c0 + T).min(cols)];
+                    for (i, &v) in row.iter().enumerate() {
+                        dst[(c0 + i) * rows + r] = v;
+                    }
+                }
             }
         }
     }
@@ -394,14 +417,8 @@ impl FusedConv {
             dyt.par_chunks_mut(hw_out * d.cout)
                 .enumerate()
                 .for_each(|(s, rows)| {
-                    for co in 0..d.cout {
-                        for (p, &v) in dys[(s * d.cout + co) * hw_out..][..hw_out]
-                            .iter()
-                            .enumerate()
-                        {
-                            rows[p * d.cout + co] = v;
-                        }
-                    }
+                    let src = &dys[s * d.cout * hw_out..(s + 1) * d.cout * hw_out];
+                    transpose(src, d.cout, hw_out, rows);
                 });
             let dyt_rows = strided(n * hw_out, d.cout);
             // A: rows are the (shifted) input windows, k runs over every output pixel.

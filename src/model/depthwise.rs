@@ -12,6 +12,7 @@ use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
 use super::conv_cpu::ConvGeometry;
+use super::simd::multiversion;
 use super::{contiguous_f32, with_f32};
 
 #[derive(Debug, Clone)]
@@ -98,6 +99,80 @@ impl Padded {
 
 struct DepthwiseOp(ConvGeometry);
 
+multiversion! {
+    /// One channel plane: `out[oy, ox] += Σ_tap w[tap] · xp[row(oy, ki) + kj·d + ox·s]` over the
+    /// zero-padded plane `xp` (row width `wp`); `taps = (k, stride, dilation, wp)`.
+    fn plane_forward(xp: &[f32], w: &[f32], out: &mut [f32], taps: (usize, usize, usize, usize), wo: usize) {
+        let (k, s, dl, wp) = taps;
+        for (oy, dst) in out.chunks_exact_mut(wo).enumerate() {
+            for ki in 0..k {
+                let row = (oy * s + ki * dl) * wp;
+                for kj in 0..k {
+                    let wv = w[ki * k + kj];
+                    let src = row + kj * dl;
+                    if s == 1 {
+                        for (o, &v) in dst.iter_mut().zip(&xp[src..src + wo]) {
+                            *o += wv * v;
+                        }
+                    } else {
+                        for (o, &v) in dst.iter_mut().zip(xp[src..].iter().step_by(s)) {
+                            *o += wv * v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Backward of [`plane_forward`] for one plane: accumulates the weight gradient into `dw`
+    /// and, with `want_dx`, the padded input gradient into `dxp`.
+    fn plane_backward(
+        xp: &[f32],
+        gy: &[f32],
+        w: &[f32],
+        dxp: &mut [f32],
+        dw: &mut [f32],
+        taps: (usize, usize, usize, usize),
+        wo: usize,
+        want_dx: bool,
+    ) {
+        let (k, s, dl, wp) = taps;
+        for (oy, grow) in gy.chunks_exact(wo).enumerate() {
+            for ki in 0..k {
+                let row = (oy * s + ki * dl) * wp;
+                for kj in 0..k {
+                    let tap = ki * k + kj;
+                    let wv = w[tap];
+                    let src = row + kj * dl;
+                    let mut acc = 0f32;
+                    if s == 1 {
+                        for (&gv, &xv) in grow.iter().zip(&xp[src..src + wo]) {
+                            acc += gv * xv;
+                        }
+                        if want_dx {
+                            for (o, &gv) in dxp[src..src + wo].iter_mut().zip(grow) {
+                                *o += wv * gv;
+                            }
+                        }
+                    } else {
+                        for (&gv, &xv) in grow.iter().zip(xp[src..].iter().step_by(s)) {
+                            acc += gv * xv;
+                        }
+                        if want_dx {
+                            for (o, &gv) in dxp[src..].iter_mut().step_by(s).zip(grow) {
+                                *o += wv * gv;
+                            }
+                        }
+                    }
+                    dw[tap] += acc;
+                }
+            }
+        }
+    }
+}
+
 impl DepthwiseOp {
     fn dims(&self, xl: &Layout, wl: &Layout) -> Result<Dims> {
         let (b, c, h, w) = xl.shape().dims4()?;
@@ -120,23 +195,9 @@ impl DepthwiseOp {
         Ok(Dims { b, c, h, w, ho, wo })
     }
 
-    /// `f(oy, tap, src)` for every output row and kernel tap `tap = ki·k + kj`: output
-    /// `(oy, ox)` reads padded pixel `src + ox·stride`.
-    fn taps(&self, d: &Dims, pad: &Padded, mut f: impl FnMut(usize, usize, usize)) {
-        let g = &self.0;
-        for oy in 0..d.ho {
-            for ki in 0..g.k {
-                let row = (oy * g.stride + ki * g.dilation) * pad.wp;
-                for kj in 0..g.k {
-                    f(oy, ki * g.k + kj, row + kj * g.dilation);
-                }
-            }
-        }
-    }
-
     fn forward(&self, x: &[f32], wt: &[f32], d: &Dims) -> Vec<f32> {
         let g = &self.0;
-        let (s, kk) = (g.stride, g.k * g.k);
+        let kk = g.k * g.k;
         let pad = Padded::new(g, d);
         let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
         let mut y = vec![0f32; d.b * d.c * hw_out];
@@ -145,20 +206,8 @@ impl DepthwiseOp {
             |xp, (plane, out)| {
                 let ch = plane % d.c;
                 pad.fill(&x[plane * hw_in..][..hw_in], d, g.padding, xp);
-                let w = &wt[ch * kk..][..kk];
-                self.taps(d, &pad, |oy, tap, src| {
-                    let wv = w[tap];
-                    let dst = &mut out[oy * d.wo..][..d.wo];
-                    if s == 1 {
-                        for (o, &v) in dst.iter_mut().zip(&xp[src..src + d.wo]) {
-                            *o += wv * v;
-                        }
-                    } else {
-                        for (o, &v) in dst.iter_mut().zip(xp[src..].iter().step_by(s)) {
-                            *o += wv * v;
-                        }
-                    }
-                });
+                let taps = (g.k, g.stride, g.dilation, pad.wp);
+                plane_forward(xp, &wt[ch * kk..][..kk], out, taps, d.wo);
             },
         );
         y
@@ -176,7 +225,7 @@ impl DepthwiseOp {
         want_dx: bool,
     ) -> (Option<Vec<f32>>, Vec<f32>) {
         let g = &self.0;
-        let (s, kk) = (g.stride, g.k * g.k);
+        let kk = g.k * g.k;
         let pad = Padded::new(g, d);
         let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
         let results: Vec<(Vec<f32>, Vec<f32>)> = (0..d.c)
@@ -191,37 +240,15 @@ impl DepthwiseOp {
                 };
                 let mut xp = vec![0f32; pad.hp * pad.wp];
                 let mut dxp = vec![0f32; pad.hp * pad.wp];
+                let mut dw_plane = vec![0f32; kk];
                 for bi in 0..d.b {
                     let plane = bi * d.c + ch;
                     pad.fill(&x[plane * hw_in..][..hw_in], d, g.padding, &mut xp);
                     let gy = &dy[plane * hw_out..][..hw_out];
                     dxp.fill(0.0);
-                    let mut dw_plane = vec![0f32; kk];
-                    self.taps(d, &pad, |oy, tap, src| {
-                        let grow = &gy[oy * d.wo..][..d.wo];
-                        let wv = w[tap];
-                        let mut acc = 0f32;
-                        if s == 1 {
-                            for (&gv, &xv) in grow.iter().zip(&xp[src..src + d.wo]) {
-                                acc += gv * xv;
-                            }
-                            if want_dx {
-                                for (o, &gv) in dxp[src..src + d.wo].iter_mut().zip(grow) {
-                                    *o += wv * gv;
-                                }
-                            }
-                        } else {
-                            for (&gv, &xv) in grow.iter().zip(xp[src..].iter().step_by(s)) {
-                                acc += gv * xv;
-                            }
-                            if want_dx {
-                                for (o, &gv) in dxp[src..].iter_mut().step_by(s).zip(grow) {
-                                    *o += wv * gv;
-                                }
-                            }
-                        }
-                        dw_plane[tap] += acc;
-                    });
+                    dw_plane.fill(0.0);
+                    let taps = (g.k, g.stride, g.dilation, pad.wp);
+                    plane_backward(&xp, gy, w, &mut dxp, &mut dw_plane, taps, d.wo, want_dx);
                     for (t, v) in dw_plane.iter().enumerate() {
                         dw[t] += *v as f64;
                     }

@@ -10,6 +10,7 @@ pub mod gemm;
 pub mod heads;
 pub mod init;
 pub mod resnet;
+mod simd;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
