@@ -19,6 +19,10 @@ report *ARGS:
 datasets *ARGS:
     cargo run --release -- datasets {{ARGS}}
 
+# Training-step speed and memory against PyTorch (pip install torch for the reference)
+bench *ARGS:
+    cargo run --release -- bench train {{ARGS}}
+
 # The test suite (release build: candle is ~11x slower unoptimised)
 test:
     cargo test --release

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch side of `harness bench train`.
 
-Reads one JSON request on stdin (written by src/bench/reference.rs: thread count, timing
+Reads one JSON request from the file named by its argument, or from stdin without one
+(written by src/bench/reference.rs: thread count, timing
 rules, one workload or none, and a list of single operations to time), builds the same network the harness builds
 (ResNet with BasicBlocks, torchvision layout, CIFAR stem for 28-32 px), runs the same
 training step (forward, cross-entropy, backward, SGD with momentum 0.9 and weight decay 1e-4
@@ -12,7 +13,7 @@ time order from the profiler's memory events; the harness counts its heap the sa
 (allocations minus frees above what lives between steps).
 
 Usage (normally started by the harness):  harness bench train
-Manual:  echo '{...}' | python3 benches/reference/torch_train.py
+Manual:  python3 benches/reference/torch_train.py request.json
 """
 import json
 import sys
@@ -189,7 +190,11 @@ def op_times(req, op):
 
 
 def main():
-    req = json.load(sys.stdin)
+    if len(sys.argv) > 1:
+        with open(sys.argv[1]) as f:
+            req = json.load(f)
+    else:
+        req = json.load(sys.stdin)
     torch.set_num_threads(req["threads"])
     torch.set_num_interop_threads(1)
     answer = {

@@ -4,7 +4,6 @@
 //! prints our numbers and says why the reference is absent.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -14,7 +13,7 @@ use super::ops::{OpSpec, OpTimes};
 use super::workload::Workload;
 use super::StepStats;
 
-/// What the script is asked to do (sent as JSON on its standard input).
+/// What the script is asked to do (a JSON file whose path is the script's argument).
 #[derive(Serialize)]
 struct Request<'a> {
     threads: usize,
@@ -71,24 +70,20 @@ impl Reference<'_> {
             ops,
         };
         let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
-        let mut child = Command::new(self.python)
+        // The request goes through a file, not a pipe: a script that dies before reading
+        // its input must not take the harness down with a broken pipe.
+        let path =
+            std::env::temp_dir().join(format!("kdbench-bench-request-{}.json", std::process::id()));
+        std::fs::write(&path, &body).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let out = Command::new(self.python)
             .arg(self.script)
+            .arg(&path)
             .env("OMP_NUM_THREADS", threads.to_string())
             .env("MKL_NUM_THREADS", threads.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start `{}`: {e}", self.python))?;
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(&body)
-            .map_err(|e| format!("writing to the reference script: {e}"))?;
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("waiting for the reference script: {e}"))?;
+            .stdin(Stdio::null())
+            .output();
+        let _ = std::fs::remove_file(&path);
+        let out = out.map_err(|e| format!("cannot start `{}`: {e}", self.python))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let last = err

@@ -335,12 +335,8 @@ impl CustomOp2 for FusedBatchNorm {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dims = Self::dims(x.layout())?;
-        let (dx, dgb, _) = with_f32(x, |xv| {
-            with_f32(gb, |gbv| {
-                with_f32(res, |rv| {
-                    with_f32(grad, |gv| Ok(self.backward(xv, gbv, rv, gv, dims)))
-                })
-            })
+        let (dx, dgb, _) = with_f32([x, gb, res, grad], |[xv, gbv, rv, gv]| {
+            Ok(self.backward(xv, gbv, rv, gv, dims))
         })?;
         let dev = x.device();
         Ok((
@@ -387,12 +383,8 @@ impl CustomOp3 for FusedBatchNorm {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dims = Self::dims(x.layout())?;
-        let (dx, dgb, dres) = with_f32(x, |xv| {
-            with_f32(gb, |gbv| {
-                with_f32(res, |rv| {
-                    with_f32(grad, |gv| Ok(self.backward(xv, gbv, rv, gv, dims)))
-                })
-            })
+        let (dx, dgb, dres) = with_f32([x, gb, res, grad], |[xv, gbv, rv, gv]| {
+            Ok(self.backward(xv, gbv, rv, gv, dims))
         })?;
         let dev = x.device();
         let dres = match (dres, residual.track_op()) {

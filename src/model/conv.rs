@@ -34,6 +34,20 @@ pub fn conv2d_no_bias(
     conv2d_with(cin, cout, geometry, vb)
 }
 
+/// A convolution kernel `weight` of `shape` with PyTorch's default initialisation:
+/// Kaiming-uniform with a = √5 over the fan-in.
+pub(crate) fn kaiming_weight(
+    shape: (usize, usize, usize, usize),
+    vb: &VarBuilder,
+) -> Result<Tensor> {
+    let init = Init::Kaiming {
+        dist: candle_nn::init::NormalOrUniform::Uniform,
+        fan: candle_nn::init::FanInOut::FanIn,
+        non_linearity: candle_nn::init::NonLinearity::ExplicitGain(1.0 / 3f64.sqrt()),
+    };
+    vb.get_with_hints(shape, "weight", init)
+}
+
 /// A bias-free convolution of any geometry (dilation included).
 pub fn conv2d_with(
     cin: usize,
@@ -41,13 +55,8 @@ pub fn conv2d_with(
     geometry: ConvGeometry,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
-    let init = Init::Kaiming {
-        dist: candle_nn::init::NormalOrUniform::Uniform,
-        fan: candle_nn::init::FanInOut::FanIn,
-        non_linearity: candle_nn::init::NonLinearity::ExplicitGain(1.0 / 3f64.sqrt()),
-    };
     let k = geometry.k;
-    let weight = vb.get_with_hints((cout, cin, k, k), "weight", init)?;
+    let weight = kaiming_weight((cout, cin, k, k), &vb)?;
     Ok(Conv2d {
         weight,
         cout,
@@ -81,6 +90,7 @@ impl Module for Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_support::{check_finite_differences, max_rel_diff, vec};
     use candle_core::{Device, Var};
 
     /// Shapes: (batch, cin, cout, h, w, k, stride, padding, dilation).
@@ -95,16 +105,6 @@ mod tests {
         usize,
         usize,
     );
-
-    fn max_rel_diff(a: &Tensor, b: &[f64]) -> f64 {
-        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(a.len(), b.len());
-        let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (*x as f64 - y).abs() / scale)
-            .fold(0.0, f64::max)
-    }
 
     /// Direct-loop convolution in f64, and its gradients for the loss `Σ y·probe`: an
     /// implementation independent of both candle and the fused kernel.
@@ -173,10 +173,6 @@ mod tests {
         (y, gx, gw)
     }
 
-    fn vec(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-    }
-
     const CASES: &[Case] = &[
         // (batch, cin, cout, h, w, k, stride, padding, dilation)
         (2, 3, 4, 9, 9, 3, 1, 1, 1),
@@ -223,9 +219,15 @@ mod tests {
             let (y, gx, gw) = fused_run(case, &x, &w, &probe);
             let (ry, rgx, rgw) =
                 naive(case, &vec(x.as_tensor()), &vec(w.as_tensor()), &vec(&probe));
-            assert!(max_rel_diff(&y, &ry) < 1e-5, "{case:?}: forward");
-            assert!(max_rel_diff(&gx, &rgx) < 1e-5, "{case:?}: input gradient");
-            assert!(max_rel_diff(&gw, &rgw) < 1e-5, "{case:?}: weight gradient");
+            assert!(max_rel_diff(&vec(&y), &ry) < 1e-5, "{case:?}: forward");
+            assert!(
+                max_rel_diff(&vec(&gx), &rgx) < 1e-5,
+                "{case:?}: input gradient"
+            );
+            assert!(
+                max_rel_diff(&vec(&gw), &rgw) < 1e-5,
+                "{case:?}: weight gradient"
+            );
         }
     }
 
@@ -250,13 +252,16 @@ mod tests {
                 .unwrap();
             let (y, gx, gw) = fused_run(case, &x, &w, &probe);
             let as64 = |t: &Tensor| vec(t).iter().map(|&v| v as f64).collect::<Vec<_>>();
-            assert!(max_rel_diff(&y, &as64(&yc)) < 1e-5, "{case:?}: forward");
             assert!(
-                max_rel_diff(&gx, &as64(g.get(x.as_tensor()).unwrap())) < 1e-5,
+                max_rel_diff(&vec(&y), &as64(&yc)) < 1e-5,
+                "{case:?}: forward"
+            );
+            assert!(
+                max_rel_diff(&vec(&gx), &as64(g.get(x.as_tensor()).unwrap())) < 1e-5,
                 "{case:?}: dx"
             );
             assert!(
-                max_rel_diff(&gw, &as64(g.get(w.as_tensor()).unwrap())) < 1e-5,
+                max_rel_diff(&vec(&gw), &as64(g.get(w.as_tensor()).unwrap())) < 1e-5,
                 "{case:?}: dw"
             );
         }
@@ -292,29 +297,12 @@ mod tests {
                     .sum::<f64>()
             };
             let (xv, wv) = (vec(x.as_tensor()), vec(w.as_tensor()));
-            let eps = 1e-2f32;
-            for (i, analytic) in [(0usize, &gx), (17, &gx), (xv.len() - 1, &gx)] {
-                let (mut up, mut down) = (xv.clone(), xv.clone());
-                up[i] += eps;
-                down[i] -= eps;
-                let fd = (loss(&up, &wv) - loss(&down, &wv)) / (2.0 * eps as f64);
-                let a = vec(analytic)[i] as f64;
-                assert!(
-                    (fd - a).abs() < 2e-2 * a.abs().max(1.0),
-                    "{case:?} dx[{i}]: {fd} vs {a}"
-                );
-            }
-            for i in [0usize, 5, wv.len() - 1] {
-                let (mut up, mut down) = (wv.clone(), wv.clone());
-                up[i] += eps;
-                down[i] -= eps;
-                let fd = (loss(&xv, &up) - loss(&xv, &down)) / (2.0 * eps as f64);
-                let a = vec(&gw)[i] as f64;
-                assert!(
-                    (fd - a).abs() < 2e-2 * a.abs().max(1.0),
-                    "{case:?} dw[{i}]: {fd} vs {a}"
-                );
-            }
+            let what = format!("{case:?} dx");
+            let dx_loss = |v: &[f32]| loss(v, &wv);
+            check_finite_differences(dx_loss, &xv, &vec(&gx), &[0, 17, xv.len() - 1], &what);
+            let what = format!("{case:?} dw");
+            let dw_loss = |v: &[f32]| loss(&xv, v);
+            check_finite_differences(dw_loss, &wv, &vec(&gw), &[0, 5, wv.len() - 1], &what);
         }
     }
 

@@ -1,17 +1,18 @@
 //! The CPU convolution kernel (groups = 1) as one candle custom op, forward and backward.
 //!
 //! Stride-1 convolutions never build im2col columns: the input of a sample is copied once
-//! into a zero-padded buffer, and output row `y[co, p]` of the padded ("extended") grid is
+//! into a zero-padded buffer, and output `y[co, p]` on the padded ("extended") grid is
 //! `Σ_{c,ki,kj} W[co,c,ki,kj] · xpad[c, p + off(ki,kj)]`, a matrix product whose B rows are
-//! shifted windows of that buffer ([`gemm::nn`] with per-k offsets). The weight gradient is
-//! the transposed product over the same windows ([`gemm::nt`]) and the input gradient is the
-//! same construction run backwards (a full correlation of the output gradient with the
-//! flipped kernel), so all three are GEMMs without copies. The extended grid computes
-//! `k−1` junk columns per row, which are dropped. A 1×1 convolution without padding reads
-//! its operands in place. Strided convolutions use explicit im2col columns.
+//! shifted windows of that buffer ([`gemm::nn`] with per-k offsets). The input gradient is
+//! the same construction run backwards (a full correlation of the output gradient with the
+//! flipped kernel). The extended grid computes `k−1` junk columns per row, which are
+//! dropped, so small images (and strided convolutions) use explicit im2col columns instead,
+//! gathered through a precomputed index table with several samples side by side. A 1×1
+//! convolution without padding reads its operands in place.
 //!
-//! Samples run in parallel. The weight gradient is summed over a fixed number of sample
-//! groups in a fixed order, so results do not depend on the thread count. Gradients nobody
+//! The weight gradient is one product `dWᵀ = windows · dYᵀ` over every valid output pixel,
+//! accumulated over fixed chunks of samples with the rows of dWᵀ split between threads, so
+//! every entry is summed in the same order whatever the thread count. Gradients nobody
 //! asked for (the input of the first layer) are not computed.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -622,12 +623,8 @@ impl CustomOp2 for FusedConv {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = self.dims(x.layout(), w.layout())?;
         let (want_dx, want_dw) = (x.track_op(), w.track_op());
-        let (dx, dw) = with_f32(x, |xv| {
-            with_f32(w, |wv| {
-                with_f32(grad, |gv| {
-                    Ok(self.backward(xv, wv, gv, &d, want_dx, want_dw))
-                })
-            })
+        let (dx, dw) = with_f32([x, w, grad], |[xv, wv, gv]| {
+            Ok(self.backward(xv, wv, gv, &d, want_dx, want_dw))
         })?;
         let dev = x.device();
         Ok((

@@ -8,9 +8,10 @@
 //! The weight has PyTorch's layout `(C, 1, k, k)` under the name `weight`.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
-use candle_nn::{Init, VarBuilder};
+use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::conv::kaiming_weight;
 use super::conv_cpu::ConvGeometry;
 use super::simd::multiversion;
 use super::{contiguous_f32, with_f32};
@@ -29,13 +30,8 @@ pub fn depthwise_conv2d(
     geometry: ConvGeometry,
     vb: VarBuilder,
 ) -> Result<DepthwiseConv2d> {
-    let init = Init::Kaiming {
-        dist: candle_nn::init::NormalOrUniform::Uniform,
-        fan: candle_nn::init::FanInOut::FanIn,
-        non_linearity: candle_nn::init::NonLinearity::ExplicitGain(1.0 / 3f64.sqrt()),
-    };
     let k = geometry.k;
-    let weight = vb.get_with_hints((channels, 1, k, k), "weight", init)?;
+    let weight = kaiming_weight((channels, 1, k, k), &vb)?;
     Ok(DepthwiseConv2d {
         weight,
         channels,
@@ -310,10 +306,8 @@ impl CustomOp2 for DepthwiseOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = self.dims(x.layout(), w.layout())?;
         let want_dx = x.track_op();
-        let (dx, dw) = with_f32(x, |xv| {
-            with_f32(w, |wv| {
-                with_f32(grad, |gv| Ok(self.backward(xv, wv, gv, &d, want_dx)))
-            })
+        let (dx, dw) = with_f32([x, w, grad], |[xv, wv, gv]| {
+            Ok(self.backward(xv, wv, gv, &d, want_dx))
         })?;
         let dev = x.device();
         Ok((
@@ -326,22 +320,11 @@ impl CustomOp2 for DepthwiseOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_support::{check_finite_differences, max_rel_diff, vec};
     use candle_core::{Device, Var};
 
     /// (batch, channels, h, w, k, stride, padding, dilation)
     type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
-
-    fn vec(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-    }
-
-    fn max_rel_diff(a: &[f32], b: &[f64]) -> f64 {
-        let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (*x as f64 - y).abs() / scale)
-            .fold(0.0, f64::max)
-    }
 
     fn geometry(case: Case) -> ConvGeometry {
         ConvGeometry {
@@ -498,28 +481,9 @@ mod tests {
                 .sum::<f64>()
         };
         let (xv, wv) = (vec(x.as_tensor()), vec(w.as_tensor()));
-        let eps = 1e-2f32;
-        for i in [0usize, 20, xv.len() - 1] {
-            let (mut up, mut down) = (xv.clone(), xv.clone());
-            up[i] += eps;
-            down[i] -= eps;
-            let fd = (loss(&up, &wv) - loss(&down, &wv)) / (2.0 * eps as f64);
-            let a = vec(&gx)[i] as f64;
-            assert!(
-                (fd - a).abs() < 2e-2 * a.abs().max(1.0),
-                "dx[{i}]: {fd} vs {a}"
-            );
-        }
-        for i in [0usize, 13, wv.len() - 1] {
-            let (mut up, mut down) = (wv.clone(), wv.clone());
-            up[i] += eps;
-            down[i] -= eps;
-            let fd = (loss(&xv, &up) - loss(&xv, &down)) / (2.0 * eps as f64);
-            let a = vec(&gw)[i] as f64;
-            assert!(
-                (fd - a).abs() < 2e-2 * a.abs().max(1.0),
-                "dw[{i}]: {fd} vs {a}"
-            );
-        }
+        let dx_loss = |v: &[f32]| loss(v, &wv);
+        check_finite_differences(dx_loss, &xv, &vec(&gx), &[0, 20, xv.len() - 1], "dx");
+        let dw_loss = |v: &[f32]| loss(&xv, v);
+        check_finite_differences(dw_loss, &wv, &vec(&gw), &[0, 13, wv.len() - 1], "dw");
     }
 }

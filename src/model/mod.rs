@@ -11,6 +11,8 @@ pub mod heads;
 pub mod init;
 pub mod resnet;
 mod simd;
+#[cfg(test)]
+mod test_support;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
@@ -46,16 +48,30 @@ pub(crate) fn contiguous_f32<'a>(
     }
 }
 
-/// Run `f` on the f32 elements of a CPU tensor, copying only if it is not contiguous.
-pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = if t.is_contiguous() {
-        t.clone()
-    } else {
-        t.contiguous()?
-    };
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(s) => f(contiguous_f32(s, layout, "tensor")?),
-        _ => candle_core::bail!("fused CPU kernel called on a non-CPU tensor"),
+/// Run `f` on the f32 elements of CPU tensors (as the backward passes of the fused kernels
+/// need them), copying only those that are not contiguous.
+pub(crate) fn with_f32<const N: usize, R>(
+    tensors: [&Tensor; N],
+    f: impl FnOnce([&[f32]; N]) -> Result<R>,
+) -> Result<R> {
+    let owned = tensors
+        .iter()
+        .map(|t| {
+            if t.is_contiguous() {
+                Ok((*t).clone())
+            } else {
+                t.contiguous()
+            }
+        })
+        .collect::<Result<Vec<Tensor>>>()?;
+    let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(N);
+    for (storage, layout) in &guards {
+        match &**storage {
+            candle_core::Storage::Cpu(s) => slices.push(contiguous_f32(s, layout, "tensor")?),
+            _ => candle_core::bail!("fused CPU kernel called on a non-CPU tensor"),
+        }
     }
+    let slices: [&[f32]; N] = slices.try_into().expect("one slice per tensor");
+    f(slices)
 }

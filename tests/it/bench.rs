@@ -1,0 +1,120 @@
+//! `harness bench train`: our measurements, the PyTorch reference protocol (driven by a
+//! stand-in script so no Python is needed) and its failure modes.
+
+use crate::common::{assert_bad_input, stdout, Workspace};
+
+/// The fastest possible measurement: one timed step, no warm-up, no per-op timings.
+const QUICK: &[&str] = &[
+    "bench",
+    "train",
+    "--workload",
+    "resnet18-narrow",
+    "--steps",
+    "1",
+    "--warmup",
+    "0",
+    "--min-time",
+    "0",
+    "--rounds",
+    "1",
+    "--no-ops",
+];
+
+fn json(ws: &Workspace, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(ws.path().join(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn bench_measures_speed_and_step_memory() {
+    let ws = Workspace::new();
+    let mut args = QUICK.to_vec();
+    args.extend(["--no-reference", "--json", "bench.json"]);
+    let o = ws.run(&args);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.contains("resnet18-narrow"), "{out}");
+    assert!(out.contains("no PyTorch reference: not requested"), "{out}");
+    let v = json(&ws, "bench.json");
+    let ours = &v["workloads"][0]["rounds"][0]["ours"];
+    assert!(ours["images_per_s"].as_f64().unwrap() > 0.0);
+    // The counting allocator sees at least the activations kept for the backward: the
+    // first stage alone holds several 64×16×28×28 f32 tensors (3.1 MiB each).
+    let peak = ours["peak_step_bytes"].as_u64().expect("peak counted");
+    assert!(peak > 3 * 3_211_264, "peak {peak} bytes");
+}
+
+/// A stand-in for the reference script: reads the request and answers with fixed numbers,
+/// so the ratio and memory columns can be checked exactly.
+const FAKE_REFERENCE: &str = r#"cp "$1" request.json
+cat <<'JSON'
+{"torch_version": "fake-1.0", "step": {"images_per_s": 1000.0, "step_s_median": 0.064,
+ "step_s_mean": 0.064, "steps": 3, "peak_step_bytes": 1048576, "resident_bytes": 0},
+ "ops": {}}
+JSON
+"#;
+
+#[test]
+fn bench_reads_the_reference_answer_and_sends_the_workload() {
+    let ws = Workspace::new();
+    ws.write("fake.sh", FAKE_REFERENCE);
+    let mut args = QUICK.to_vec();
+    args.extend([
+        "--python",
+        "sh",
+        "--reference-script",
+        "fake.sh",
+        "--json",
+        "b.json",
+    ]);
+    let o = ws.run(&args);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.contains("reference: PyTorch fake-1.0"), "{out}");
+    assert!(out.contains("1000.0"), "{out}");
+    // The request carries the full network description and the thread count.
+    let req = json(&ws, "request.json");
+    assert_eq!(
+        req["workload"]["widths"],
+        serde_json::json!([16, 32, 64, 128])
+    );
+    assert_eq!(req["threads"], 2);
+    let v = json(&ws, "b.json");
+    let round = &v["workloads"][0]["rounds"][0];
+    assert_eq!(round["torch"]["images_per_s"], 1000.0);
+    let ours = round["ours"]["images_per_s"].as_f64().unwrap();
+    let ratio = format!("{:.2}×", ours / 1000.0);
+    assert!(out.contains(&ratio), "ratio {ratio} missing:\n{out}");
+}
+
+#[test]
+fn bench_without_a_reference_still_reports_and_says_why() {
+    let ws = Workspace::new();
+    let mut args = QUICK.to_vec();
+    args.extend(["--reference-script", "missing.py"]);
+    let o = ws.run(&args);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.contains("reference script missing.py not found"),
+        "{out}"
+    );
+
+    ws.write(
+        "broken.sh",
+        "echo 'Traceback: ModuleNotFoundError: torch' >&2\nexit 1\n",
+    );
+    let mut args = QUICK.to_vec();
+    args.extend(["--python", "sh", "--reference-script", "broken.sh"]);
+    let out = stdout(&ws.run(&args));
+    assert!(out.contains("reference script failed"), "{out}");
+    assert!(out.contains("ModuleNotFoundError: torch"), "{out}");
+}
+
+#[test]
+fn bench_rejects_unknown_workloads_and_zero_counts() {
+    let ws = Workspace::new();
+    let o = ws.run(&["bench", "train", "--workload", "vgg"]);
+    assert_bad_input(&o, &["unknown workload `vgg`", "resnet18-narrow"]);
+    let o = ws.run(&["bench", "train", "--rounds", "0"]);
+    assert_bad_input(&o, &["--rounds"]);
+}
