@@ -191,6 +191,9 @@ mod avx512 {
             let b_offs = &b.k_offsets[k0..k0 + kc];
             // Packing pays when several row blocks of A reuse the panel.
             let pack = a.row_offsets.len() > 2 * MR;
+            // Few rows that are a multiple of 4 (16- and 32-channel layers): 4-row tiles leave
+            // no ragged block, where 6-row tiles would compute up to 12% padding rows.
+            let m4 = a.row_offsets.len() <= 32 && a.row_offsets.len().is_multiple_of(4);
             let mut j = 0;
             while j < n {
                 let w = (n - j).min(NC);
@@ -218,9 +221,11 @@ mod avx512 {
                 } else {
                     BSource::Direct(bp.add(j), b_offs)
                 };
-                // Register tiles of 24, 16 and 16 accumulators: 6 rows × 64 columns where
+                // Register tiles of 24 (or 16), 16 and 16 accumulators: 6 (or 4) rows × 64 columns where
                 // the strip is wide, fewer columns and more rows where it is not.
-                if w > 32 {
+                if w > 32 && m4 {
+                    strip::<4, 4>(j, masks, a, src, c, ldc, acc);
+                } else if w > 32 {
                     strip::<4, 6>(j, masks, a, src, c, ldc, acc);
                 } else if w > 16 {
                     strip::<2, MR>(j, masks, a, src, c, ldc, acc);
