@@ -274,13 +274,22 @@ mod avx512 {
             let mut accs = [[_mm512_setzero_ps(); V]; R];
             for kk in 0..k {
                 let ao = *a.k_offsets.get_unchecked(kk);
-                let brow = match src {
-                    BSource::Packed(p) => p.add(kk * NC),
-                    BSource::Direct(p, offs) => p.add(*offs.get_unchecked(kk)),
-                };
                 let mut bv = [_mm512_setzero_ps(); V];
-                for v in 0..V {
-                    bv[v] = _mm512_maskz_loadu_ps(masks[v], brow.add(16 * v));
+                match src {
+                    // A packed row is NC floats wide: whole-vector loads stay inside it, and
+                    // the lanes past the strip are never stored.
+                    BSource::Packed(p) => {
+                        let brow = p.add(kk * NC);
+                        for (v, b) in bv.iter_mut().enumerate() {
+                            *b = _mm512_loadu_ps(brow.add(16 * v));
+                        }
+                    }
+                    BSource::Direct(p, offs) => {
+                        let brow = p.add(*offs.get_unchecked(kk));
+                        for (v, b) in bv.iter_mut().enumerate() {
+                            *b = _mm512_maskz_loadu_ps(masks[v], brow.add(16 * v));
+                        }
+                    }
                 }
                 for r in 0..R {
                     let av = _mm512_set1_ps(*ap.add(row_base[r] + ao));
