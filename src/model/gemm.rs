@@ -165,6 +165,13 @@ mod avx512 {
     /// Columns of a packed panel.
     const NC: usize = 64;
 
+    thread_local! {
+        /// The packing buffer, one per thread: zeroing 32 KiB on every call cost more than
+        /// the small per-sample products it serves.
+        static PANEL: std::cell::RefCell<Box<[f32; KC * NC]>> =
+            std::cell::RefCell::new(Box::new([0f32; KC * NC]));
+    }
+
     #[target_feature(enable = "avx512f")]
     pub unsafe fn nn(
         n: usize,
@@ -174,11 +181,23 @@ mod avx512 {
         ldc: usize,
         accumulate: bool,
     ) {
+        PANEL.with_borrow_mut(|panel| nn_with_panel(n, a, b, c, ldc, accumulate, panel))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn nn_with_panel(
+        n: usize,
+        a: IndirectA,
+        b: IndirectB,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+        panel: &mut [f32; KC * NC],
+    ) {
         let k = a.k_offsets.len();
         // B rows are often a power-of-two number of floats apart (im2col rows, image
         // channels), which maps a whole panel onto a few cache sets; copying the panel into
         // one contiguous block avoids those conflict misses.
-        let mut panel = [0f32; KC * NC];
         let bp = b.data.as_ptr();
         let mut k0 = 0;
         while k0 < k {
