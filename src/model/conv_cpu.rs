@@ -373,18 +373,18 @@ impl FusedConv {
         let dx = want_dx.then(|| {
             let mut dx = vec![0f32; d.b * d.c * hw_in];
             let group = if implicit { 1 } else { explicit_group(hw_out) };
+            let product = InputGrad::new(g, d, wt, &ext, &table, implicit);
             dx.par_chunks_mut(group * d.c * hw_in)
                 .enumerate()
-                .for_each(|(gi, dxs)| {
-                    let n = dxs.len() / (d.c * hw_in);
-                    let first = gi * group;
-                    let dys = &dy[first * d.cout * hw_out..(first + n) * d.cout * hw_out];
-                    if implicit {
-                        input_grad_implicit(g, d, &ext, wt, dys, dxs);
-                    } else {
-                        input_grad_explicit(g, d, &table, wt, dys, n, dxs);
-                    }
-                });
+                .for_each_init(
+                    || (Vec::new(), Vec::new()),
+                    |scratch, (gi, dxs)| {
+                        let n = dxs.len() / (d.c * hw_in);
+                        let first = gi * group;
+                        let dys = &dy[first * d.cout * hw_out..(first + n) * d.cout * hw_out];
+                        product.run(dys, n, dxs, scratch);
+                    },
+                );
             dx
         });
         let dw = want_dw.then(|| self.weight_grad(x, dy, d, implicit, &ext, &table));
@@ -485,108 +485,164 @@ impl FusedConv {
     }
 }
 
-/// Input gradient of one sample on the stride-1 path: a full correlation of the output
-/// gradient with the flipped kernel, `dxpad[c, q] = Σ_{co,kk} W[co,c,kk] · dy[co, q − off(kk)]`,
-/// read from a copy of the output gradient whose rows have the padded width, junk columns
-/// zeroed and `max_off` zeros in front.
-fn input_grad_implicit(
-    g: &ConvGeometry,
-    d: &Dims,
-    ext: &Extended,
-    wt: &[f32],
-    dys: &[f32],
-    dxs: &mut [f32],
-) {
-    let (kk, ckk) = (g.k * g.k, d.ckk(g));
-    let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
-    let w_rows = strided(d.c, kk);
-    let w_cols: Vec<usize> = (0..d.cout * kk).map(|r| (r / kk) * ckk + r % kk).collect();
-    let a = IndirectA {
-        data: wt,
-        row_offsets: &w_rows,
-        k_offsets: &w_cols,
-    };
-    if ext.in_place {
-        let dy_rows = strided(d.cout, hw_out);
-        let b = IndirectB {
-            data: dys,
-            k_offsets: &dy_rows,
-        };
-        gemm::nn(hw_in, a, b, dxs, hw_in, false);
-        return;
-    }
-    let f = ext.max_off();
-    let row_len = f + ext.hp * ext.wp;
-    let s0 = g.padding * ext.wp;
-    let lx = d.h * ext.wp;
-    let b_offs: Vec<usize> = (0..d.cout * kk)
-        .map(|r| (r / kk) * row_len + f + s0 - ext.offs[r % kk])
-        .collect();
-    let mut dyb = vec![0f32; d.cout * row_len];
-    let mut dx_ext = vec![0f32; d.c * lx];
-    for co in 0..d.cout {
-        let src = &dys[co * hw_out..][..hw_out];
-        let dst = co * row_len + f;
-        for (oy, r) in src.chunks(d.wo).enumerate() {
-            dyb[dst + oy * ext.wp..][..d.wo].copy_from_slice(r);
-        }
-    }
-    let b = IndirectB {
-        data: &dyb,
-        k_offsets: &b_offs,
-    };
-    gemm::nn(lx, a, b, &mut dx_ext, lx, false);
-    for ch in 0..d.c {
-        for iy in 0..d.h {
-            let src = ch * lx + iy * ext.wp + g.padding;
-            dxs[(ch * d.h + iy) * d.w..][..d.w].copy_from_slice(&dx_ext[src..src + d.w]);
-        }
-    }
+/// The input-gradient product of one call: its operand tables are built once, and
+/// [`InputGrad::run`] is called per sample (stride-1 path) or per group of samples
+/// (explicit columns) with scratch buffers that live as long as a rayon job.
+struct InputGrad<'a> {
+    g: &'a ConvGeometry,
+    d: &'a Dims,
+    wt: &'a [f32],
+    /// A = Wᵀ (per flipped tap on the stride-1 path): row offsets and reduction offsets.
+    w_rows: Vec<usize>,
+    w_cols: Vec<usize>,
+    kind: InputGradKind<'a>,
 }
 
-/// Input gradient of `n` samples with explicit columns: `dcols = Wᵀ · dY` for the samples
-/// side by side, folded back onto each input (col2im).
-fn input_grad_explicit(
-    g: &ConvGeometry,
-    d: &Dims,
-    table: &[u32],
-    wt: &[f32],
-    dys: &[f32],
-    n: usize,
-    dxs: &mut [f32],
-) {
-    let ckk = d.ckk(g);
-    let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
-    let width = n * hw_out;
-    let w_rows: Vec<usize> = (0..ckk).collect();
-    let w_cols = strided(d.cout, ckk);
-    let a = IndirectA {
-        data: wt,
-        row_offsets: &w_rows,
-        k_offsets: &w_cols,
-    };
-    // The samples' output gradients side by side: row `co` holds every sample's plane.
-    let dyw = if n == 1 {
-        Vec::new()
-    } else {
-        let mut dyw = vec![0f32; d.cout * width];
-        for s in 0..n {
-            for co in 0..d.cout {
-                dyw[co * width + s * hw_out..][..hw_out]
-                    .copy_from_slice(&dys[(s * d.cout + co) * hw_out..][..hw_out]);
+enum InputGradKind<'a> {
+    /// `dxpad[c, q] = Σ_{co,kk} W[co,c,kk] · dy[co, q − off(kk)]`, a full correlation of the
+    /// output gradient with the flipped kernel, read from a copy of the output gradient whose
+    /// rows have the padded width, junk columns zeroed and `front` zeros ahead.
+    Implicit {
+        ext: &'a Extended,
+        front: usize,
+        row_len: usize,
+        /// Output columns per channel: the padded-width rows of the image.
+        lx: usize,
+        b_offs: Vec<usize>,
+    },
+    /// `dcols = Wᵀ · dY` for samples side by side, folded back (col2im).
+    Explicit { table: &'a [u32] },
+}
+
+impl<'a> InputGrad<'a> {
+    fn new(
+        g: &'a ConvGeometry,
+        d: &'a Dims,
+        wt: &'a [f32],
+        ext: &'a Extended,
+        table: &'a [u32],
+        implicit: bool,
+    ) -> Self {
+        let (kk, ckk) = (g.k * g.k, d.ckk(g));
+        if implicit {
+            let front = ext.max_off();
+            let row_len = if ext.in_place {
+                d.ho * d.wo
+            } else {
+                front + ext.hp * ext.wp
+            };
+            let s0 = g.padding * ext.wp;
+            let b_offs = (0..d.cout * kk)
+                .map(|r| (r / kk) * row_len + front + s0 - ext.offs[r % kk])
+                .collect();
+            Self {
+                g,
+                d,
+                wt,
+                w_rows: strided(d.c, kk),
+                w_cols: (0..d.cout * kk).map(|r| (r / kk) * ckk + r % kk).collect(),
+                kind: InputGradKind::Implicit {
+                    ext,
+                    front,
+                    row_len,
+                    lx: d.h * ext.wp,
+                    b_offs,
+                },
+            }
+        } else {
+            Self {
+                g,
+                d,
+                wt,
+                w_rows: (0..ckk).collect(),
+                w_cols: strided(d.cout, ckk),
+                kind: InputGradKind::Explicit { table },
             }
         }
-        dyw
-    };
-    let dy_rows = strided(d.cout, width);
-    let b = IndirectB {
-        data: if n == 1 { dys } else { &dyw },
-        k_offsets: &dy_rows,
-    };
-    let mut dcols = vec![0f32; ckk * width];
-    gemm::nn(width, a, b, &mut dcols, width, false);
-    for (s, dx) in dxs.chunks_exact_mut(d.c * hw_in).enumerate() {
-        fold(table, hw_out, &dcols[s * hw_out..], width, dx);
+    }
+
+    /// Input gradients `dxs` of the `n` samples whose output gradients are `dys`.
+    fn run(&self, dys: &[f32], n: usize, dxs: &mut [f32], scratch: &mut (Vec<f32>, Vec<f32>)) {
+        let (g, d) = (self.g, self.d);
+        let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
+        let a = IndirectA {
+            data: self.wt,
+            row_offsets: &self.w_rows,
+            k_offsets: &self.w_cols,
+        };
+        // Scratch keeps its contents between calls: every position read is either written
+        // by each call or (the zero margins of `dyb`) never written at all.
+        let grow = |v: &mut Vec<f32>, len: usize| {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+        };
+        match &self.kind {
+            InputGradKind::Implicit {
+                ext,
+                front,
+                row_len,
+                lx,
+                b_offs,
+            } if !ext.in_place => {
+                let (dyb, dx_ext) = scratch;
+                grow(dyb, d.cout * row_len);
+                grow(dx_ext, d.c * lx);
+                for (s, dx) in dxs.chunks_exact_mut(d.c * hw_in).enumerate() {
+                    for co in 0..d.cout {
+                        let src = &dys[(s * d.cout + co) * hw_out..][..hw_out];
+                        let dst = co * row_len + front;
+                        for (oy, r) in src.chunks(d.wo).enumerate() {
+                            dyb[dst + oy * ext.wp..][..d.wo].copy_from_slice(r);
+                        }
+                    }
+                    let b = IndirectB {
+                        data: dyb,
+                        k_offsets: b_offs,
+                    };
+                    gemm::nn(*lx, a, b, dx_ext, *lx, false);
+                    for ch in 0..d.c {
+                        for iy in 0..d.h {
+                            let src = ch * lx + iy * ext.wp + g.padding;
+                            dx[(ch * d.h + iy) * d.w..][..d.w]
+                                .copy_from_slice(&dx_ext[src..src + d.w]);
+                        }
+                    }
+                }
+            }
+            InputGradKind::Implicit { b_offs, .. } => {
+                // 1×1 without padding: dx = Wᵀ · dy, read in place.
+                for (s, dx) in dxs.chunks_exact_mut(d.c * hw_in).enumerate() {
+                    let b = IndirectB {
+                        data: &dys[s * d.cout * hw_out..(s + 1) * d.cout * hw_out],
+                        k_offsets: b_offs,
+                    };
+                    gemm::nn(hw_in, a, b, dx, hw_in, false);
+                }
+            }
+            InputGradKind::Explicit { table } => {
+                let ckk = d.ckk(g);
+                let width = n * hw_out;
+                let (dyw, dcols) = scratch;
+                grow(dyw, d.cout * width);
+                grow(dcols, ckk * width);
+                for s in 0..n {
+                    for co in 0..d.cout {
+                        dyw[co * width + s * hw_out..][..hw_out]
+                            .copy_from_slice(&dys[(s * d.cout + co) * hw_out..][..hw_out]);
+                    }
+                }
+                let dy_rows = strided(d.cout, width);
+                let b = IndirectB {
+                    data: dyw,
+                    k_offsets: &dy_rows,
+                };
+                gemm::nn(width, a, b, dcols, width, false);
+                for (s, dx) in dxs.chunks_exact_mut(d.c * hw_in).enumerate() {
+                    fold(table, hw_out, &dcols[s * hw_out..], width, dx);
+                }
+            }
+        }
     }
 }
 
