@@ -126,6 +126,22 @@ multiversion! {
     }
 }
 
+/// Copy `rows` runs of `len` floats from `src_at = (start, stride)` to `dst_at = (start,
+/// stride)`: the row copies between padded and unpadded image layouts.
+fn copy_rows(
+    src: &[f32],
+    (src_start, src_stride): (usize, usize),
+    dst: &mut [f32],
+    (dst_start, dst_stride): (usize, usize),
+    rows: usize,
+    len: usize,
+) {
+    for r in 0..rows {
+        dst[dst_start + r * dst_stride..][..len]
+            .copy_from_slice(&src[src_start + r * src_stride..][..len]);
+    }
+}
+
 multiversion! {
     /// `dst (cols × rows) = srcᵀ` for a row-major `rows × cols` source, in 16×16 tiles so
     /// both sides stay in cache.
@@ -202,15 +218,21 @@ impl Extended {
         self.offs.iter().copied().max().unwrap_or(0)
     }
 
-    /// Copy one sample into its zero-padded buffer (`c × cs`).
+    /// Copy one sample into its zero-padded buffer (`c × cs`): only the margins are
+    /// zeroed, the image rows are copied.
     fn pad(&self, x: &[f32], d: &Dims, p: usize, out: &mut [f32]) {
-        out.fill(0.0);
+        let hw = d.h * d.w;
         for ch in 0..d.c {
-            for iy in 0..d.h {
-                let src = &x[(ch * d.h + iy) * d.w..][..d.w];
-                let dst = ch * self.cs + (iy + p) * self.wp + p;
-                out[dst..dst + d.w].copy_from_slice(src);
+            let base = ch * self.cs;
+            let first = base + p * self.wp + p;
+            out[base..first].fill(0.0);
+            for iy in 1..d.h {
+                // Right margin of row iy−1 and left margin of row iy.
+                let gap = first + (iy - 1) * self.wp + d.w;
+                out[gap..gap + 2 * p].fill(0.0);
             }
+            out[first + (d.h - 1) * self.wp + d.w..base + self.cs].fill(0.0);
+            copy_rows(x, (ch * hw, d.w), out, (first, self.wp), d.h, d.w);
         }
     }
 
@@ -301,9 +323,7 @@ impl FusedConv {
                         k_offsets: &b_offs,
                     };
                     gemm::nn(ext.l, a, b, yext, ext.l, false);
-                    for (dst, src) in yb.chunks_mut(d.wo).zip(yext.chunks(ext.wp)) {
-                        dst.copy_from_slice(&src[..d.wo]);
-                    }
+                    copy_rows(yext, (0, ext.wp), yb, (0, d.wo), d.cout * d.ho, d.wo);
                 },
             );
         } else {
@@ -590,11 +610,9 @@ impl<'a> InputGrad<'a> {
                 grow(dx_ext, d.c * lx);
                 for (s, dx) in dxs.chunks_exact_mut(d.c * hw_in).enumerate() {
                     for co in 0..d.cout {
-                        let src = &dys[(s * d.cout + co) * hw_out..][..hw_out];
-                        let dst = co * row_len + front;
-                        for (oy, r) in src.chunks(d.wo).enumerate() {
-                            dyb[dst + oy * ext.wp..][..d.wo].copy_from_slice(r);
-                        }
+                        let src = ((s * d.cout + co) * hw_out, d.wo);
+                        let dst = (co * row_len + front, ext.wp);
+                        copy_rows(dys, src, dyb, dst, d.ho, d.wo);
                     }
                     let b = IndirectB {
                         data: dyb,
@@ -602,11 +620,8 @@ impl<'a> InputGrad<'a> {
                     };
                     gemm::nn(*lx, a, b, dx_ext, *lx, false);
                     for ch in 0..d.c {
-                        for iy in 0..d.h {
-                            let src = ch * lx + iy * ext.wp + g.padding;
-                            dx[(ch * d.h + iy) * d.w..][..d.w]
-                                .copy_from_slice(&dx_ext[src..src + d.w]);
-                        }
+                        let src = (ch * lx + g.padding, ext.wp);
+                        copy_rows(dx_ext, src, dx, (ch * hw_in, d.w), d.h, d.w);
                     }
                 }
             }
