@@ -428,13 +428,21 @@ impl FusedConv {
         let ckk = d.ckk(g);
         let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
         let mut dwt = vec![0f32; ckk * d.cout];
+        // Buffers for one chunk, reused by every chunk (each fully rewrites what it reads).
+        let chunk = DW_CHUNK.min(d.b);
+        let mut dyt_buf = vec![0f32; chunk * hw_out * d.cout];
+        let mut in_buf = match (implicit, ext.in_place) {
+            (true, true) => Vec::new(),
+            (true, false) => vec![0f32; chunk * d.c * ext.cs],
+            (false, _) => vec![0f32; ckk * chunk * hw_out],
+        };
         let mut first = 0;
         while first < d.b {
             let n = DW_CHUNK.min(d.b - first);
             let xs = &x[first * d.c * hw_in..(first + n) * d.c * hw_in];
             let dys = &dy[first * d.cout * hw_out..(first + n) * d.cout * hw_out];
             // dYᵀ of the chunk: one row of Cout values per output pixel.
-            let mut dyt = vec![0f32; n * hw_out * d.cout];
+            let dyt = &mut dyt_buf[..n * hw_out * d.cout];
             dyt.par_chunks_mut(hw_out * d.cout)
                 .enumerate()
                 .for_each(|(s, rows)| {
@@ -443,14 +451,14 @@ impl FusedConv {
                 });
             let dyt_rows = strided(n * hw_out, d.cout);
             // A: rows are the (shifted) input windows, k runs over every output pixel.
-            let (buf, rows, k_offs) = if implicit && ext.in_place {
+            let (data, rows, k_offs) = if implicit && ext.in_place {
                 let stride = d.c * hw_in;
                 let k_offs: Vec<usize> = (0..n)
                     .flat_map(|s| (0..hw_in).map(move |p| s * stride + p))
                     .collect();
-                (None, ext.input_rows(d.c), k_offs)
+                (xs, ext.input_rows(d.c), k_offs)
             } else if implicit {
-                let mut xp = vec![0f32; n * d.c * ext.cs];
+                let xp = &mut in_buf[..n * d.c * ext.cs];
                 xp.par_chunks_mut(d.c * ext.cs)
                     .enumerate()
                     .for_each(|(s, buf)| {
@@ -464,17 +472,16 @@ impl FusedConv {
                         })
                     })
                     .collect();
-                (Some(xp), ext.input_rows(d.c), k_offs)
+                (&in_buf[..], ext.input_rows(d.c), k_offs)
             } else {
                 let width = n * hw_out;
-                let mut cols = vec![0f32; ckk * width];
+                let cols = &mut in_buf[..ckk * width];
                 for s in 0..n {
                     let x1 = &xs[s * d.c * hw_in..][..d.c * hw_in];
                     unfold(table, hw_out, x1, &mut cols[s * hw_out..], width);
                 }
-                (Some(cols), strided(ckk, width), (0..width).collect())
+                (&in_buf[..], strided(ckk, width), (0..width).collect())
             };
-            let data = buf.as_deref().unwrap_or(xs);
             // Whole 16-row blocks of the GEMM kernel per task (a ragged block costs a full
             // one); the split does not change any sum, so results stay thread-independent.
             let tasks = 2 * rayon::current_num_threads();
@@ -488,7 +495,7 @@ impl FusedConv {
                         k_offsets: &k_offs,
                     };
                     let b = IndirectB {
-                        data: &dyt,
+                        data: &dyt_buf,
                         k_offsets: &dyt_rows,
                     };
                     gemm::nn(d.cout, a, b, c, d.cout, true);
