@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use ops::OpTimes;
-use reference::Reference;
 
 /// Timing and memory of repeated training steps.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +29,32 @@ pub struct StepStats {
     pub resident_bytes: Option<usize>,
 }
 
+/// The middle value (upper middle for an even count), `None` for no values.
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
+}
+
+/// Seconds of each call of `f`, called until there are at least `min_reps` calls and
+/// `min_secs` have passed.
+pub(crate) fn timed_repeats<E>(
+    min_reps: usize,
+    min_secs: f64,
+    mut f: impl FnMut() -> std::result::Result<(), E>,
+) -> std::result::Result<Vec<f64>, E> {
+    let started = std::time::Instant::now();
+    let mut times = Vec::new();
+    while times.len() < min_reps.max(1) || started.elapsed().as_secs_f64() < min_secs {
+        let t = std::time::Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(times)
+}
+
 impl StepStats {
     pub fn from_times(
         batch: usize,
@@ -37,9 +62,7 @@ impl StepStats {
         peak_step_bytes: Option<usize>,
         resident_bytes: Option<usize>,
     ) -> Self {
-        let mut sorted = times.to_vec();
-        sorted.sort_by(|a, b| a.total_cmp(b));
-        let median = sorted[sorted.len() / 2];
+        let median = median(times.to_vec()).expect("at least one timed step");
         Self {
             images_per_s: batch as f64 / median,
             step_s_median: median,
@@ -99,14 +122,6 @@ pub struct TrainBenchReport {
     /// Depthwise convolutions (no workload uses them yet).
     pub depthwise_ops: Vec<OpResult>,
     pub depthwise_reference_error: Option<String>,
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    Some(v[v.len() / 2])
 }
 
 impl WorkloadResult {
@@ -173,10 +188,6 @@ pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Tr
             })
             .collect::<Result<_>>()?
     };
-    let reference = Reference {
-        python: &o.python,
-        script: &o.script,
-    };
     let mut report = TrainBenchReport {
         threads: o.threads,
         torch_version: None,
@@ -213,23 +224,11 @@ pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Tr
                 ));
                 // Per-op timings once, with the first round.
                 let op_specs = if round == 0 { &specs[..] } else { &[] };
-                match reference.run(
-                    o.threads,
-                    o.warmup,
-                    o.min_steps,
-                    o.min_secs,
-                    o.op_min_secs,
-                    Some(&w),
-                    op_specs,
-                ) {
+                match reference::run(o, Some(&w), op_specs) {
                     Ok(a) => {
+                        a.attach_op_times(&mut result.ops);
                         torch = a.step;
                         report.torch_version = Some(a.torch_version);
-                        for r in result.ops.iter_mut() {
-                            if let Some(t) = a.ops.get(&r.spec.key) {
-                                r.torch = Some(*t);
-                            }
-                        }
                     }
                     Err(e) => result.reference_error = Some(e),
                 }
@@ -243,19 +242,9 @@ pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Tr
         report.depthwise_ops = time_ops(&specs, o, &mut progress)?;
         if o.reference {
             progress("depthwise ops (PyTorch)…");
-            match reference.run(
-                o.threads,
-                o.warmup,
-                o.min_steps,
-                o.min_secs,
-                o.op_min_secs,
-                None,
-                &specs,
-            ) {
+            match reference::run(o, None, &specs) {
                 Ok(a) => {
-                    for r in report.depthwise_ops.iter_mut() {
-                        r.torch = a.ops.get(&r.spec.key).copied();
-                    }
+                    a.attach_op_times(&mut report.depthwise_ops);
                     report.torch_version.get_or_insert(a.torch_version);
                 }
                 Err(e) => report.depthwise_reference_error = Some(e),

@@ -2,13 +2,12 @@
 //! forward alone and forward + backward, so a slow training step can be traced to the layer
 //! shapes that cause it. The PyTorch reference times the same list.
 
-use std::time::Instant;
-
 use candle_core::{Device, Module, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use super::workload::Workload;
+use super::{median, timed_repeats};
 use crate::model::batch_norm::batch_norm2d;
 use crate::model::conv::conv2d_no_bias;
 use crate::model::init::SeededInit;
@@ -130,23 +129,12 @@ pub fn of(w: &Workload) -> Vec<OpSpec> {
     out
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Repeat `f` (after two warm-up calls) until `min_secs` and at least 5 repetitions.
+/// Median seconds of `f` (after two warm-up calls) over at least 5 calls and `min_secs`.
 fn time(min_secs: f64, mut f: impl FnMut() -> candle_core::Result<()>) -> candle_core::Result<f64> {
     f()?;
     f()?;
-    let started = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < 5 || started.elapsed().as_secs_f64() < min_secs {
-        let t = Instant::now();
-        f()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    Ok(median(times))
+    let times = timed_repeats(5, min_secs, f)?;
+    Ok(median(times).expect("at least one call"))
 }
 
 /// A layer's forward, boxed so convolutions and batch norms time through one path.

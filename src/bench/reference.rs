@@ -4,14 +4,13 @@
 //! prints our numbers and says why the reference is absent.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
 use super::ops::{OpSpec, OpTimes};
 use super::workload::Workload;
-use super::StepStats;
+use super::{OpResult, StepStats, TrainBenchOptions};
 
 /// What the script is asked to do (a JSON file whose path is the script's argument).
 #[derive(Serialize)]
@@ -34,66 +33,61 @@ pub struct Answer {
     pub ops: BTreeMap<String, OpTimes>,
 }
 
-pub struct Reference<'a> {
-    pub python: &'a str,
-    pub script: &'a Path,
+impl Answer {
+    /// Put PyTorch's time of every operation it timed next to ours.
+    pub fn attach_op_times(&self, ops: &mut [OpResult]) {
+        for r in ops {
+            if let Some(t) = self.ops.get(&r.spec.key) {
+                r.torch = Some(*t);
+            }
+        }
+    }
 }
 
-impl Reference<'_> {
-    /// Run the reference for one workload (or none: operations only). `Err` carries a
-    /// one-line reason for the report.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run(
-        &self,
-        threads: usize,
-        warmup: usize,
-        min_steps: usize,
-        min_secs: f64,
-        op_min_secs: f64,
-        workload: Option<&Workload>,
-        ops: &[OpSpec],
-    ) -> Result<Answer, String> {
-        if !self.script.is_file() {
-            return Err(format!(
-                "reference script {} not found",
-                self.script.display()
-            ));
-        }
-        let request = Request {
-            threads,
-            warmup,
-            min_steps,
-            min_secs,
-            op_min_secs,
-            lr: super::train_step::LR,
-            workload,
-            ops,
-        };
-        let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
-        // The request goes through a file, not a pipe: a script that dies before reading
-        // its input must not take the harness down with a broken pipe.
-        let path =
-            std::env::temp_dir().join(format!("kdbench-bench-request-{}.json", std::process::id()));
-        std::fs::write(&path, &body).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        let out = Command::new(self.python)
-            .arg(self.script)
-            .arg(&path)
-            .env("OMP_NUM_THREADS", threads.to_string())
-            .env("MKL_NUM_THREADS", threads.to_string())
-            .stdin(Stdio::null())
-            .output();
-        let _ = std::fs::remove_file(&path);
-        let out = out.map_err(|e| format!("cannot start `{}`: {e}", self.python))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let last = err
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            return Err(format!("reference script failed ({}): {last}", out.status));
-        }
-        serde_json::from_slice(&out.stdout)
-            .map_err(|e| format!("unreadable answer from the reference script: {e}"))
+/// Run the reference for one workload (or none: operations only). `Err` carries a
+/// one-line reason for the report.
+pub fn run(
+    o: &TrainBenchOptions,
+    workload: Option<&Workload>,
+    ops: &[OpSpec],
+) -> Result<Answer, String> {
+    if !o.script.is_file() {
+        return Err(format!("reference script {} not found", o.script.display()));
     }
+    let request = Request {
+        threads: o.threads,
+        warmup: o.warmup,
+        min_steps: o.min_steps,
+        min_secs: o.min_secs,
+        op_min_secs: o.op_min_secs,
+        lr: super::train_step::LR,
+        workload,
+        ops,
+    };
+    let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    // The request goes through a file, not a pipe: a script that dies before reading
+    // its input must not take the harness down with a broken pipe.
+    let path =
+        std::env::temp_dir().join(format!("kdbench-bench-request-{}.json", std::process::id()));
+    std::fs::write(&path, &body).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let out = Command::new(&o.python)
+        .arg(&o.script)
+        .arg(&path)
+        .env("OMP_NUM_THREADS", o.threads.to_string())
+        .env("MKL_NUM_THREADS", o.threads.to_string())
+        .stdin(Stdio::null())
+        .output();
+    let _ = std::fs::remove_file(&path);
+    let out = out.map_err(|e| format!("cannot start `{}`: {e}", o.python))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(format!("reference script failed ({}): {last}", out.status));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("unreadable answer from the reference script: {e}"))
 }

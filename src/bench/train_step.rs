@@ -2,13 +2,11 @@
 //! own layers, then time full steps (forward, cross-entropy, backward, SGD update) on a fixed
 //! random batch and record the heap high-water mark of one step.
 
-use std::time::Instant;
-
 use candle_core::{Device, Module, Tensor};
 use candle_nn::VarMap;
 
 use super::workload::Workload;
-use super::StepStats;
+use super::{timed_repeats, StepStats};
 use crate::model::{build_backbone, init::SeededInit};
 use crate::spec::run::{OptimConfig, OptimizerKind, Schedule};
 use crate::train::optim::{params_of, Optimizer};
@@ -62,14 +60,11 @@ pub fn measure(
     let base = alloc::reset_peak();
     step()?;
     let peak_step = alloc::counting().then(|| alloc::peak_bytes().saturating_sub(base));
-    let mut times = Vec::new();
-    let started = Instant::now();
     let mut last_loss = 0.0;
-    while times.len() < min_steps || started.elapsed().as_secs_f64() < min_secs {
-        let t = Instant::now();
+    let times = timed_repeats(min_steps, min_secs, || -> crate::Result<()> {
         last_loss = step()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
+        Ok(())
+    })?;
     if !last_loss.is_finite() {
         return Err(crate::Error::Failed(format!(
             "bench {}: loss became {last_loss}",
