@@ -90,7 +90,7 @@ impl Module for Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_support::{check_finite_differences, max_rel_diff, vec};
+    use crate::model::test_support::{check_finite_differences, direct_conv, max_rel_diff, vec};
     use candle_core::{Device, Var};
 
     /// Shapes: (batch, cin, cout, h, w, k, stride, padding, dilation).
@@ -106,46 +106,19 @@ mod tests {
         usize,
     );
 
-    /// Direct-loop convolution in f64, and its gradients for the loss `Σ y·probe`: an
-    /// implementation independent of both candle and the fused kernel.
-    fn naive(case: Case, x: &[f32], w: &[f32], probe: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-        let (b, cin, cout, h, wd, k, s, p, d) = case;
-        let g = ConvGeometry {
-            k,
-            stride: s,
-            padding: p,
-            dilation: d,
-        };
-        let (ho, wo) = (g.out_len(h).unwrap(), g.out_len(wd).unwrap());
-        let mut y = vec![0f64; b * cout * ho * wo];
-        let mut dx = vec![0f64; x.len()];
-        let mut dw = vec![0f64; w.len()];
-        for bi in 0..b {
-            for co in 0..cout {
-                for oy in 0..ho {
-                    for ox in 0..wo {
-                        let yi = ((bi * cout + co) * ho + oy) * wo + ox;
-                        for c in 0..cin {
-                            for ki in 0..k {
-                                for kj in 0..k {
-                                    let iy = (oy * s + ki * d) as isize - p as isize;
-                                    let ix = (ox * s + kj * d) as isize - p as isize;
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                                        continue;
-                                    }
-                                    let xi = ((bi * cin + c) * h + iy as usize) * wd + ix as usize;
-                                    let wi = ((co * cin + c) * k + ki) * k + kj;
-                                    y[yi] += x[xi] as f64 * w[wi] as f64;
-                                    dx[xi] += w[wi] as f64 * probe[yi] as f64;
-                                    dw[wi] += x[xi] as f64 * probe[yi] as f64;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+    fn geometry(case: Case) -> ConvGeometry {
+        ConvGeometry {
+            k: case.5,
+            stride: case.6,
+            padding: case.7,
+            dilation: case.8,
         }
-        (y, dx, dw)
+    }
+
+    /// The direct-loop reference for `case`.
+    fn naive(case: Case, x: &[f32], w: &[f32], probe: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (b, cin, cout, h, wd, ..) = case;
+        direct_conv(x, (b, cin, h, wd), w, cout, 1, geometry(case), probe)
     }
 
     fn randn(shape: &[usize]) -> Tensor {
@@ -154,17 +127,12 @@ mod tests {
 
     /// Output and both gradients of `f` for the loss `Σ f(x, w)·probe`.
     fn fused_run(case: Case, x: &Var, w: &Var, probe: &Tensor) -> (Tensor, Tensor, Tensor) {
-        let (_, cin, cout, _, _, k, s, p, d) = case;
+        let (_, cin, cout, ..) = case;
         let conv = Conv2d {
             weight: w.as_tensor().clone(),
             cout,
             cin,
-            geometry: ConvGeometry {
-                k,
-                stride: s,
-                padding: p,
-                dilation: d,
-            },
+            geometry: geometry(case),
         };
         let y = conv.forward(x.as_tensor()).unwrap();
         let g = (&y * probe).unwrap().sum_all().unwrap().backward().unwrap();
@@ -208,12 +176,7 @@ mod tests {
             let (b, cin, cout, h, wd, k, _, _, _) = case;
             let x = Var::from_tensor(&randn(&[b, cin, h, wd])).unwrap();
             let w = Var::from_tensor(&randn(&[cout, cin, k, k])).unwrap();
-            let geo = ConvGeometry {
-                k,
-                stride: case.6,
-                padding: case.7,
-                dilation: case.8,
-            };
+            let geo = geometry(case);
             let (ho, wo) = (geo.out_len(h).unwrap(), geo.out_len(wd).unwrap());
             let probe = randn(&[b, cout, ho, wo]);
             let (y, gx, gw) = fused_run(case, &x, &w, &probe);
@@ -277,12 +240,7 @@ mod tests {
             let (b, cin, cout, h, wd, k, _, _, _) = case;
             let x = Var::from_tensor(&randn(&[b, cin, h, wd])).unwrap();
             let w = Var::from_tensor(&randn(&[cout, cin, k, k])).unwrap();
-            let geo = ConvGeometry {
-                k,
-                stride: case.6,
-                padding: case.7,
-                dilation: case.8,
-            };
+            let geo = geometry(case);
             let probe = randn(&[b, cout, geo.out_len(h).unwrap(), geo.out_len(wd).unwrap()]);
             let (_, gx, gw) = fused_run(case, &x, &w, &probe);
             let loss = |xv: &[f32], wv: &[f32]| {

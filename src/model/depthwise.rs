@@ -320,7 +320,7 @@ impl CustomOp2 for DepthwiseOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_support::{check_finite_differences, max_rel_diff, vec};
+    use crate::model::test_support::{check_finite_differences, direct_conv, max_rel_diff, vec};
     use candle_core::{Device, Var};
 
     /// (batch, channels, h, w, k, stride, padding, dilation)
@@ -335,38 +335,10 @@ mod tests {
         }
     }
 
-    /// Direct f64 loops: output and the gradients of `Σ y·probe`.
+    /// The direct-loop reference for `case`: a grouped convolution with one group per channel.
     fn naive(case: Case, x: &[f32], w: &[f32], probe: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-        let (b, c, h, wd, k, s, p, dl) = case;
-        let g = geometry(case);
-        let (ho, wo) = (g.out_len(h).unwrap(), g.out_len(wd).unwrap());
-        let mut y = vec![0f64; b * c * ho * wo];
-        let mut dx = vec![0f64; x.len()];
-        let mut dw = vec![0f64; w.len()];
-        for bi in 0..b {
-            for ch in 0..c {
-                for oy in 0..ho {
-                    for ox in 0..wo {
-                        let yi = ((bi * c + ch) * ho + oy) * wo + ox;
-                        for ki in 0..k {
-                            for kj in 0..k {
-                                let iy = (oy * s + ki * dl) as isize - p as isize;
-                                let ix = (ox * s + kj * dl) as isize - p as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                                    continue;
-                                }
-                                let xi = ((bi * c + ch) * h + iy as usize) * wd + ix as usize;
-                                let wi = (ch * k + ki) * k + kj;
-                                y[yi] += x[xi] as f64 * w[wi] as f64;
-                                dx[xi] += w[wi] as f64 * probe[yi] as f64;
-                                dw[wi] += x[xi] as f64 * probe[yi] as f64;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        (y, dx, dw)
+        let (b, c, h, wd, ..) = case;
+        direct_conv(x, (b, c, h, wd), w, c, c, geometry(case), probe)
     }
 
     fn run(case: Case, x: &Var, w: &Var, probe: &Tensor) -> (Tensor, Tensor, Tensor) {

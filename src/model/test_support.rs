@@ -3,6 +3,8 @@
 
 use candle_core::Tensor;
 
+use super::conv_cpu::ConvGeometry;
+
 /// The elements of a tensor.
 pub fn vec(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
@@ -39,4 +41,52 @@ pub fn check_finite_differences(
             "{what}[{i}]: finite difference {fd} vs analytic {a}"
         );
     }
+}
+
+/// Direct-loop grouped convolution in f64 and its gradients for the loss `Σ y·probe`: a
+/// reference independent of candle and of the fused kernels. `x` is `(b, cin, h, w)`, the
+/// weight `(cout, cin/groups, k, k)`; returns `(y, dx, dw)`.
+pub fn direct_conv(
+    x: &[f32],
+    (b, cin, h, wd): (usize, usize, usize, usize),
+    w: &[f32],
+    cout: usize,
+    groups: usize,
+    g: ConvGeometry,
+    probe: &[f32],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (k, s, p, d) = (g.k, g.stride, g.padding, g.dilation);
+    let (ho, wo) = (g.out_len(h).unwrap(), g.out_len(wd).unwrap());
+    let (cin_g, cout_g) = (cin / groups, cout / groups);
+    let mut y = vec![0f64; b * cout * ho * wo];
+    let mut dx = vec![0f64; x.len()];
+    let mut dw = vec![0f64; w.len()];
+    for bi in 0..b {
+        for co in 0..cout {
+            let first_c = co / cout_g * cin_g;
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let yi = ((bi * cout + co) * ho + oy) * wo + ox;
+                    for cg in 0..cin_g {
+                        for ki in 0..k {
+                            for kj in 0..k {
+                                let iy = (oy * s + ki * d) as isize - p as isize;
+                                let ix = (ox * s + kj * d) as isize - p as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                    continue;
+                                }
+                                let c = first_c + cg;
+                                let xi = ((bi * cin + c) * h + iy as usize) * wd + ix as usize;
+                                let wi = ((co * cin_g + cg) * k + ki) * k + kj;
+                                y[yi] += x[xi] as f64 * w[wi] as f64;
+                                dx[xi] += w[wi] as f64 * probe[yi] as f64;
+                                dw[wi] += x[xi] as f64 * probe[yi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (y, dx, dw)
 }
