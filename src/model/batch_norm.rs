@@ -17,8 +17,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
+use super::lane_sums::{grad_sums, relu_grad, row_sq_dev, row_sum};
 use super::simd::multiversion;
-use super::{contiguous_f32, with_f32};
+use super::{contiguous_f32, output_f32, with_f32};
 
 pub struct BatchNorm2d {
     weight: Tensor,
@@ -71,70 +72,6 @@ struct FusedBatchNorm {
     stats: Arc<Mutex<Stats>>,
 }
 
-/// Lanes of the fixed-order partial sums (vectorisable, identical on every run).
-const LANES: usize = 16;
-
-/// `Σ f(x_i)` over a row with 16 f32 lanes, reduced in a fixed order into f64.
-#[inline(always)]
-fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    let mut acc = [0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..LANES {
-            acc[l] += f(c[l]);
-        }
-    }
-    acc.iter().map(|&v| v as f64).sum::<f64>() + rest.iter().map(|&v| f(v) as f64).sum::<f64>()
-}
-
-multiversion! {
-    /// `Σ x_i` over a row.
-    fn row_sum(x: &[f32]) -> f64 {
-        lane_sum(x, |v| v)
-    }
-}
-
-multiversion! {
-    /// `Σ (x_i − mean)²` over a row.
-    fn row_sq_dev(x: &[f32], mean: f32) -> f64 {
-        lane_sum(x, |v| (v - mean) * (v - mean))
-    }
-}
-
-multiversion! {
-    /// `(Σ g', Σ g'·(x − mean))` over a row, where `g' = g` or, with `masked`, `g` where the
-    /// op's output is positive (the ReLU's gradient) and 0 elsewhere.
-    fn grad_sums(x: &[f32], g: &[f32], out: &[f32], mean: f32, masked: bool) -> (f64, f64) {
-        let mut a = [0f32; LANES];
-        let mut b = [0f32; LANES];
-        let n = x.len() / LANES * LANES;
-        let gm = |g: f32, o: f32| if masked && o <= 0.0 { 0.0 } else { g };
-        for ((xc, gc), oc) in x[..n]
-            .chunks_exact(LANES)
-            .zip(g[..n].chunks_exact(LANES))
-            .zip(out[..n].chunks_exact(LANES))
-        {
-            for l in 0..LANES {
-                let gi = gm(gc[l], oc[l]);
-                a[l] += gi;
-                b[l] += gi * (xc[l] - mean);
-            }
-        }
-        let (mut sa, mut sb) = (0f64, 0f64);
-        for l in 0..LANES {
-            sa += a[l] as f64;
-            sb += b[l] as f64;
-        }
-        for i in n..x.len() {
-            let gi = gm(g[i], out[i]);
-            sa += gi as f64;
-            sb += (gi * (x[i] - mean)) as f64;
-        }
-        (sa, sb)
-    }
-}
-
 multiversion! {
     /// One row of the output: `x·scale + shift`, then the tail (`residual` is empty unless
     /// the tail adds one).
@@ -168,12 +105,20 @@ multiversion! {
         masked: bool,
     ) {
         let (k, a, bias) = coeffs;
-        let gm = |g: f32, o: f32| if masked && o <= 0.0 { 0.0 } else { g };
-        for (((v, &xi), &gi), &oi) in dx.iter_mut().zip(x).zip(g).zip(out) {
-            *v = k * gm(gi, oi) + a * xi + bias;
-        }
-        for ((v, &gi), &oi) in dres.iter_mut().zip(g).zip(out) {
-            *v = gm(gi, oi);
+        if masked {
+            for (((v, &xi), &gi), &oi) in dx.iter_mut().zip(x).zip(g).zip(out) {
+                *v = k * relu_grad(gi, oi) + a * xi + bias;
+            }
+            for ((v, &gi), &oi) in dres.iter_mut().zip(g).zip(out) {
+                *v = relu_grad(gi, oi);
+            }
+        } else {
+            for ((v, &xi), &gi) in dx.iter_mut().zip(x).zip(g) {
+                *v = k * gi + a * xi + bias;
+            }
+            for (v, &gi) in dres.iter_mut().zip(g) {
+                *v = gi;
+            }
         }
     }
 }
@@ -213,7 +158,8 @@ impl FusedBatchNorm {
                 })
                 .collect(),
         };
-        let mut y = vec![0f32; x.len()];
+        // SAFETY: `normalize_row` writes every element of every row.
+        let mut y = unsafe { output_f32(x.len()) };
         let relu = self.tail != Tail::None;
         y.par_chunks_mut(hw).enumerate().for_each(|(row, out)| {
             let ch = row % c;
@@ -269,9 +215,11 @@ impl FusedBatchNorm {
             })
             .collect();
         let train = self.running.is_none();
-        let mut dx = vec![0f32; x.len()];
+        // SAFETY: `input_grad_row` writes every element of `dx` and of `dres`.
+        let mut dx = unsafe { output_f32(x.len()) };
         let mut dres = if self.tail == Tail::AddRelu {
-            vec![0f32; x.len()]
+            // SAFETY: as above.
+            unsafe { output_f32(x.len()) }
         } else {
             Vec::new()
         };

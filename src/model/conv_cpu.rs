@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::gemm::{self, strided, IndirectA, IndirectB};
 use super::simd::multiversion;
-use super::{contiguous_f32, with_f32};
+use super::{contiguous_f32, output_f32, with_f32};
 
 /// Kernel size, stride, padding and dilation of a square convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,7 +288,9 @@ impl FusedConv {
         let g = &self.0;
         let ckk = d.ckk(g);
         let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
-        let mut y = vec![0f32; d.b * d.cout * hw_out];
+        // SAFETY: both paths write every output element: the GEMM (not accumulating) or the
+        // row copies out of its result cover each sample's `Cout × Ho × Wo` block.
+        let mut y = unsafe { output_f32(d.b * d.cout * hw_out) };
         let w_rows = strided(d.cout, ckk);
         let w_cols: Vec<usize> = (0..ckk).collect();
         let a = IndirectA {
@@ -391,7 +393,14 @@ impl FusedConv {
             g.gather_table((d.c, d.h, d.w))
         };
         let dx = want_dx.then(|| {
-            let mut dx = vec![0f32; d.b * d.c * hw_in];
+            let mut dx = if implicit {
+                // SAFETY: the implicit products write every element of each sample's
+                // gradient (a non-accumulating GEMM, or row copies out of one).
+                unsafe { output_f32(d.b * d.c * hw_in) }
+            } else {
+                // `fold` accumulates into it.
+                vec![0f32; d.b * d.c * hw_in]
+            };
             let group = if implicit { 1 } else { explicit_group(hw_out) };
             let product = InputGrad::new(g, d, wt, &ext, &table, implicit);
             dx.par_chunks_mut(group * d.c * hw_in)
