@@ -19,7 +19,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{self, strided, IndirectA, IndirectB};
-use super::simd::multiversion;
+use super::layout::{fold, transpose, unfold};
 use super::{contiguous_f32, output_f32, with_f32};
 
 /// Kernel size, stride, padding and dilation of a square convolution.
@@ -100,32 +100,6 @@ impl ConvGeometry {
     }
 }
 
-multiversion! {
-    /// Unfold one sample into im2col columns whose rows (of `hw_out` entries) are
-    /// `row_stride` apart, so several samples can sit side by side. Every entry is written.
-    fn unfold(table: &[u32], hw_out: usize, x: &[f32], cols: &mut [f32], row_stride: usize) {
-        for (r, idx) in table.chunks_exact(hw_out).enumerate() {
-            let dst = &mut cols[r * row_stride..][..hw_out];
-            for (v, &j) in dst.iter_mut().zip(idx) {
-                *v = x.get(j as usize).copied().unwrap_or(0.0);
-            }
-        }
-    }
-}
-
-multiversion! {
-    /// Fold column gradients back onto one sample's input gradient (col2im), accumulating.
-    fn fold(table: &[u32], hw_out: usize, cols: &[f32], row_stride: usize, dx: &mut [f32]) {
-        for (r, idx) in table.chunks_exact(hw_out).enumerate() {
-            for (g, &j) in cols[r * row_stride..][..hw_out].iter().zip(idx) {
-                if let Some(v) = dx.get_mut(j as usize) {
-                    *v += g;
-                }
-            }
-        }
-    }
-}
-
 /// Copy `rows` runs of `len` floats from `src_at = (start, stride)` to `dst_at = (start,
 /// stride)`: the row copies between padded and unpadded image layouts.
 fn copy_rows(
@@ -139,24 +113,6 @@ fn copy_rows(
     for r in 0..rows {
         dst[dst_start + r * dst_stride..][..len]
             .copy_from_slice(&src[src_start + r * src_stride..][..len]);
-    }
-}
-
-multiversion! {
-    /// `dst (cols × rows) = srcᵀ` for a row-major `rows × cols` source, in 16×16 tiles so
-    /// both sides stay in cache.
-    fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-        const T: usize = 16;
-        for r0 in (0..rows).step_by(T) {
-            for c0 in (0..cols).step_by(T) {
-                for r in r0..(r0 + T).min(rows) {
-                    let row = &src[r * cols..][c0..(c0 + T).min(cols)];
-                    for (i, &v) in row.iter().enumerate() {
-                        dst[(c0 + i) * rows + r] = v;
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod gemm;
 pub mod heads;
 pub mod init;
 mod lane_sums;
+mod layout;
 pub mod resnet;
 mod simd;
 #[cfg(test)]
