@@ -13,3 +13,5 @@ mod plan;
 mod real_data;
 #[path = "it/run.rs"]
 mod run;
+#[path = "it/students.rs"]
+mod students;

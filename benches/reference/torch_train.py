@@ -4,7 +4,7 @@
 Reads one JSON request from the file named by its argument, or from stdin without one
 (written by src/bench/reference.rs: thread count, timing
 rules, one workload or none, and a list of single operations to time), builds the same network the harness builds
-(ResNet with BasicBlocks, torchvision layout, CIFAR stem for 28-32 px), runs the same
+(ResNet with BasicBlocks or ShuffleNetV2, torchvision layouts, CIFAR stem for 28-32 px), runs the same
 training step (forward, cross-entropy, backward, SGD with momentum 0.9 and weight decay 1e-4
 on weights only) on a fixed random batch, and prints one JSON answer on stdout.
 
@@ -71,10 +71,69 @@ class ResNet(nn.Module):
         return self.head(y.mean((2, 3)))
 
 
+def conv_bn(cin, cout, k, stride, groups=1):
+    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+
+
+class InvertedResidual(nn.Module):
+    """ShuffleNetV2 unit (torchvision layout): split or duplicate, branches, interleave."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        half = cout // 2
+        self.stride = stride
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                *conv_bn(cin, cin, 3, stride, groups=cin), *conv_bn(cin, half, 1, 1), nn.ReLU()
+            )
+        self.branch2 = nn.Sequential(
+            *conv_bn(cin if stride > 1 else half, half, 1, 1),
+            nn.ReLU(),
+            *conv_bn(half, half, 3, stride, groups=half),
+            *conv_bn(half, half, 1, 1),
+            nn.ReLU(),
+        )
+
+    def forward(self, x):
+        if self.stride == 1:
+            a, b = x.chunk(2, dim=1)
+            y = torch.cat((a, self.branch2(b)), dim=1)
+        else:
+            y = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        n, c, h, w = y.shape
+        return y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class ShuffleNetV2(nn.Module):
+    """widths = [stem, one per stage, final], as the harness's ShuffleNetV2."""
+
+    def __init__(self, widths, depths, stem, classes):
+        super().__init__()
+        self.conv1 = nn.Sequential(*conv_bn(3, widths[0], 3, 2 if stem == "imagenet" else 1), nn.ReLU())
+        self.pool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else None
+        units, cin = [], widths[0]
+        for width, depth in zip(widths[1:-1], depths):
+            for i in range(depth):
+                units.append(InvertedResidual(cin, width, 2 if i == 0 else 1))
+                cin = width
+        self.units = nn.Sequential(*units)
+        self.conv5 = nn.Sequential(*conv_bn(cin, widths[-1], 1, 1), nn.ReLU())
+        self.head = nn.Linear(widths[-1], classes)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        if self.pool is not None:
+            y = self.pool(y)
+        return self.head(self.conv5(self.units(y)).mean((2, 3)))
+
+
 def build(workload):
-    if workload["arch"] != "resnet":
-        raise SystemExit(f"torch_train.py: unknown arch {workload['arch']!r}")
-    return ResNet(workload["widths"], workload["depths"], workload["stem"], workload["classes"])
+    args = (workload["widths"], workload["depths"], workload["stem"], workload["classes"])
+    if workload["arch"] == "resnet":
+        return ResNet(*args)
+    if workload["arch"] == "shufflenetv2":
+        return ShuffleNetV2(*args)
+    raise SystemExit(f"torch_train.py: unknown arch {workload['arch']!r}")
 
 
 def peak_bytes(fn):

@@ -102,8 +102,13 @@ pub fn depthwise() -> Vec<OpSpec> {
     .collect()
 }
 
-/// The distinct convolutions and batch norms of a ResNet workload, in network order.
+/// The distinct convolutions and batch norms of a ResNet workload, in network order. Other
+/// architectures have none listed here: ShuffleNetV2's distinctive operations are the
+/// [`depthwise`] ones, timed in their own section.
 pub fn of(w: &Workload) -> Vec<OpSpec> {
+    if w.arch != "resnet" {
+        return Vec::new();
+    }
     let b = w.batch_size;
     let mut size = w.image_size;
     let w0 = w.widths[0];

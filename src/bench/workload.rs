@@ -61,6 +61,17 @@ pub fn all() -> Vec<Workload> {
             batch_size: 64,
             classes: 10,
         },
+        Workload {
+            key: "shufflenetv2",
+            description: "ShuffleNetV2 1.0× (the LoRKD student), stride-1 stem, 32 px, batch 64",
+            arch: "shufflenetv2",
+            widths: crate::model::shufflenet::REFERENCE_1X.0.to_vec(),
+            depths: crate::model::shufflenet::REFERENCE_1X.1.to_vec(),
+            stem: "cifar",
+            image_size: 32,
+            batch_size: 64,
+            classes: 10,
+        },
     ]
 }
 

@@ -12,6 +12,7 @@ pub mod init;
 mod lane_sums;
 mod layout;
 pub mod resnet;
+pub mod shufflenet;
 mod simd;
 #[cfg(test)]
 mod test_support;
@@ -22,7 +23,7 @@ use candle_nn::VarBuilder;
 use crate::spec::run::ModelConfig;
 
 /// Architectures the harness can build, as named in experiment files.
-pub const ARCHS: &[&str] = &["resnet"];
+pub const ARCHS: &[&str] = &["resnet", "shufflenetv2"];
 
 /// A feature extractor: images `B × 3 × H × W` → pooled features `B × feature_dim`.
 pub trait Backbone: Send + Sync {
@@ -34,6 +35,7 @@ pub trait Backbone: Send + Sync {
 pub fn build_backbone(cfg: &ModelConfig, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
     match cfg.arch.as_str() {
         "resnet" => Ok(Box::new(resnet::ResNet::new(cfg, vb)?)),
+        "shufflenetv2" => Ok(Box::new(shufflenet::ShuffleNetV2::new(cfg, vb)?)),
         other => candle_core::bail!("unknown architecture `{other}` (known: {ARCHS:?})"),
     }
 }

@@ -485,14 +485,33 @@ impl Validator<'_> {
                 format!("profile.{name}.model.widths must be a non-empty list of positive numbers"),
             );
         }
-        if depths.len() != widths.len() || depths.contains(&0) {
+        // ResNet: one width per stage. ShuffleNetV2: the stem width, one per stage and the
+        // final 1×1 conv's width, with even stage widths (each unit splits them in halves).
+        let arch = m.arch.get_ref().as_str();
+        let (stage_widths, layout) = if arch == "shufflenetv2" {
+            (
+                widths.len().saturating_sub(2),
+                "widths = [stem, one per stage…, final], e.g. [24, 116, 232, 464, 1024] with depths [4, 8, 4]",
+            )
+        } else {
+            (widths.len(), "one width per stage")
+        };
+        if depths.len() != stage_widths || depths.is_empty() || depths.contains(&0) {
             return self.err(
                 m.depths.span(),
                 format!(
-                    "profile.{name}.model.depths must list one positive block count per width ({} widths given)",
+                    "profile.{name}.model.depths must list one positive block count per stage ({} widths given; {arch}: {layout})",
                     widths.len()
                 ),
             );
+        }
+        if arch == "shufflenetv2" {
+            if let Some(w) = widths[1..=depths.len()].iter().find(|w| !w.is_multiple_of(2)) {
+                return self.err(
+                    m.widths.span(),
+                    format!("profile.{name}.model.widths: ShuffleNetV2 stage width {w} must be even (each unit splits it in halves)"),
+                );
+            }
         }
         let stem = match m.stem.as_ref().map(|s| s.get_ref().as_str()) {
             None | Some("cifar") => Stem::Cifar,

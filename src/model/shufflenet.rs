@@ -1,0 +1,282 @@
+//! ShuffleNetV2, the student of the LoRKD reference code (1.0×: stem 24, stages of 4/8/4
+//! blocks with 116/232/464 channels, 1×1 conv to 1024, global average pool), with every
+//! width and depth configurable for the width-scaled students of the smoke profile.
+//!
+//! `widths = [stem, stage 2, stage 3, stage 4, final]` and `depths = [stage 2, stage 3,
+//! stage 4]` (as many stages as depths). The ImageNet stem is a 3×3 stride-2 conv and a 3×3
+//! stride-2 max-pool, as in the paper; the CIFAR stem is a 3×3 stride-1 conv without
+//! pooling, for 28–32 px images. Parameter names follow torchvision (`conv1.0`,
+//! `stage2.0.branch2.3`, `conv5.1`, ...) so its checkpoints map onto them directly.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::batch_norm::{batch_norm2d, BatchNorm2d};
+use super::conv::{conv2d_no_bias, Conv2d};
+use super::conv_cpu::ConvGeometry;
+use super::depthwise::{depthwise_conv2d, DepthwiseConv2d};
+use super::Backbone;
+use crate::data::CHANNELS;
+use crate::spec::run::{ModelConfig, Stem};
+
+/// ShuffleNetV2 1.0× as in the reference code: `(widths, depths)`.
+pub const REFERENCE_1X: ([usize; 5], [usize; 3]) = ([24, 116, 232, 464, 1024], [4, 8, 4]);
+
+fn depthwise3x3(channels: usize, stride: usize, vb: VarBuilder) -> Result<DepthwiseConv2d> {
+    let geometry = ConvGeometry {
+        k: 3,
+        stride,
+        padding: 1,
+        dilation: 1,
+    };
+    depthwise_conv2d(channels, geometry, vb)
+}
+
+/// 1×1 conv + BN + ReLU.
+struct PointwiseRelu {
+    conv: Conv2d,
+    bn: BatchNorm2d,
+}
+
+impl PointwiseRelu {
+    /// `vb` is the branch; the conv and BN sit at `conv_at` and `conv_at + 1`.
+    fn new(cin: usize, cout: usize, vb: &VarBuilder, conv_at: usize) -> Result<Self> {
+        Ok(Self {
+            conv: conv2d_no_bias(cin, cout, 1, 1, 0, vb.pp(conv_at.to_string()))?,
+            bn: batch_norm2d(cout, vb.pp((conv_at + 1).to_string()))?,
+        })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_relu(&self.conv.forward(x)?, train)
+    }
+}
+
+/// Depthwise 3×3 conv + BN (no ReLU, as in the paper).
+struct DepthwiseBn {
+    conv: DepthwiseConv2d,
+    bn: BatchNorm2d,
+}
+
+impl DepthwiseBn {
+    fn new(channels: usize, stride: usize, vb: &VarBuilder, conv_at: usize) -> Result<Self> {
+        Ok(Self {
+            conv: depthwise3x3(channels, stride, vb.pp(conv_at.to_string()))?,
+            bn: batch_norm2d(channels, vb.pp((conv_at + 1).to_string()))?,
+        })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.conv.forward(x)?, train)
+    }
+}
+
+/// One ShuffleNetV2 unit. Stride 1: the input's second half goes through `branch2` and the
+/// first half passes unchanged. Stride 2: both branches see the whole input. The halves
+/// are then interleaved (concatenation + channel shuffle with 2 groups).
+struct InvertedResidual {
+    /// Stride 2 only: depthwise 3×3/2 + BN, then 1×1 + BN + ReLU.
+    branch1: Option<(DepthwiseBn, PointwiseRelu)>,
+    /// 1×1 + BN + ReLU, depthwise 3×3 + BN, 1×1 + BN + ReLU.
+    branch2: (PointwiseRelu, DepthwiseBn, PointwiseRelu),
+}
+
+impl InvertedResidual {
+    fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        if !cout.is_multiple_of(2) {
+            candle_core::bail!(
+                "shufflenetv2: stage width {cout} must be even (it is split in two halves)"
+            );
+        }
+        let half = cout / 2;
+        if stride == 1 && cin != cout {
+            candle_core::bail!("shufflenetv2: a stride-1 unit needs equal input and output widths ({cin} vs {cout})");
+        }
+        let branch1 = if stride > 1 {
+            let b1 = vb.pp("branch1");
+            Some((
+                DepthwiseBn::new(cin, stride, &b1, 0)?,
+                PointwiseRelu::new(cin, half, &b1, 2)?,
+            ))
+        } else {
+            None
+        };
+        let b2 = vb.pp("branch2");
+        let b2_in = if stride > 1 { cin } else { half };
+        let branch2 = (
+            PointwiseRelu::new(b2_in, half, &b2, 0)?,
+            DepthwiseBn::new(half, stride, &b2, 3)?,
+            PointwiseRelu::new(half, half, &b2, 5)?,
+        );
+        Ok(Self { branch1, branch2 })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (kept, into_branch2) = match &self.branch1 {
+            Some((dw, pw)) => (pw.forward_t(&dw.forward_t(x, train)?, train)?, x.clone()),
+            None => {
+                let half = x.dim(1)? / 2;
+                (x.narrow(1, 0, half)?, x.narrow(1, half, half)?)
+            }
+        };
+        let (a, dw, b) = &self.branch2;
+        let y = a.forward_t(&into_branch2, train)?;
+        let y = b.forward_t(&dw.forward_t(&y, train)?, train)?;
+        interleave_channels(&kept, &y)
+    }
+}
+
+/// `cat([a, b], 1)` followed by a channel shuffle with 2 groups, in one copy: output
+/// channel `2i` is `a[i]` and `2i + 1` is `b[i]`.
+pub fn interleave_channels(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = a.dims4()?;
+    Tensor::stack(&[a, b], 2)?.reshape((n, 2 * c, h, w))
+}
+
+/// The ShuffleNetV2 backbone.
+pub struct ShuffleNetV2 {
+    stem: (Conv2d, BatchNorm2d),
+    max_pool: bool,
+    units: Vec<InvertedResidual>,
+    last: (Conv2d, BatchNorm2d),
+    feature_dim: usize,
+}
+
+impl ShuffleNetV2 {
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let stages = cfg.depths.len();
+        if stages == 0 || cfg.widths.len() != stages + 2 {
+            candle_core::bail!(
+                "shufflenetv2 needs widths = [stem, one per stage…, final] (stages + 2 values) and one depth per stage; got widths {:?} and depths {:?} (1.0×: widths {:?}, depths {:?})",
+                cfg.widths,
+                cfg.depths,
+                REFERENCE_1X.0,
+                REFERENCE_1X.1
+            );
+        }
+        let stem_width = cfg.widths[0];
+        let stride = match cfg.stem {
+            Stem::Cifar => 1,
+            Stem::Imagenet => 2,
+        };
+        let stem = (
+            conv2d_no_bias(CHANNELS, stem_width, 3, stride, 1, vb.pp("conv1.0"))?,
+            batch_norm2d(stem_width, vb.pp("conv1.1"))?,
+        );
+        let mut units = Vec::new();
+        let mut cin = stem_width;
+        for (s, (&width, &depth)) in cfg.widths[1..=stages].iter().zip(&cfg.depths).enumerate() {
+            for i in 0..depth {
+                let vb_unit = vb.pp(format!("stage{}.{i}", s + 2));
+                units.push(InvertedResidual::new(
+                    cin,
+                    width,
+                    if i == 0 { 2 } else { 1 },
+                    vb_unit,
+                )?);
+                cin = width;
+            }
+        }
+        let feature_dim = cfg.widths[stages + 1];
+        let last = (
+            conv2d_no_bias(cin, feature_dim, 1, 1, 0, vb.pp("conv5.0"))?,
+            batch_norm2d(feature_dim, vb.pp("conv5.1"))?,
+        );
+        Ok(Self {
+            stem,
+            max_pool: cfg.stem == Stem::Imagenet,
+            units,
+            last,
+            feature_dim,
+        })
+    }
+}
+
+impl Backbone for ShuffleNetV2 {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = self.stem.1.forward_relu(&self.stem.0.forward(x)?, train)?;
+        if self.max_pool {
+            y = y
+                .pad_with_same(2, 1, 1)?
+                .pad_with_same(3, 1, 1)?
+                .max_pool2d_with_stride(3, 2)?;
+        }
+        for u in &self.units {
+            y = u.forward_t(&y, train)?;
+        }
+        let y = self.last.1.forward_relu(&self.last.0.forward(&y)?, train)?;
+        y.mean((2, 3))
+    }
+
+    fn feature_dim(&self) -> usize {
+        self.feature_dim
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    use super::*;
+
+    fn config(widths: &[usize], depths: &[usize], stem: Stem) -> ModelConfig {
+        ModelConfig {
+            arch: "shufflenetv2".into(),
+            widths: widths.to_vec(),
+            depths: depths.to_vec(),
+            stem,
+        }
+    }
+
+    /// The 1.0× network has torchvision's parameter count without its classifier
+    /// (2,278,604 − 1024·1000 − 1000 = 1,253,604), and gives one feature row per image.
+    #[test]
+    fn reference_width_matches_torchvision_parameter_count() {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let (w, d) = REFERENCE_1X;
+        let net = ShuffleNetV2::new(&config(&w, &d, Stem::Imagenet), vb).unwrap();
+        let trainable: usize = map
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !k.contains("running_"))
+            .map(|(_, v)| v.elem_count())
+            .sum();
+        assert_eq!(trainable, 1_253_604);
+        let x = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(net.forward_t(&x, true).unwrap().dims(), &[2, 1024]);
+    }
+
+    #[test]
+    fn interleave_alternates_the_halves() {
+        let dev = Device::Cpu;
+        let a = Tensor::arange(0f32, 4.0, &dev)
+            .unwrap()
+            .reshape((1, 2, 1, 2))
+            .unwrap();
+        let b = (&a + 10.0).unwrap();
+        let y = interleave_channels(&a, &b).unwrap();
+        let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(got, vec![0.0, 1.0, 10.0, 11.0, 2.0, 3.0, 12.0, 13.0]);
+    }
+
+    #[test]
+    fn bad_layouts_are_refused_with_the_expected_shape() {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let err = ShuffleNetV2::new(&config(&[24, 116], &[4, 8, 4], Stem::Cifar), vb)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("stages + 2"), "{err}");
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let err = ShuffleNetV2::new(&config(&[8, 15, 32], &[1], Stem::Cifar), vb)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("even"), "{err}");
+    }
+}
