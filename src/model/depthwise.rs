@@ -2,8 +2,9 @@
 //! convolution of ShuffleNetV2/MobileNet-style students. candle runs grouped convolutions as
 //! one convolution per group followed by a concatenation, and the backward of every slice
 //! allocates a full-size zero tensor (FACTS.md: 3.8 s per forward+backward at 64 groups),
-//! so on the CPU this is its own kernel: per channel plane, padded once, accumulated with
-//! contiguous (stride 1) or strided row loops. Other devices use candle's grouped `conv2d`.
+//! so on the CPU this is its own kernel: per channel plane, padded (and split into phase
+//! planes for strides above 1) once, then one long vector operation per filter tap (see
+//! [`Phased`]). Other devices use candle's grouped `conv2d`.
 //!
 //! The weight has PyTorch's layout `(C, 1, k, k)` under the name `weight`.
 
@@ -14,7 +15,7 @@ use rayon::prelude::*;
 use super::conv::kaiming_weight;
 use super::conv_cpu::ConvGeometry;
 use super::simd::multiversion;
-use super::{contiguous_f32, with_f32};
+use super::{contiguous_f32, output_f32, with_f32};
 
 #[derive(Debug, Clone)]
 pub struct DepthwiseConv2d {
@@ -71,24 +72,90 @@ struct Dims {
     wo: usize,
 }
 
-/// A channel plane with `padding` zeros around it.
-struct Padded {
-    hp: usize,
-    wp: usize,
+/// A zero-padded channel plane split into `stride²` phase planes: phase `(py, px)` holds
+/// the padded pixels `(r·s + py, c·s + px)`. Tap `(ki, kj)` then reads, for output
+/// `(oy, ox)`, pixel `(oy + ⌊ki·d/s⌋, ox + ⌊kj·d/s⌋)` of phase `(ki·d mod s, kj·d mod s)`:
+/// a stride-1 window. On the "extended grid" (`ho` rows of the phase width `wph`, the last
+/// `wph − wo` columns of each row junk), output `q` is `Σ_tap w[tap] · phases[offset(tap) +
+/// q]`, so each tap is one long vector operation instead of one short strided loop per
+/// output row (which dominated on the 4–16 px planes of a ShuffleNetV2).
+struct Phased {
+    s: usize,
+    p: usize,
+    /// Phase plane width.
+    wph: usize,
+    /// Floats per phase plane: `hph · wph` plus slack for the last window's overhang.
+    len: usize,
 }
 
-impl Padded {
+impl Phased {
     fn new(g: &ConvGeometry, d: &Dims) -> Self {
+        let s = g.stride;
+        let (hp, wp) = (d.h + 2 * g.padding, d.w + 2 * g.padding);
+        let (hph, wph) = (hp.div_ceil(s), wp.div_ceil(s));
         Self {
-            hp: d.h + 2 * g.padding,
-            wp: d.w + 2 * g.padding,
+            s,
+            p: g.padding,
+            wph,
+            len: hph * wph + (g.dilation * (g.k - 1)) / s + 1,
         }
     }
 
-    fn fill(&self, plane: &[f32], d: &Dims, p: usize, out: &mut [f32]) {
+    /// Floats of the whole buffer (every phase).
+    fn total(&self) -> usize {
+        self.s * self.s * self.len
+    }
+
+    fn extended(&self, ho: usize) -> usize {
+        ho * self.wph
+    }
+
+    fn tap_offsets(&self, g: &ConvGeometry) -> Vec<usize> {
+        let (k, s, d) = (g.k, self.s, g.dilation);
+        (0..k * k)
+            .map(|t| {
+                let (dy, dx) = ((t / k) * d, (t % k) * d);
+                ((dy % s) * s + dx % s) * self.len + (dy / s) * self.wph + dx / s
+            })
+            .collect()
+    }
+
+    /// Position in the buffer of input pixel `(iy, ix)`.
+    #[inline(always)]
+    fn at(&self, iy: usize, ix: usize) -> usize {
+        let (y, x) = (iy + self.p, ix + self.p);
+        ((y % self.s) * self.s + x % self.s) * self.len + (y / self.s) * self.wph + x / self.s
+    }
+
+    /// Split one plane into the phases (padding and slack zero).
+    fn fill(&self, plane: &[f32], d: &Dims, out: &mut [f32]) {
         out.fill(0.0);
         for (iy, row) in plane.chunks_exact(d.w).enumerate() {
-            out[(iy + p) * self.wp + p..][..d.w].copy_from_slice(row);
+            for (ix0, at) in self.row_runs(iy, d.w) {
+                let dst = &mut out[at..];
+                for (o, &v) in dst.iter_mut().zip(row[ix0..].iter().step_by(self.s)) {
+                    *o = v;
+                }
+            }
+        }
+    }
+
+    /// Per phase column of input row `iy`: the first input column `ix0` landing in it and
+    /// its position; columns `ix0 + j·s` follow contiguously.
+    fn row_runs(&self, iy: usize, w: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let s = self.s;
+        (0..s.min(w)).map(move |ix0| (ix0, self.at(iy, ix0)))
+    }
+
+    /// The input-pixel entries of a phased gradient, back in plane order.
+    fn gather(&self, phased: &[f32], d: &Dims, plane: &mut [f32]) {
+        for (iy, row) in plane.chunks_exact_mut(d.w).enumerate() {
+            for (ix0, at) in self.row_runs(iy, d.w) {
+                let src = &phased[at..];
+                for (v, &g) in row[ix0..].iter_mut().step_by(self.s).zip(src) {
+                    *v = g;
+                }
+            }
         }
     }
 }
@@ -96,73 +163,53 @@ impl Padded {
 struct DepthwiseOp(ConvGeometry);
 
 multiversion! {
-    /// One channel plane: `out[oy, ox] += Σ_tap w[tap] · xp[row(oy, ki) + kj·d + ox·s]` over the
-    /// zero-padded plane `xp` (row width `wp`); `taps = (k, stride, dilation, wp)`.
-    fn plane_forward(xp: &[f32], w: &[f32], out: &mut [f32], taps: (usize, usize, usize, usize), wo: usize) {
-        let (k, s, dl, wp) = taps;
-        for (oy, dst) in out.chunks_exact_mut(wo).enumerate() {
-            for ki in 0..k {
-                let row = (oy * s + ki * dl) * wp;
-                for kj in 0..k {
-                    let wv = w[ki * k + kj];
-                    let src = row + kj * dl;
-                    if s == 1 {
-                        for (o, &v) in dst.iter_mut().zip(&xp[src..src + wo]) {
-                            *o += wv * v;
-                        }
-                    } else {
-                        for (o, &v) in dst.iter_mut().zip(xp[src..].iter().step_by(s)) {
-                            *o += wv * v;
-                        }
-                    }
-                }
+    /// One plane on the extended grid ([`Phased`]): `out_ext[q] = Σ_tap w[tap] ·
+    /// xp[offs[tap] + q]`.
+    fn plane_forward_ext(xp: &[f32], w: &[f32], offs: &[usize], out_ext: &mut [f32]) {
+        let l = out_ext.len();
+        out_ext.fill(0.0);
+        for (&wv, &o) in w.iter().zip(offs) {
+            for (v, &x) in out_ext.iter_mut().zip(&xp[o..o + l]) {
+                *v += wv * x;
             }
         }
     }
 }
 
 multiversion! {
-    /// Backward of [`plane_forward`] for one plane: accumulates the weight gradient into `dw`
-    /// and, with `want_dx`, the padded input gradient into `dxp`.
-    fn plane_backward(
+    /// Backward of [`plane_forward_ext`], with the output gradient `gy_ext` zero in its
+    /// junk columns: `dw[tap] += Σ_q gy_ext[q] · xp[offs[tap] + q]`
+    /// (16 lanes in a fixed order) and `dxp[offs[tap] + q] += w[tap] · gy_ext[q]`.
+    fn plane_backward_ext(
         xp: &[f32],
-        gy: &[f32],
+        gy_ext: &[f32],
         w: &[f32],
+        offs: &[usize],
         dxp: &mut [f32],
         dw: &mut [f32],
-        taps: (usize, usize, usize, usize),
-        wo: usize,
         want_dx: bool,
     ) {
-        let (k, s, dl, wp) = taps;
-        for (oy, grow) in gy.chunks_exact(wo).enumerate() {
-            for ki in 0..k {
-                let row = (oy * s + ki * dl) * wp;
-                for kj in 0..k {
-                    let tap = ki * k + kj;
-                    let wv = w[tap];
-                    let src = row + kj * dl;
-                    let mut acc = 0f32;
-                    if s == 1 {
-                        for (&gv, &xv) in grow.iter().zip(&xp[src..src + wo]) {
-                            acc += gv * xv;
-                        }
-                        if want_dx {
-                            for (o, &gv) in dxp[src..src + wo].iter_mut().zip(grow) {
-                                *o += wv * gv;
-                            }
-                        }
-                    } else {
-                        for (&gv, &xv) in grow.iter().zip(xp[src..].iter().step_by(s)) {
-                            acc += gv * xv;
-                        }
-                        if want_dx {
-                            for (o, &gv) in dxp[src..].iter_mut().step_by(s).zip(grow) {
-                                *o += wv * gv;
-                            }
-                        }
-                    }
-                    dw[tap] += acc;
+        const LANES: usize = 16;
+        let l = gy_ext.len();
+        let (gc, gr) = gy_ext.as_chunks::<LANES>();
+        for (tap, &o) in offs.iter().enumerate() {
+            let xs = &xp[o..o + l];
+            let (xc, xr) = xs.as_chunks::<LANES>();
+            let mut acc = [0f32; LANES];
+            for (g, x) in gc.iter().zip(xc) {
+                for i in 0..LANES {
+                    acc[i] += g[i] * x[i];
+                }
+            }
+            let mut sum: f32 = acc.iter().sum();
+            for (g, x) in gr.iter().zip(xr) {
+                sum += g * x;
+            }
+            dw[tap] += sum;
+            if want_dx {
+                let wv = w[tap];
+                for (d, &g) in dxp[o..o + l].iter_mut().zip(gy_ext) {
+                    *d += wv * g;
                 }
             }
         }
@@ -194,16 +241,21 @@ impl DepthwiseOp {
     fn forward(&self, x: &[f32], wt: &[f32], d: &Dims) -> Vec<f32> {
         let g = &self.0;
         let kk = g.k * g.k;
-        let pad = Padded::new(g, d);
+        let pad = Phased::new(g, d);
         let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
-        let mut y = vec![0f32; d.b * d.c * hw_out];
+        // SAFETY: every plane is written by its row copies out of the extended grid.
+        let mut y = unsafe { output_f32(d.b * d.c * hw_out) };
+        let offs = pad.tap_offsets(g);
+        let ext_len = pad.extended(d.ho);
         y.par_chunks_mut(hw_out).enumerate().for_each_init(
-            || vec![0f32; pad.hp * pad.wp],
-            |xp, (plane, out)| {
+            || (vec![0f32; pad.total()], vec![0f32; ext_len]),
+            |(xp, out_ext), (plane, out)| {
                 let ch = plane % d.c;
-                pad.fill(&x[plane * hw_in..][..hw_in], d, g.padding, xp);
-                let taps = (g.k, g.stride, g.dilation, pad.wp);
-                plane_forward(xp, &wt[ch * kk..][..kk], out, taps, d.wo);
+                pad.fill(&x[plane * hw_in..][..hw_in], d, xp);
+                plane_forward_ext(xp, &wt[ch * kk..][..kk], &offs, out_ext);
+                for (oy, row) in out.chunks_exact_mut(d.wo).enumerate() {
+                    row.copy_from_slice(&out_ext[oy * pad.wph..][..d.wo]);
+                }
             },
         );
         y
@@ -222,7 +274,7 @@ impl DepthwiseOp {
     ) -> (Option<Vec<f32>>, Vec<f32>) {
         let g = &self.0;
         let kk = g.k * g.k;
-        let pad = Padded::new(g, d);
+        let pad = Phased::new(g, d);
         let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
         let results: Vec<(Vec<f32>, Vec<f32>)> = (0..d.c)
             .into_par_iter()
@@ -234,27 +286,28 @@ impl DepthwiseOp {
                 } else {
                     Vec::new()
                 };
-                let mut xp = vec![0f32; pad.hp * pad.wp];
-                let mut dxp = vec![0f32; pad.hp * pad.wp];
+                let mut xp = vec![0f32; pad.total()];
+                let mut dxp = vec![0f32; pad.total()];
                 let mut dw_plane = vec![0f32; kk];
+                let offs = pad.tap_offsets(g);
+                // Junk columns stay zero: only the first `wo` of each row are written.
+                let mut gy_ext = vec![0f32; pad.extended(d.ho)];
                 for bi in 0..d.b {
                     let plane = bi * d.c + ch;
-                    pad.fill(&x[plane * hw_in..][..hw_in], d, g.padding, &mut xp);
+                    pad.fill(&x[plane * hw_in..][..hw_in], d, &mut xp);
                     let gy = &dy[plane * hw_out..][..hw_out];
                     dxp.fill(0.0);
                     dw_plane.fill(0.0);
-                    let taps = (g.k, g.stride, g.dilation, pad.wp);
-                    plane_backward(&xp, gy, w, &mut dxp, &mut dw_plane, taps, d.wo, want_dx);
+                    for (oy, row) in gy.chunks_exact(d.wo).enumerate() {
+                        gy_ext[oy * pad.wph..][..d.wo].copy_from_slice(row);
+                    }
+                    let (dxp, dwp) = (&mut dxp, &mut dw_plane);
+                    plane_backward_ext(&xp, &gy_ext, w, &offs, dxp, dwp, want_dx);
                     for (t, v) in dw_plane.iter().enumerate() {
                         dw[t] += *v as f64;
                     }
                     if want_dx {
-                        let dst = &mut dx_planes[bi * hw_in..][..hw_in];
-                        for (iy, row) in dst.chunks_exact_mut(d.w).enumerate() {
-                            row.copy_from_slice(
-                                &dxp[(iy + g.padding) * pad.wp + g.padding..][..d.w],
-                            );
-                        }
+                        pad.gather(dxp, d, &mut dx_planes[bi * hw_in..][..hw_in]);
                     }
                 }
                 (dx_planes, dw.iter().map(|&v| v as f32).collect())
@@ -362,10 +415,13 @@ mod tests {
         (2, 3, 10, 10, 3, 1, 2, 2),
         (1, 6, 5, 5, 1, 1, 0, 1),
         (4, 8, 6, 6, 3, 1, 1, 1),
+        (2, 3, 9, 10, 3, 2, 0, 2),
+        (1, 2, 10, 9, 3, 3, 1, 1),
+        (2, 2, 8, 8, 5, 2, 2, 1),
     ];
 
     /// Forward and both gradients against direct loops, for kernel sizes 1/3/5/7, strides
-    /// 1/2, dilation 2, odd and non-square shapes, batch 1.
+    /// 1/2/3, dilation 2 (also strided), odd and non-square shapes, batch 1.
     #[test]
     fn depthwise_matches_direct_loops() {
         let dev = Device::Cpu;

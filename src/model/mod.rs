@@ -3,6 +3,7 @@
 //! runs reproducible bit for bit.
 
 pub mod batch_norm;
+pub mod channel_ops;
 pub mod conv;
 pub mod conv_cpu;
 pub mod depthwise;

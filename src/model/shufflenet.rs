@@ -12,6 +12,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::batch_norm::{batch_norm2d, BatchNorm2d};
+use super::channel_ops::{interleave, second_half};
 use super::conv::{conv2d_no_bias, Conv2d};
 use super::conv_cpu::ConvGeometry;
 use super::depthwise::{depthwise_conv2d, DepthwiseConv2d};
@@ -112,25 +113,16 @@ impl InvertedResidual {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        // Stride 1: the whole input goes to `interleave`, which keeps its first half.
         let (kept, into_branch2) = match &self.branch1 {
             Some((dw, pw)) => (pw.forward_t(&dw.forward_t(x, train)?, train)?, x.clone()),
-            None => {
-                let half = x.dim(1)? / 2;
-                (x.narrow(1, 0, half)?, x.narrow(1, half, half)?)
-            }
+            None => (x.clone(), second_half(x)?),
         };
         let (a, dw, b) = &self.branch2;
         let y = a.forward_t(&into_branch2, train)?;
         let y = b.forward_t(&dw.forward_t(&y, train)?, train)?;
-        interleave_channels(&kept, &y)
+        interleave(&kept, &y)
     }
-}
-
-/// `cat([a, b], 1)` followed by a channel shuffle with 2 groups, in one copy: output
-/// channel `2i` is `a[i]` and `2i + 1` is `b[i]`.
-pub fn interleave_channels(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = a.dims4()?;
-    Tensor::stack(&[a, b], 2)?.reshape((n, 2 * c, h, w))
 }
 
 /// The ShuffleNetV2 backbone.
@@ -248,19 +240,6 @@ mod tests {
         assert_eq!(trainable, 1_253_604);
         let x = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(net.forward_t(&x, true).unwrap().dims(), &[2, 1024]);
-    }
-
-    #[test]
-    fn interleave_alternates_the_halves() {
-        let dev = Device::Cpu;
-        let a = Tensor::arange(0f32, 4.0, &dev)
-            .unwrap()
-            .reshape((1, 2, 1, 2))
-            .unwrap();
-        let b = (&a + 10.0).unwrap();
-        let y = interleave_channels(&a, &b).unwrap();
-        let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(got, vec![0.0, 1.0, 10.0, 11.0, 2.0, 3.0, 12.0, 13.0]);
     }
 
     #[test]

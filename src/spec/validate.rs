@@ -506,7 +506,10 @@ impl Validator<'_> {
             );
         }
         if arch == "shufflenetv2" {
-            if let Some(w) = widths[1..=depths.len()].iter().find(|w| !w.is_multiple_of(2)) {
+            if let Some(w) = widths[1..=depths.len()]
+                .iter()
+                .find(|w| !w.is_multiple_of(2))
+            {
                 return self.err(
                     m.widths.span(),
                     format!("profile.{name}.model.widths: ShuffleNetV2 stage width {w} must be even (each unit splits it in halves)"),
