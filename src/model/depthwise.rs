@@ -127,14 +127,22 @@ impl Phased {
         ((y % self.s) * self.s + x % self.s) * self.len + (y / self.s) * self.wph + x / self.s
     }
 
-    /// Split one plane into the phases (padding and slack zero).
+    /// Split one plane into the phases. Only input pixels are written: the padding and
+    /// slack of `out` must be zero already (buffers are allocated zeroed and reused).
     fn fill(&self, plane: &[f32], d: &Dims, out: &mut [f32]) {
-        out.fill(0.0);
         for (iy, row) in plane.chunks_exact(d.w).enumerate() {
-            for (ix0, at) in self.row_runs(iy, d.w) {
-                let dst = &mut out[at..];
-                for (o, &v) in dst.iter_mut().zip(row[ix0..].iter().step_by(self.s)) {
-                    *o = v;
+            if self.s == 1 {
+                let at = self.at(iy, 0);
+                out[at..at + d.w].copy_from_slice(row);
+            } else if self.s == 2 && d.w >= 2 {
+                let (a, b) = (self.at(iy, 0), self.at(iy, 1));
+                deinterleave_row(row, out, a, b);
+            } else {
+                for (ix0, at) in self.row_runs(iy, d.w) {
+                    let dst = &mut out[at..];
+                    for (o, &v) in dst.iter_mut().zip(row[ix0..].iter().step_by(self.s)) {
+                        *o = v;
+                    }
                 }
             }
         }
@@ -150,12 +158,49 @@ impl Phased {
     /// The input-pixel entries of a phased gradient, back in plane order.
     fn gather(&self, phased: &[f32], d: &Dims, plane: &mut [f32]) {
         for (iy, row) in plane.chunks_exact_mut(d.w).enumerate() {
-            for (ix0, at) in self.row_runs(iy, d.w) {
-                let src = &phased[at..];
-                for (v, &g) in row[ix0..].iter_mut().step_by(self.s).zip(src) {
-                    *v = g;
+            if self.s == 1 {
+                let at = self.at(iy, 0);
+                row.copy_from_slice(&phased[at..at + d.w]);
+            } else if self.s == 2 && d.w >= 2 {
+                let (a, b) = (self.at(iy, 0), self.at(iy, 1));
+                interleave_row(phased, a, b, row);
+            } else {
+                for (ix0, at) in self.row_runs(iy, d.w) {
+                    let src = &phased[at..];
+                    for (v, &g) in row[ix0..].iter_mut().step_by(self.s).zip(src) {
+                        *v = g;
+                    }
                 }
             }
+        }
+    }
+}
+
+multiversion! {
+    /// Inverse of [`deinterleave_row`].
+    fn interleave_row(phased: &[f32], even: usize, odd: usize, row: &mut [f32]) {
+        let (pairs, rest) = row.as_chunks_mut::<2>();
+        let n = pairs.len();
+        for (j, p) in pairs.iter_mut().enumerate() {
+            p[0] = phased[even + j];
+            p[1] = phased[odd + j];
+        }
+        if let [last] = rest {
+            *last = phased[even + n];
+        }
+    }
+}
+
+multiversion! {
+    /// Stride-2 phase split of one row: even columns to `out[even..]`, odd to `out[odd..]`.
+    fn deinterleave_row(row: &[f32], out: &mut [f32], even: usize, odd: usize) {
+        let (pairs, rest) = row.as_chunks::<2>();
+        for (j, p) in pairs.iter().enumerate() {
+            out[even + j] = p[0];
+            out[odd + j] = p[1];
+        }
+        if let [last] = rest {
+            out[even + pairs.len()] = *last;
         }
     }
 }

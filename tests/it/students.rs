@@ -16,7 +16,10 @@ fn shufflenet_experiment(widths: &str, depths: &str) -> String {
 #[test]
 fn shufflenet_student_trains_an_mtl_run() {
     let ws = Workspace::new();
-    ws.write("exp.toml", &shufflenet_experiment("[8, 16, 32, 64]", "[1, 2]"));
+    ws.write(
+        "exp.toml",
+        &shufflenet_experiment("[8, 16, 32, 64]", "[1, 2]"),
+    );
     let o = ws.run(&["run", "exp.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("1 trained"), "{}", stderr(&o));
@@ -35,11 +38,21 @@ fn shufflenet_student_trains_an_mtl_run() {
 #[test]
 fn shufflenet_layouts_it_cannot_build_are_bad_input() {
     let ws = Workspace::new();
-    ws.write("odd.toml", &shufflenet_experiment("[8, 15, 32, 64]", "[1, 2]"));
+    ws.write(
+        "odd.toml",
+        &shufflenet_experiment("[8, 15, 32, 64]", "[1, 2]"),
+    );
     assert_bad_input(&ws.run(&["run", "odd.toml"]), &["odd.toml", "must be even"]);
-    ws.write("short.toml", &shufflenet_experiment("[8, 16, 32]", "[1, 2]"));
+    ws.write(
+        "short.toml",
+        &shufflenet_experiment("[8, 16, 32]", "[1, 2]"),
+    );
     assert_bad_input(
         &ws.run(&["run", "short.toml"]),
-        &["short.toml", "one positive block count per stage", "[stem, one per stage…, final]"],
+        &[
+            "short.toml",
+            "one positive block count per stage",
+            "[stem, one per stage…, final]",
+        ],
     );
 }
