@@ -343,7 +343,11 @@ impl FusedConv {
         let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
         let implicit = implicit(g, d);
         let ext = Extended::new(g, d);
-        let table = if implicit {
+        // The weight gradient reads windows of a padded copy whenever the stride is 1: its
+        // product runs over valid output pixels only, so small images cost it no junk
+        // columns, and the padded copy is cheaper than gathering im2col columns.
+        let dw_implicit = g.stride == 1;
+        let table = if implicit && dw_implicit {
             Vec::new()
         } else {
             g.gather_table((d.c, d.h, d.w))
@@ -372,7 +376,7 @@ impl FusedConv {
                 );
             dx
         });
-        let dw = want_dw.then(|| self.weight_grad(x, dy, d, implicit, &ext, &table));
+        let dw = want_dw.then(|| self.weight_grad(x, dy, d, dw_implicit, &ext, &table));
         (dx, dw)
     }
 
