@@ -41,6 +41,14 @@ pub fn build_backbone(cfg: &ModelConfig, vb: VarBuilder) -> Result<Box<dyn Backb
     }
 }
 
+/// The ImageNet stems' 3×3 stride-2 max-pool with padding 1 (edge values repeated, which
+/// gives the same maxima as PyTorch's −∞ padding).
+pub(crate) fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
+    x.pad_with_same(2, 1, 1)?
+        .pad_with_same(3, 1, 1)?
+        .max_pool2d_with_stride(3, 2)
+}
+
 /// The f32 elements of a contiguous CPU tensor (for the fused CPU kernels).
 pub(crate) fn contiguous_f32<'a>(
     s: &'a candle_core::CpuStorage,

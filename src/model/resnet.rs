@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 
 use super::batch_norm::{batch_norm2d, BatchNorm2d as BatchNorm};
 use super::conv::{conv2d_no_bias, Conv2d};
-use super::Backbone;
+use super::{max_pool_3x3_s2, Backbone};
 use crate::data::CHANNELS;
 use crate::spec::run::{ModelConfig, Stem};
 
@@ -108,10 +108,7 @@ impl Backbone for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut y = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
         if self.max_pool {
-            y = y
-                .pad_with_same(2, 1, 1)?
-                .pad_with_same(3, 1, 1)?
-                .max_pool2d_with_stride(3, 2)?;
+            y = max_pool_3x3_s2(&y)?;
         }
         for b in &self.blocks {
             y = b.forward_t(&y, train)?;

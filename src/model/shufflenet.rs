@@ -16,7 +16,7 @@ use super::channel_ops::{interleave, second_half};
 use super::conv::{conv2d_no_bias, Conv2d};
 use super::conv_cpu::ConvGeometry;
 use super::depthwise::{depthwise_conv2d, DepthwiseConv2d};
-use super::Backbone;
+use super::{max_pool_3x3_s2, Backbone};
 use crate::data::CHANNELS;
 use crate::spec::run::{ModelConfig, Stem};
 
@@ -188,10 +188,7 @@ impl Backbone for ShuffleNetV2 {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut y = self.stem.1.forward_relu(&self.stem.0.forward(x)?, train)?;
         if self.max_pool {
-            y = y
-                .pad_with_same(2, 1, 1)?
-                .pad_with_same(3, 1, 1)?
-                .max_pool2d_with_stride(3, 2)?;
+            y = max_pool_3x3_s2(&y)?;
         }
         for u in &self.units {
             y = u.forward_t(&y, train)?;
