@@ -134,6 +134,56 @@ pub fn of(w: &Workload) -> Vec<OpSpec> {
     out
 }
 
+/// `Σ y·probe`, whose backward hands `probe` (times the incoming scalar) to `y`.
+///
+/// The backward pass being timed is the layer's, seeded with a random output gradient, as
+/// PyTorch's `(layer(x) * probe).sum().backward()` does, in one contiguous pass (candle's
+/// `mul` + `sum_all` would seed it through a stride-0 broadcast and a strided product).
+/// What remains on our side beyond the layer's kernels is candle's gradient bookkeeping:
+/// a zero-filled tensor and an addition for every gradient it accumulates.
+struct ProbeDot(Tensor);
+
+impl candle_core::CustomOp1 for ProbeDot {
+    fn name(&self) -> &'static str {
+        "probe-dot"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let y = crate::model::contiguous_f32(s, l, "output")?;
+        let probe = self.0.flatten_all()?.to_vec1::<f32>()?;
+        if probe.len() != y.len() {
+            candle_core::bail!(
+                "probe of {} values for an output of {}",
+                probe.len(),
+                y.len()
+            );
+        }
+        let dot: f64 = y
+            .iter()
+            .zip(&probe)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum();
+        Ok((
+            candle_core::CpuStorage::F32(vec![dot as f32]),
+            candle_core::Shape::from(()),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g = grad.to_scalar::<f32>()? as f64;
+        Ok(Some(self.0.affine(g, 0.0)?))
+    }
+}
+
 /// Median seconds of `f` (after two warm-up calls) over at least 5 calls and `min_secs`.
 fn time(min_secs: f64, mut f: impl FnMut() -> candle_core::Result<()>) -> candle_core::Result<f64> {
     f()?;
@@ -180,7 +230,10 @@ pub fn measure(op: &OpSpec, min_secs: f64) -> crate::Result<OpTimes> {
     let probe = Tensor::randn(0f32, 1.0, y.dims(), &dev)?;
     let forward_s = time(min_secs, || forward(&x).map(drop))?;
     let forward_backward_s = time(min_secs, || {
-        (forward(&x)? * &probe)?.sum_all()?.backward().map(drop)
+        forward(&x)?
+            .apply_op1(ProbeDot(probe.clone()))?
+            .backward()
+            .map(drop)
     })?;
     Ok(OpTimes {
         forward_s,
