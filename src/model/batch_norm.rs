@@ -17,6 +17,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
+use super::conv_bn::{conv_bn, FusableConv};
 use super::lane_sums::{grad_sums, relu_grad, row_sq_dev, row_sum};
 use super::simd::multiversion;
 use super::{contiguous_f32, output_f32, with_f32};
@@ -48,7 +49,7 @@ pub fn batch_norm2d(channels: usize, vb: VarBuilder) -> Result<BatchNorm2d> {
 
 /// What follows the normalisation inside the op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tail {
+pub(crate) enum Tail {
     None,
     Relu,
     /// `relu(bn(x) + residual)`.
@@ -57,19 +58,19 @@ enum Tail {
 
 /// Per-channel mean and `1/√(var + eps)` used by a forward, kept for its backward.
 #[derive(Default)]
-struct Stats {
+pub(crate) struct Stats {
     mean: Vec<f32>,
     /// Biased batch variance (training) — what the running variance is updated from.
     var: Vec<f32>,
     inv_std: Vec<f32>,
 }
 
-struct FusedBatchNorm {
+pub(crate) struct FusedBatchNorm {
     eps: f64,
     tail: Tail,
     /// Evaluation mode: the running (mean, variance) to normalise with.
     running: Option<(Vec<f32>, Vec<f32>)>,
-    stats: Arc<Mutex<Stats>>,
+    pub(crate) stats: Arc<Mutex<Stats>>,
 }
 
 multiversion! {
@@ -125,7 +126,7 @@ multiversion! {
 
 impl FusedBatchNorm {
     /// Normalise (with batch or running statistics), apply the tail, record the statistics.
-    fn forward(
+    pub(crate) fn forward(
         &self,
         x: &[f32],
         gb: &[f32],
@@ -183,7 +184,7 @@ impl FusedBatchNorm {
     ///
     /// Training: `dx = γ·inv/N · (N·g − Σg − x̂·Σ(g·x̂))`; evaluation: `dx = γ·inv·g`, where
     /// `g` is the output gradient masked by the ReLU (`out > 0`) when there is one.
-    fn backward(
+    pub(crate) fn backward(
         &self,
         x: &[f32],
         gb: &[f32],
@@ -382,34 +383,78 @@ impl BatchNorm2d {
                 None => Ok(y),
             };
         }
+        let op = self.fused_op(tail, train)?;
+        let stats = op.stats.clone();
+        let gb = self.gamma_beta()?;
+        let x = x.contiguous()?;
+        let y = match residual {
+            Some(r) => x.apply_op3(&gb, &r.contiguous()?, op)?,
+            None => x.apply_op2(&gb, op)?,
+        };
+        self.record(&stats, b * h * w, train)?;
+        Ok(y)
+    }
+
+    /// `bn(conv(x))` as one op on the CPU (see [`super::conv_bn`]).
+    pub fn after_conv(&self, conv: &dyn FusableConv, x: &Tensor, train: bool) -> Result<Tensor> {
+        conv_bn(conv, self, x, None, Tail::None, train)
+    }
+
+    /// `relu(bn(conv(x)))` as one op on the CPU.
+    pub fn after_conv_relu(
+        &self,
+        conv: &dyn FusableConv,
+        x: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        conv_bn(conv, self, x, None, Tail::Relu, train)
+    }
+
+    /// `relu(bn(conv(x)) + residual)` as one op on the CPU.
+    pub fn after_conv_add_relu(
+        &self,
+        conv: &dyn FusableConv,
+        x: &Tensor,
+        residual: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        conv_bn(conv, self, x, Some(residual), Tail::AddRelu, train)
+    }
+
+    /// `[γ; β]`, the fused op's second operand.
+    pub(crate) fn gamma_beta(&self) -> Result<Tensor> {
+        Tensor::cat(&[&self.weight, &self.bias], 0)
+    }
+
+    /// The fused CPU op for one forward (with the running statistics in evaluation mode).
+    pub(crate) fn fused_op(&self, tail: Tail, train: bool) -> Result<FusedBatchNorm> {
         let running = (!train).then(|| -> Result<_> {
             Ok((
                 self.running_mean.as_tensor().to_vec1::<f32>()?,
                 self.running_var.as_tensor().to_vec1::<f32>()?,
             ))
         });
-        let op = FusedBatchNorm {
+        Ok(FusedBatchNorm {
             eps: self.eps,
             tail,
             running: running.transpose()?,
             stats: Arc::new(Mutex::new(Stats::default())),
-        };
-        let stats = op.stats.clone();
-        let gb = Tensor::cat(&[&self.weight, &self.bias], 0)?;
-        let x = x.contiguous()?;
-        let y = match residual {
-            Some(r) => x.apply_op3(&gb, &r.contiguous()?, op)?,
-            None => x.apply_op2(&gb, op)?,
-        };
-        if train {
-            let st = stats.lock().expect("batch-norm stats");
-            let dev = x.device();
-            let n = (b * h * w) as f64;
-            let mean = Tensor::from_slice(&st.mean, c, dev)?;
-            let unbiased = (Tensor::from_slice(&st.var, c, dev)? * (n / (n - 1.0).max(1.0)))?;
-            self.update_running(&mean, &unbiased, self.momentum)?;
+        })
+    }
+
+    /// Training mode: update the running statistics from a forward's batch statistics
+    /// (`n` values per channel).
+    pub(crate) fn record(&self, stats: &Arc<Mutex<Stats>>, n: usize, train: bool) -> Result<()> {
+        if !train {
+            return Ok(());
         }
-        Ok(y)
+        let st = stats.lock().expect("batch-norm stats");
+        let dev = self.weight.device();
+        let n = n as f64;
+        let mean = Tensor::from_slice(&st.mean, self.channels, dev)?;
+        let unbiased =
+            (Tensor::from_slice(&st.var, self.channels, dev)? * (n / (n - 1.0).max(1.0)))?;
+        self.update_running(&mean, &unbiased, self.momentum)
     }
 
     /// The same normalisation out of tensor ops (devices without the fused kernel).

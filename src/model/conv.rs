@@ -4,7 +4,9 @@
 //! input gradient with a direct-loop transposed convolution and was about ten times slower
 //! than PyTorch, see FACTS.md); on other devices it is candle's `conv2d` (cuDNN on CUDA).
 
+use super::conv_bn::FusableConv;
 use super::conv_cpu::{ConvGeometry, FusedConv};
+use super::SliceConv;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -68,6 +70,14 @@ pub fn conv2d_with(
 impl Conv2d {
     pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+}
+
+impl FusableConv for Conv2d {
+    fn cpu_kernel(&self) -> Result<(Box<dyn SliceConv>, Tensor)> {
+        let k = self.geometry.k;
+        let wmat = self.weight.reshape((self.cout, self.cin * k * k))?;
+        Ok((Box::new(FusedConv(self.geometry)), wmat))
     }
 }
 

@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use super::gemm::{self, strided, IndirectA, IndirectB};
 use super::layout::{fold, transpose, unfold};
+use super::SliceConv;
 use super::{contiguous_f32, output_f32, with_f32};
 
 /// Kernel size, stride, padding and dilation of a square convolution.
@@ -640,6 +641,28 @@ impl<'a> InputGrad<'a> {
 /// Samples per GEMM on the explicit-columns path: enough for a wide right-hand side.
 fn explicit_group(hw_out: usize) -> usize {
     (256 / hw_out).clamp(1, 16)
+}
+
+impl SliceConv for FusedConv {
+    fn out_shape(&self, x: &Layout, w: &Layout) -> Result<Shape> {
+        let d = self.dims(x, w)?;
+        Ok(Shape::from((d.b, d.cout, d.ho, d.wo)))
+    }
+
+    fn forward_slices(&self, x: &[f32], xl: &Layout, w: &[f32], wl: &Layout) -> Result<Vec<f32>> {
+        Ok(self.forward(x, w, &self.dims(xl, wl)?))
+    }
+
+    fn backward_slices(
+        &self,
+        (x, xl): (&[f32], &Layout),
+        (w, wl): (&[f32], &Layout),
+        dy: &[f32],
+        want_dx: bool,
+    ) -> Result<(Option<Vec<f32>>, Vec<f32>)> {
+        let (dx, dw) = self.backward(x, w, dy, &self.dims(xl, wl)?, want_dx, true);
+        Ok((dx, dw.unwrap_or_default()))
+    }
 }
 
 impl CustomOp2 for FusedConv {

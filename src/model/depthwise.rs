@@ -13,9 +13,10 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::conv::kaiming_weight;
+use super::conv_bn::FusableConv;
 use super::conv_cpu::ConvGeometry;
 use super::simd::multiversion;
-use super::{contiguous_f32, output_f32, with_f32};
+use super::{contiguous_f32, output_f32, with_f32, SliceConv};
 
 #[derive(Debug, Clone)]
 pub struct DepthwiseConv2d {
@@ -43,6 +44,14 @@ pub fn depthwise_conv2d(
 impl DepthwiseConv2d {
     pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+}
+
+impl FusableConv for DepthwiseConv2d {
+    fn cpu_kernel(&self) -> Result<(Box<dyn SliceConv>, Tensor)> {
+        let k = self.geometry.k;
+        let w = self.weight.reshape((self.channels, k * k))?;
+        Ok((Box::new(DepthwiseOp(self.geometry)), w))
     }
 }
 
@@ -373,6 +382,27 @@ impl DepthwiseOp {
             dx
         });
         (dx, dw)
+    }
+}
+
+impl SliceConv for DepthwiseOp {
+    fn out_shape(&self, x: &Layout, w: &Layout) -> Result<Shape> {
+        let d = self.dims(x, w)?;
+        Ok(Shape::from((d.b, d.c, d.ho, d.wo)))
+    }
+
+    fn forward_slices(&self, x: &[f32], xl: &Layout, w: &[f32], wl: &Layout) -> Result<Vec<f32>> {
+        Ok(self.forward(x, w, &self.dims(xl, wl)?))
+    }
+
+    fn backward_slices(
+        &self,
+        (x, xl): (&[f32], &Layout),
+        (w, wl): (&[f32], &Layout),
+        dy: &[f32],
+        want_dx: bool,
+    ) -> Result<(Option<Vec<f32>>, Vec<f32>)> {
+        Ok(self.backward(x, w, dy, &self.dims(xl, wl)?, want_dx))
     }
 }
 

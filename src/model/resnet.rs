@@ -4,7 +4,7 @@
 //! Parameter names follow torchvision (`conv1`, `bn1`, `layer1.0.conv1`, ...`downsample.0`)
 //! so PyTorch checkpoints map onto them directly.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::batch_norm::{batch_norm2d, BatchNorm2d as BatchNorm};
@@ -50,13 +50,13 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
+        let y = self.bn1.after_conv_relu(&self.conv1, x, train)?;
         let shortcut = match &self.downsample {
-            Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
+            Some((c, b)) => b.after_conv(c, x, train)?,
             None => x.clone(),
         };
         self.bn2
-            .forward_add_relu(&self.conv2.forward(&y)?, &shortcut, train)
+            .after_conv_add_relu(&self.conv2, &y, &shortcut, train)
     }
 }
 
@@ -106,7 +106,7 @@ impl ResNet {
 
 impl Backbone for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
+        let mut y = self.bn1.after_conv_relu(&self.conv1, x, train)?;
         if self.max_pool {
             y = max_pool_3x3_s2(&y)?;
         }

@@ -8,7 +8,7 @@
 //! pooling, for 28–32 px images. Parameter names follow torchvision (`conv1.0`,
 //! `stage2.0.branch2.3`, `conv5.1`, ...) so its checkpoints map onto them directly.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::batch_norm::{batch_norm2d, BatchNorm2d};
@@ -49,7 +49,7 @@ impl PointwiseRelu {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_relu(&self.conv.forward(x)?, train)
+        self.bn.after_conv_relu(&self.conv, x, train)
     }
 }
 
@@ -68,7 +68,7 @@ impl DepthwiseBn {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)
+        self.bn.after_conv(&self.conv, x, train)
     }
 }
 
@@ -186,14 +186,14 @@ impl ShuffleNetV2 {
 
 impl Backbone for ShuffleNetV2 {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = self.stem.1.forward_relu(&self.stem.0.forward(x)?, train)?;
+        let mut y = self.stem.1.after_conv_relu(&self.stem.0, x, train)?;
         if self.max_pool {
             y = max_pool_3x3_s2(&y)?;
         }
         for u in &self.units {
             y = u.forward_t(&y, train)?;
         }
-        let y = self.last.1.forward_relu(&self.last.0.forward(&y)?, train)?;
+        let y = self.last.1.after_conv_relu(&self.last.0, &y, train)?;
         y.mean((2, 3))
     }
 

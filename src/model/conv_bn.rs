@@ -1,0 +1,344 @@
+//! A convolution and the batch norm after it (with its ReLU, or residual add + ReLU) as one
+//! CPU custom op.
+//!
+//! candle's backward pass accumulates every gradient into a zero-filled tensor with an
+//! addition, and keeps it until the pass ends. Run as two ops, each convolution's output
+//! was such a node: a full-size zero fill, an addition and an extra live gradient per
+//! layer. Fused, the convolution's output gradient goes straight from the batch norm's
+//! backward into the convolution's, inside the op. The kernels are the same ones the
+//! separate ops run ([`SliceConv`], [`FusedBatchNorm`]), so the numbers are identical.
+//! Other devices run the two layers one after the other.
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
+
+use super::batch_norm::{BatchNorm2d, FusedBatchNorm, Tail};
+use super::{contiguous_f32, with_f32, SliceConv};
+
+/// A convolution layer that can run inside [`conv_bn`].
+pub trait FusableConv: Module {
+    /// The CPU kernel and the weight in the layout it reads.
+    fn cpu_kernel(&self) -> Result<(Box<dyn SliceConv>, Tensor)>;
+}
+
+/// `tail(bn(conv(x)) [+ residual])`; the batch norm's running statistics are updated in
+/// training mode exactly as by [`BatchNorm2d::forward_t`].
+pub(crate) fn conv_bn(
+    conv: &dyn FusableConv,
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    tail: Tail,
+    train: bool,
+) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        let y = conv.forward(x)?;
+        return match tail {
+            Tail::None => bn.forward_t(&y, train),
+            Tail::Relu => bn.forward_relu(&y, train),
+            Tail::AddRelu => match residual {
+                Some(r) => bn.forward_add_relu(&y, r, train),
+                None => candle_core::bail!("conv_bn: the residual tail needs a residual"),
+            },
+        };
+    }
+    let (kernel, weight) = conv.cpu_kernel()?;
+    let w_shape = weight.shape().clone();
+    let bn_op = bn.fused_op(tail, train)?;
+    let stats = bn_op.stats.clone();
+    let params = Tensor::cat(&[&weight.flatten_all()?, &bn.gamma_beta()?], 0)?;
+    let op = ConvBn {
+        kernel,
+        w_shape,
+        bn: bn_op,
+        conv_out: Mutex::new(None),
+    };
+    let x = x.contiguous()?;
+    let out = match (tail, residual) {
+        (Tail::AddRelu, Some(r)) => x.apply_op3(&params, &r.contiguous()?, op)?,
+        (Tail::AddRelu, None) => candle_core::bail!("conv_bn: the residual tail needs a residual"),
+        _ => x.apply_op2(&params, op)?,
+    };
+    let (b, _, h, w) = out.dims4()?;
+    bn.record(&stats, b * h * w, train)?;
+    Ok(out)
+}
+
+struct ConvBn {
+    kernel: Box<dyn SliceConv>,
+    /// Shape of the weight the kernel reads; `params` = weight, then `[γ; β]`.
+    w_shape: Shape,
+    bn: FusedBatchNorm,
+    /// The convolution's output, which the batch norm's backward needs. Kept (not taken)
+    /// so a graph can be differentiated more than once.
+    conv_out: Mutex<Option<Vec<f32>>>,
+}
+
+impl ConvBn {
+    fn forward(
+        &self,
+        (x, xl): (&[f32], &Layout),
+        params: &[f32],
+        residual: Option<(&[f32], &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let wl = Layout::contiguous(self.w_shape.clone());
+        let (w, gb) = params.split_at(self.w_shape.elem_count());
+        let shape = self.kernel.out_shape(xl, &wl)?;
+        if let Some((_, rl)) = residual {
+            if rl.shape() != &shape {
+                candle_core::bail!(
+                    "residual shape {:?} differs from the output shape {:?}",
+                    rl.shape(),
+                    shape
+                );
+            }
+        }
+        let residual = residual.map(|(r, _)| r);
+        let (b, c, h, wd) = shape.dims4()?;
+        if gb.len() != 2 * c {
+            candle_core::bail!(
+                "conv_bn: {} batch-norm parameters for {c} channels",
+                gb.len()
+            );
+        }
+        let y = self.kernel.forward_slices(x, xl, w, &wl)?;
+        let out = self.bn.forward(&y, gb, residual, (b, c, h * wd));
+        *self.conv_out.lock().expect("conv output") = Some(y);
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    /// Gradients of the input, the parameters and (for the residual tail) the residual.
+    fn backward(
+        &self,
+        x: &Tensor,
+        params: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Tensor, Option<Vec<f32>>)> {
+        let (b, c, h, w) = out.dims4()?;
+        let wl = Layout::contiguous(self.w_shape.clone());
+        let saved = self.conv_out.lock().expect("conv output");
+        let Some(y) = saved.as_ref() else {
+            candle_core::bail!("conv_bn: backward before forward");
+        };
+        let (dx, dparams, dres) = with_f32([x, params, out, grad], |[xv, pv, ov, gv]| {
+            let (wv, gb) = pv.split_at(self.w_shape.elem_count());
+            let (dy, dgb, dres) = self.bn.backward(y, gb, ov, gv, (b, c, h * w));
+            let (dx, mut dp) =
+                self.kernel
+                    .backward_slices((xv, x.layout()), (wv, &wl), &dy, x.track_op())?;
+            dp.extend_from_slice(&dgb);
+            Ok((dx, dp, dres))
+        })?;
+        let dev = x.device();
+        Ok((
+            dx.map(|v| Tensor::from_vec(v, x.dims(), dev)).transpose()?,
+            Tensor::from_vec(dparams, params.dims(), dev)?,
+            dres,
+        ))
+    }
+}
+
+impl CustomOp2 for ConvBn {
+    fn name(&self) -> &'static str {
+        "conv-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, "input")?;
+        let p = contiguous_f32(s2, l2, "parameters")?;
+        self.forward((x, l1), p, None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        params: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dp, _) = self.backward(x, params, out, grad)?;
+        Ok((dx, Some(dp)))
+    }
+}
+
+impl CustomOp3 for ConvBn {
+    fn name(&self) -> &'static str {
+        "conv-batch-norm-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, "input")?;
+        let p = contiguous_f32(s2, l2, "parameters")?;
+        let r = contiguous_f32(s3, l3, "residual")?;
+        self.forward((x, l1), p, Some((r, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        params: &Tensor,
+        residual: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dp, dres) = self.backward(x, params, out, grad)?;
+        let dres = match (dres, residual.track_op()) {
+            (Some(v), true) => Some(Tensor::from_vec(v, residual.dims(), residual.device())?),
+            _ => None,
+        };
+        Ok((dx, Some(dp), dres))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+    use candle_nn::VarMap;
+
+    use super::*;
+    use crate::model::batch_norm::batch_norm2d;
+    use crate::model::conv::conv2d_no_bias;
+    use crate::model::conv_cpu::ConvGeometry;
+    use crate::model::depthwise::depthwise_conv2d;
+    use crate::model::init::SeededInit;
+
+    /// A layer pair built twice from the same seed: once run fused, once as two ops.
+    struct Pair {
+        map: VarMap,
+        conv: Box<dyn FusableConv>,
+        bn: BatchNorm2d,
+    }
+
+    fn pair(depthwise: bool, (cin, cout, k, stride): (usize, usize, usize, usize)) -> Pair {
+        let map = VarMap::new();
+        let vb = SeededInit::var_builder(&map, 7, &Device::Cpu);
+        let conv: Box<dyn FusableConv> = if depthwise {
+            let g = ConvGeometry {
+                k,
+                stride,
+                padding: k / 2,
+                dilation: 1,
+            };
+            Box::new(depthwise_conv2d(cin, g, vb.pp("conv")).unwrap())
+        } else {
+            Box::new(conv2d_no_bias(cin, cout, k, stride, k / 2, vb.pp("conv")).unwrap())
+        };
+        let bn = batch_norm2d(cout, vb.pp("bn")).unwrap();
+        // Non-trivial γ and β, so their gradients and the tail are exercised.
+        for (name, var) in map.data().lock().unwrap().iter() {
+            if name.ends_with("bn.weight") || name.ends_with("bn.bias") {
+                let n = var.elem_count();
+                let v: Vec<f32> = (0..n).map(|i| 0.5 + 0.1 * i as f32).collect();
+                var.set(&Tensor::from_vec(v, n, &Device::Cpu).unwrap())
+                    .unwrap();
+            }
+        }
+        Pair { map, conv, bn }
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+
+    /// Outputs, running statistics and the gradients of the input, the residual and every
+    /// parameter equal the two separate ops bit for bit: convolutions (3×3, strided 1×1) and
+    /// depthwise, every tail, training and evaluation mode.
+    #[test]
+    fn fused_conv_bn_equals_the_separate_ops() {
+        let dev = Device::Cpu;
+        let shapes = [
+            (false, (3, 8, 3, 1)),
+            (false, (4, 6, 1, 2)),
+            (true, (6, 6, 3, 2)),
+            (true, (5, 5, 3, 1)),
+        ];
+        for (depthwise, shape) in shapes {
+            for tail in [Tail::None, Tail::Relu, Tail::AddRelu] {
+                for train in [true, false] {
+                    let (fused, plain) = (pair(depthwise, shape), pair(depthwise, shape));
+                    let x = Var::from_tensor(
+                        &Tensor::randn(0f32, 1.0, (3, shape.0, 9, 7), &dev).unwrap(),
+                    )
+                    .unwrap();
+                    let probe_shape = fused.conv.forward(x.as_tensor()).unwrap().dims().to_vec();
+                    let r = Var::from_tensor(
+                        &Tensor::randn(0f32, 1.0, probe_shape.clone(), &dev).unwrap(),
+                    )
+                    .unwrap();
+                    let probe = Tensor::randn(0f32, 1.0, probe_shape, &dev).unwrap();
+                    let residual = (tail == Tail::AddRelu).then_some(r.as_tensor());
+                    let a = conv_bn(
+                        fused.conv.as_ref(),
+                        &fused.bn,
+                        x.as_tensor(),
+                        residual,
+                        tail,
+                        train,
+                    )
+                    .unwrap();
+                    let y = plain.conv.forward(x.as_tensor()).unwrap();
+                    let b = match tail {
+                        Tail::None => plain.bn.forward_t(&y, train),
+                        Tail::Relu => plain.bn.forward_relu(&y, train),
+                        Tail::AddRelu => plain.bn.forward_add_relu(&y, r.as_tensor(), train),
+                    }
+                    .unwrap();
+                    let what = format!("depthwise {depthwise} {shape:?} {tail:?} train {train}");
+                    assert_eq!(bits(&a), bits(&b), "output, {what}");
+                    let ga = (a * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                    let gb = (b * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                    assert_eq!(
+                        bits(ga.get(&x).unwrap()),
+                        bits(gb.get(&x).unwrap()),
+                        "dx, {what}"
+                    );
+                    if tail == Tail::AddRelu {
+                        assert_eq!(
+                            bits(ga.get(&r).unwrap()),
+                            bits(gb.get(&r).unwrap()),
+                            "dres, {what}"
+                        );
+                    }
+                    let (fm, pm) = (
+                        fused.map.data().lock().unwrap(),
+                        plain.map.data().lock().unwrap(),
+                    );
+                    for (name, fv) in fm.iter() {
+                        let pv = &pm[name];
+                        assert_eq!(
+                            bits(fv.as_tensor()),
+                            bits(pv.as_tensor()),
+                            "{name} value, {what}"
+                        );
+                        if !name.contains("running") {
+                            let (g1, g2) = (ga.get(fv).unwrap(), gb.get(pv).unwrap());
+                            assert_eq!(bits(g1), bits(g2), "{name} gradient, {what}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
