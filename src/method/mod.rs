@@ -5,6 +5,7 @@
 //! "which method is this?".
 
 pub mod hard_sharing;
+pub mod kd_loss;
 pub mod mtl;
 pub mod stl;
 pub mod weighting;

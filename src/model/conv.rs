@@ -71,6 +71,10 @@ impl Conv2d {
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
+
+    pub fn geometry(&self) -> ConvGeometry {
+        self.geometry
+    }
 }
 
 impl FusableConv for Conv2d {
@@ -83,18 +87,28 @@ impl FusableConv for Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, c, _, _) = x.dims4()?;
-        if c != self.cin {
-            candle_core::bail!("conv expects {} input channels, got {c}", self.cin);
-        }
-        let g = self.geometry;
-        if x.device().is_cpu() {
-            let k = g.k;
-            let wmat = self.weight.reshape((self.cout, self.cin * k * k))?;
-            return x.contiguous()?.apply_op2(&wmat.contiguous()?, FusedConv(g));
-        }
-        x.conv2d(&self.weight, g.padding, g.stride, g.dilation, 1)
+        conv2d_weight(x, &self.weight, self.geometry)
     }
+}
+
+/// `x ∗ w` for a weight `(Cout, Cin, k, k)` given as a tensor (a layer's own, or one built
+/// per step such as a merged low-rank expert): the fused kernel on the CPU, candle's
+/// `conv2d` elsewhere.
+pub fn conv2d_weight(x: &Tensor, w: &Tensor, g: ConvGeometry) -> Result<Tensor> {
+    let (_, c, _, _) = x.dims4()?;
+    let (cout, cin, kh, kw) = w.dims4()?;
+    if c != cin || kh != g.k || kw != g.k {
+        candle_core::bail!(
+            "conv expects {cin} input channels and a {}×{} kernel, got {c} channels and a {kh}×{kw} weight",
+            g.k,
+            g.k
+        );
+    }
+    if x.device().is_cpu() {
+        let wmat = w.reshape((cout, cin * g.k * g.k))?;
+        return x.contiguous()?.apply_op2(&wmat.contiguous()?, FusedConv(g));
+    }
+    x.conv2d(w, g.padding, g.stride, g.dilation, 1)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod heads;
 pub mod init;
 mod lane_sums;
 mod layout;
+pub mod lowrank;
 pub mod resnet;
 pub mod shufflenet;
 mod simd;
