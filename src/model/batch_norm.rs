@@ -502,19 +502,9 @@ impl BatchNorm2d {
 mod tests {
     use super::*;
     use crate::model::init::SeededInit;
+    use crate::model::test_support::max_abs_diff;
     use candle_core::{Device, ModuleT};
     use candle_nn::VarMap;
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     fn grads_of(y: &Tensor, probe: &Tensor) -> candle_core::backprop::GradStore {
         (y * probe).unwrap().sum_all().unwrap().backward().unwrap()
@@ -538,19 +528,22 @@ mod tests {
         for train in [true, true, false] {
             let a = ours.forward_t(x.as_tensor(), train).unwrap();
             let b = theirs.forward_t(x.as_tensor(), train).unwrap();
-            assert!(max_diff(&a, &b) < 1e-4, "train={train}");
+            assert!(max_abs_diff(&a, &b) < 1e-4, "train={train}");
             let (ga, gb) = (grads_of(&a, &probe), grads_of(&b, &probe));
             let dxa = ga.get(x.as_tensor()).unwrap();
             let dxb = gb.get(x.as_tensor()).unwrap();
-            assert!(max_diff(dxa, dxb) < 1e-4, "input gradient, train={train}");
+            assert!(
+                max_abs_diff(dxa, dxb) < 1e-4,
+                "input gradient, train={train}"
+            );
             let dwa = ga.get(&ours.weight).unwrap();
             assert!(
-                max_diff(dwa, gb.get(&their_weight).unwrap()) < 1e-3,
+                max_abs_diff(dwa, gb.get(&their_weight).unwrap()) < 1e-3,
                 "train={train}"
             );
         }
-        assert!(max_diff(ours.running_var.as_tensor(), theirs.running_var()) < 1e-5);
-        assert!(max_diff(ours.running_mean.as_tensor(), theirs.running_mean()) < 1e-5);
+        assert!(max_abs_diff(ours.running_var.as_tensor(), theirs.running_var()) < 1e-5);
+        assert!(max_abs_diff(ours.running_mean.as_tensor(), theirs.running_mean()) < 1e-5);
         for train in [true, false] {
             let relu_ref = ours
                 .forward_t(x.as_tensor(), train)
@@ -558,15 +551,15 @@ mod tests {
                 .relu()
                 .unwrap();
             let relu = ours.forward_relu(x.as_tensor(), train).unwrap();
-            assert!(max_diff(&relu, &relu_ref) < 1e-6, "relu, train={train}");
+            assert!(max_abs_diff(&relu, &relu_ref) < 1e-6, "relu, train={train}");
             let (ga, gb) = (grads_of(&relu, &probe), grads_of(&relu_ref, &probe));
             assert!(
-                max_diff(
+                max_abs_diff(
                     ga.get(x.as_tensor()).unwrap(),
                     gb.get(x.as_tensor()).unwrap()
                 ) < 1e-5
             );
-            assert!(max_diff(ga.get(&ours.bias).unwrap(), gb.get(&ours.bias).unwrap()) < 1e-4);
+            assert!(max_abs_diff(ga.get(&ours.bias).unwrap(), gb.get(&ours.bias).unwrap()) < 1e-4);
             let add_ref = (ours.forward_t(x.as_tensor(), train).unwrap() + r.as_tensor())
                 .unwrap()
                 .relu()
@@ -574,11 +567,14 @@ mod tests {
             let add = ours
                 .forward_add_relu(x.as_tensor(), r.as_tensor(), train)
                 .unwrap();
-            assert!(max_diff(&add, &add_ref) < 1e-6, "add+relu, train={train}");
+            assert!(
+                max_abs_diff(&add, &add_ref) < 1e-6,
+                "add+relu, train={train}"
+            );
             let (ga, gb) = (grads_of(&add, &probe), grads_of(&add_ref, &probe));
             for v in [x.as_tensor(), r.as_tensor(), &ours.weight, &ours.bias] {
                 assert!(
-                    max_diff(ga.get(v).unwrap(), gb.get(v).unwrap()) < 1e-4,
+                    max_abs_diff(ga.get(v).unwrap(), gb.get(v).unwrap()) < 1e-4,
                     "train={train}"
                 );
             }

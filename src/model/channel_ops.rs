@@ -146,6 +146,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
+    use crate::model::test_support::max_abs_diff;
 
     /// Values and gradients equal candle's narrow / stack / reshape composition.
     #[test]
@@ -166,14 +167,7 @@ mod tests {
         };
         let (l1, l2) = (ours(&x, &y).unwrap(), theirs(&x, &y).unwrap());
         let close = |a: &Tensor, b: &Tensor| {
-            let d: f32 = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let d = max_abs_diff(a, b);
             assert!(d < 1e-5, "differ by {d}");
         };
         close(&l1, &l2);

@@ -130,30 +130,10 @@ impl EksConv {
         let g = self.base.geometry();
         match form {
             EksForm::Reference => self.reference(x, tasks, g),
-            EksForm::TaskGrouped => {
-                let parts = groups(tasks)
-                    .into_iter()
-                    .map(|(t, rows)| {
-                        Ok((
-                            rows.clone(),
-                            conv2d_weight(&select(x, &rows)?, &self.merged_weight(t)?, g)?,
-                        ))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                scatter(parts, b)
-            }
+            EksForm::TaskGrouped => per_task_conv(x, tasks, g, |t| self.merged_weight(t)),
             EksForm::LoraStyle => {
                 let shared = conv2d_weight(x, self.base.weight(), g)?;
-                let parts = groups(tasks)
-                    .into_iter()
-                    .map(|(t, rows)| {
-                        Ok((
-                            rows.clone(),
-                            conv2d_weight(&select(x, &rows)?, &self.delta(t)?, g)?,
-                        ))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                shared + scatter(parts, b)?
+                shared + per_task_conv(x, tasks, g, |t| self.delta(t))?
             }
         }
     }
@@ -182,6 +162,23 @@ impl EksConv {
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&outs, 0)
     }
+}
+
+/// Each present task's samples convolved with `weight(task)`, back in batch order.
+fn per_task_conv(
+    x: &Tensor,
+    tasks: &[usize],
+    g: ConvGeometry,
+    weight: impl Fn(usize) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let parts = groups(tasks)
+        .into_iter()
+        .map(|(t, rows)| {
+            let y = conv2d_weight(&select(x, &rows)?, &weight(t)?, g)?;
+            Ok((rows, y))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    scatter(parts, tasks.len())
 }
 
 /// The batch rows of each present task, tasks in increasing order.
@@ -234,6 +231,7 @@ mod tests {
     use super::*;
     use crate::model::conv::conv2d_with;
     use crate::model::init::SeededInit;
+    use crate::model::test_support::{max_abs, max_abs_diff};
 
     const LOW: LowRank = LowRank {
         rank: 2,
@@ -273,17 +271,6 @@ mod tests {
         ]
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
-
     /// The three forms agree in outputs and in the gradients of W0, every A_t and B_t and
     /// the input, and the merged weight gives task t's outputs.
     #[test]
@@ -311,13 +298,13 @@ mod tests {
             let (y0, g0) = run(EksForm::Reference);
             for form in [EksForm::TaskGrouped, EksForm::LoraStyle] {
                 let (y, gr) = run(form);
-                assert!(max_diff(&y, &y0) < 1e-5, "{form:?} output");
+                assert!(max_abs_diff(&y, &y0) < 1e-5, "{form:?} output");
                 assert!(
-                    max_diff(gr.get(&x).unwrap(), g0.get(&x).unwrap()) < 1e-4,
+                    max_abs_diff(gr.get(&x).unwrap(), g0.get(&x).unwrap()) < 1e-4,
                     "{form:?} dx"
                 );
                 for (name, var) in map.data().lock().unwrap().iter() {
-                    let d = max_diff(gr.get(var).unwrap(), g0.get(var).unwrap());
+                    let d = max_abs_diff(gr.get(var).unwrap(), g0.get(var).unwrap());
                     assert!(d < 1e-4, "{form:?} gradient of {name} differs by {d}");
                 }
             }
@@ -328,7 +315,7 @@ mod tests {
                 g,
             )
             .unwrap();
-            assert!(max_diff(&merged, &y0.narrow(0, 0, 1).unwrap()) < 1e-5);
+            assert!(max_abs_diff(&merged, &y0.narrow(0, 0, 1).unwrap()) < 1e-5);
         }
     }
 
@@ -357,21 +344,14 @@ mod tests {
                     let grad = grads.get(var);
                     if name.ends_with(".1") {
                         if let Some(gv) = grad {
-                            let m: f32 = gv.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+                            let m = max_abs(gv);
                             assert_eq!(
                                 m, 0.0,
                                 "{form:?}: {name} got gradient {m} from other tasks"
                             );
                         }
                     } else if name.ends_with("weight") {
-                        let m: f32 = grad
-                            .unwrap()
-                            .abs()
-                            .unwrap()
-                            .max_all()
-                            .unwrap()
-                            .to_scalar()
-                            .unwrap();
+                        let m = max_abs(grad.unwrap());
                         assert!(m > 0.0, "{form:?}: W0 got no gradient");
                     }
                 }

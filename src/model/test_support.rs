@@ -90,3 +90,16 @@ pub fn direct_conv(
     }
     (y, dx, dw)
 }
+
+/// Largest absolute entry of an f32 tensor.
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .and_then(|a| a.max_all())
+        .and_then(|m| m.to_scalar::<f32>())
+        .expect("f32 tensor")
+}
+
+/// Largest absolute difference between two f32 tensors of one shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_abs(&(a - b).expect("same shapes"))
+}
