@@ -105,7 +105,7 @@ pub enum BenchCommand {
     /// Training-step throughput (img/s) and peak step memory of reference workloads, plus
     /// per-op timings, next to PyTorch running the same workloads with the same threads.
     Train {
-        /// Workloads to run (default: all). Known: resnet18-narrow, resnet18.
+        /// Workloads to run (default: all). Known: resnet18-narrow, resnet18, shufflenetv2.
         #[arg(long = "workload", value_name = "KEY")]
         workloads: Vec<String>,
         /// CPU threads, for both sides.
@@ -140,6 +140,32 @@ pub enum BenchCommand {
         #[arg(long, default_value = "benches/reference/torch_train.py")]
         reference_script: PathBuf,
         /// Also write the full results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Training step of the EKS convolution (LoRKD's low-rank experts) in its reference,
+    /// task-grouped and LoRA-style forms on one mixed batch, with the ratios.
+    Eks {
+        /// Tasks mixed in the batch.
+        #[arg(long, default_value_t = 10)]
+        tasks: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Rank r of the experts.
+        #[arg(long, default_value_t = 4)]
+        rank: usize,
+        /// Scale numerator α (ΔW = α/r · BA).
+        #[arg(long, default_value_t = 16.0)]
+        alpha: f64,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Seconds per form, shape and round, at least.
+        #[arg(long, default_value_t = 0.5)]
+        min_time: f64,
+        /// Interleaved rounds of the three forms.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -227,6 +253,57 @@ where
 }
 
 fn cmd_bench(what: &BenchCommand) -> Result<u8> {
+    match what {
+        BenchCommand::Eks {
+            tasks,
+            batch,
+            rank,
+            alpha,
+            threads,
+            min_time,
+            rounds,
+            json,
+        } => bench_eks(
+            crate::bench::eks::EksBenchOptions {
+                tasks: *tasks,
+                batch: *batch,
+                rank: *rank,
+                alpha: *alpha,
+                threads: *threads,
+                min_secs: *min_time,
+                rounds: *rounds,
+            },
+            json.as_deref(),
+        ),
+        train @ BenchCommand::Train { .. } => bench_train(train),
+    }
+}
+
+fn bench_eks(opts: crate::bench::eks::EksBenchOptions, json: Option<&Path>) -> Result<u8> {
+    let o = &opts;
+    if o.tasks == 0 || o.batch < o.tasks || o.rank == 0 || o.threads == 0 || o.rounds == 0 {
+        return Err(Error::input(
+            "--tasks, --rank, --threads and --rounds must be at least 1, and --batch at least --tasks",
+        ));
+    }
+    if !(o.min_secs.is_finite() && o.min_secs >= 0.0 && o.alpha.is_finite() && o.alpha > 0.0) {
+        return Err(Error::input(
+            "--min-time must be non-negative seconds and --alpha positive",
+        ));
+    }
+    // Before the first tensor op creates the thread pool.
+    std::env::set_var("RAYON_NUM_THREADS", o.threads.to_string());
+    let results = crate::bench::eks::run(o, |line| eprintln!("{line}"))?;
+    print!("{}", crate::bench::eks::render_text(o, &results));
+    if let Some(path) = json {
+        let body =
+            serde_json::to_vec_pretty(&(o, &results)).map_err(|e| Error::Failed(e.to_string()))?;
+        crate::util::fs::write_atomic(path, &body)?;
+    }
+    Ok(0)
+}
+
+fn bench_train(what: &BenchCommand) -> Result<u8> {
     let BenchCommand::Train {
         workloads,
         threads,
@@ -240,7 +317,10 @@ fn cmd_bench(what: &BenchCommand) -> Result<u8> {
         python,
         reference_script,
         json,
-    } = what;
+    } = what
+    else {
+        return Err(Error::input("not a training-step bench"));
+    };
     if *threads == 0 || *steps == 0 || *rounds == 0 {
         return Err(Error::input(
             "--threads, --steps and --rounds must be at least 1",

@@ -1,7 +1,7 @@
 //! `harness bench train`: our measurements, the PyTorch reference protocol (driven by a
 //! stand-in script so no Python is needed) and its failure modes.
 
-use crate::common::{assert_bad_input, stdout, Workspace};
+use crate::common::{assert_bad_input, stderr, stdout, Workspace};
 
 /// The fastest possible measurement: one timed step, no warm-up, no per-op timings.
 const QUICK: &[&str] = &[
@@ -117,4 +117,46 @@ fn bench_rejects_unknown_workloads_and_zero_counts() {
     assert_bad_input(&o, &["unknown workload `vgg`", "resnet18-narrow"]);
     let o = ws.run(&["bench", "train", "--rounds", "0"]);
     assert_bad_input(&o, &["--rounds"]);
+}
+
+/// `harness bench eks` on a tiny mixed batch prints every shape, the total and both
+/// ratios; bad sizes are bad input.
+#[test]
+fn eks_bench_prints_three_forms_and_ratios() {
+    let ws = Workspace::new();
+    let o = ws.run(&[
+        "bench",
+        "eks",
+        "--tasks",
+        "2",
+        "--batch",
+        "4",
+        "--rank",
+        "1",
+        "--min-time",
+        "0",
+        "--rounds",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("batch 4 over 2 tasks, rank 1"), "{out}");
+    for row in [
+        "stem 3→24",
+        "stage2 1×1",
+        "stage3 1×1",
+        "stage4 1×1",
+        "conv5 1×1",
+        "all shapes",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no {row} row:\n{out}"));
+        assert!(line.trim_end().ends_with('×'), "{line}");
+    }
+    assert_bad_input(
+        &ws.run(&["bench", "eks", "--tasks", "8", "--batch", "4"]),
+        &["--batch at least --tasks"],
+    );
 }
