@@ -19,6 +19,7 @@ pub mod shufflenet;
 mod simd;
 #[cfg(test)]
 mod test_support;
+pub mod weights;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
