@@ -6,7 +6,7 @@
 
 use super::conv_bn::FusableConv;
 use super::conv_cpu::{ConvGeometry, FusedConv};
-use super::SliceConv;
+use super::slice_conv::{SliceConv, SliceConvOp};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -106,7 +106,9 @@ pub fn conv2d_weight(x: &Tensor, w: &Tensor, g: ConvGeometry) -> Result<Tensor> 
     }
     if x.device().is_cpu() {
         let wmat = w.reshape((cout, cin * g.k * g.k))?;
-        return x.contiguous()?.apply_op2(&wmat.contiguous()?, FusedConv(g));
+        return x
+            .contiguous()?
+            .apply_op2(&wmat.contiguous()?, SliceConvOp(FusedConv(g)));
     }
     x.conv2d(w, g.padding, g.stride, g.dilation, 1)
 }

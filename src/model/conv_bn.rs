@@ -122,7 +122,11 @@ impl CustomOp3 for ConvBn {
                 (wv, w.layout()),
                 &dy,
                 x.track_op(),
+                true,
             )?;
+            let Some(dw) = dw else {
+                candle_core::bail!("conv_bn: the kernel returned no weight gradient");
+            };
             Ok((dx, dw, dgb))
         })?;
         let dev = x.device();

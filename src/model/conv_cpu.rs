@@ -15,13 +15,13 @@
 //! every entry is summed in the same order whatever the thread count. Gradients nobody
 //! asked for (the input of the first layer) are not computed.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{Layout, Result, Shape};
 use rayon::prelude::*;
 
 use super::gemm::{self, strided, IndirectA, IndirectB};
 use super::layout::{fold, transpose, unfold};
-use super::SliceConv;
-use super::{contiguous_f32, output_f32, with_f32};
+use super::output_f32;
+use super::slice_conv::{ConvGrads, SliceConv};
 
 /// Kernel size, stride, padding and dilation of a square convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -644,6 +644,10 @@ fn explicit_group(hw_out: usize) -> usize {
 }
 
 impl SliceConv for FusedConv {
+    fn name(&self) -> &'static str {
+        "fused-conv2d"
+    }
+
     fn out_shape(&self, x: &Layout, w: &Layout) -> Result<Shape> {
         let d = self.dims(x, w)?;
         Ok(Shape::from((d.b, d.cout, d.ho, d.wo)))
@@ -659,48 +663,8 @@ impl SliceConv for FusedConv {
         (w, wl): (&[f32], &Layout),
         dy: &[f32],
         want_dx: bool,
-    ) -> Result<(Option<Vec<f32>>, Vec<f32>)> {
-        let (dx, dw) = self.backward(x, w, dy, &self.dims(xl, wl)?, want_dx, true);
-        Ok((dx, dw.unwrap_or_default()))
-    }
-}
-
-impl CustomOp2 for FusedConv {
-    fn name(&self) -> &'static str {
-        "fused-conv2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let d = self.dims(l1, l2)?;
-        let x = contiguous_f32(s1, l1, "input")?;
-        let wt = contiguous_f32(s2, l2, "weight")?;
-        let y = self.forward(x, wt, &d);
-        Ok((CpuStorage::F32(y), Shape::from((d.b, d.cout, d.ho, d.wo))))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let d = self.dims(x.layout(), w.layout())?;
-        let (want_dx, want_dw) = (x.track_op(), w.track_op());
-        let (dx, dw) = with_f32([x, w, grad], |[xv, wv, gv]| {
-            Ok(self.backward(xv, wv, gv, &d, want_dx, want_dw))
-        })?;
-        let dev = x.device();
-        Ok((
-            dx.map(|v| Tensor::from_vec(v, (d.b, d.c, d.h, d.w), dev))
-                .transpose()?,
-            dw.map(|v| Tensor::from_vec(v, w.dims(), dev)).transpose()?,
-        ))
+        want_dw: bool,
+    ) -> Result<ConvGrads> {
+        Ok(self.backward(x, w, dy, &self.dims(xl, wl)?, want_dx, want_dw))
     }
 }

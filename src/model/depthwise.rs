@@ -8,15 +8,16 @@
 //!
 //! The weight has PyTorch's layout `(C, 1, k, k)` under the name `weight`.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
+use candle_core::{Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::conv::kaiming_weight;
 use super::conv_bn::FusableConv;
 use super::conv_cpu::ConvGeometry;
+use super::output_f32;
 use super::simd::multiversion;
-use super::{contiguous_f32, output_f32, with_f32, SliceConv};
+use super::slice_conv::{ConvGrads, SliceConv, SliceConvOp};
 
 #[derive(Debug, Clone)]
 pub struct DepthwiseConv2d {
@@ -64,7 +65,7 @@ impl Module for DepthwiseConv2d {
         let g = self.geometry;
         if x.device().is_cpu() {
             let w = self.weight.reshape((c, g.k * g.k))?.contiguous()?;
-            return x.contiguous()?.apply_op2(&w, DepthwiseOp(g));
+            return x.contiguous()?.apply_op2(&w, SliceConvOp(DepthwiseOp(g)));
         }
         x.conv2d(&self.weight, g.padding, g.stride, g.dilation, c)
     }
@@ -386,6 +387,10 @@ impl DepthwiseOp {
 }
 
 impl SliceConv for DepthwiseOp {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
     fn out_shape(&self, x: &Layout, w: &Layout) -> Result<Shape> {
         let d = self.dims(x, w)?;
         Ok(Shape::from((d.b, d.c, d.ho, d.wo)))
@@ -401,47 +406,10 @@ impl SliceConv for DepthwiseOp {
         (w, wl): (&[f32], &Layout),
         dy: &[f32],
         want_dx: bool,
-    ) -> Result<(Option<Vec<f32>>, Vec<f32>)> {
-        Ok(self.backward(x, w, dy, &self.dims(xl, wl)?, want_dx))
-    }
-}
-
-impl CustomOp2 for DepthwiseOp {
-    fn name(&self) -> &'static str {
-        "depthwise-conv2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let d = self.dims(l1, l2)?;
-        let x = contiguous_f32(s1, l1, "input")?;
-        let wt = contiguous_f32(s2, l2, "weight")?;
-        let y = self.forward(x, wt, &d);
-        Ok((CpuStorage::F32(y), Shape::from((d.b, d.c, d.ho, d.wo))))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let d = self.dims(x.layout(), w.layout())?;
-        let want_dx = x.track_op();
-        let (dx, dw) = with_f32([x, w, grad], |[xv, wv, gv]| {
-            Ok(self.backward(xv, wv, gv, &d, want_dx))
-        })?;
-        let dev = x.device();
-        Ok((
-            dx.map(|v| Tensor::from_vec(v, x.dims(), dev)).transpose()?,
-            Some(Tensor::from_vec(dw, w.dims(), dev)?),
-        ))
+        _want_dw: bool,
+    ) -> Result<ConvGrads> {
+        let (dx, dw) = self.backward(x, w, dy, &self.dims(xl, wl)?, want_dx);
+        Ok((dx, Some(dw)))
     }
 }
 

@@ -17,12 +17,15 @@ pub mod lowrank;
 pub mod resnet;
 pub mod shufflenet;
 mod simd;
+pub mod slice_conv;
 #[cfg(test)]
 mod test_support;
 pub mod weights;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
+
+pub use slice_conv::SliceConv;
 
 use crate::spec::run::ModelConfig;
 
@@ -42,32 +45,6 @@ pub fn build_backbone(cfg: &ModelConfig, vb: VarBuilder) -> Result<Box<dyn Backb
         "shufflenetv2" => Ok(Box::new(shufflenet::ShuffleNetV2::new(cfg, vb)?)),
         other => candle_core::bail!("unknown architecture `{other}` (known: {ARCHS:?})"),
     }
-}
-
-/// A CPU convolution kernel that runs on raw slices, so [`conv_bn`] can run it inside a
-/// fused op as well as on its own.
-pub trait SliceConv: Send + Sync {
-    /// Output shape for the input and weight layouts (checking they fit).
-    fn out_shape(
-        &self,
-        x: &candle_core::Layout,
-        w: &candle_core::Layout,
-    ) -> Result<candle_core::Shape>;
-    fn forward_slices(
-        &self,
-        x: &[f32],
-        xl: &candle_core::Layout,
-        w: &[f32],
-        wl: &candle_core::Layout,
-    ) -> Result<Vec<f32>>;
-    /// Input gradient (if `want_dx`) and weight gradient.
-    fn backward_slices(
-        &self,
-        x: (&[f32], &candle_core::Layout),
-        w: (&[f32], &candle_core::Layout),
-        dy: &[f32],
-        want_dx: bool,
-    ) -> Result<(Option<Vec<f32>>, Vec<f32>)>;
 }
 
 /// The ImageNet stems' 3×3 stride-2 max-pool with padding 1 (edge values repeated, which
