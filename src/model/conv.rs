@@ -116,7 +116,9 @@ pub fn conv2d_weight(x: &Tensor, w: &Tensor, g: ConvGeometry) -> Result<Tensor> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_support::{check_finite_differences, direct_conv, max_rel_diff, vec};
+    use crate::model::test_support::{
+        as64, assert_matches, check_finite_differences, direct_conv, probe_loss, vec,
+    };
     use candle_core::{Device, Var};
 
     /// Shapes: (batch, cin, cout, h, w, k, stride, padding, dilation).
@@ -208,15 +210,7 @@ mod tests {
             let (y, gx, gw) = fused_run(case, &x, &w, &probe);
             let (ry, rgx, rgw) =
                 naive(case, &vec(x.as_tensor()), &vec(w.as_tensor()), &vec(&probe));
-            assert!(max_rel_diff(&vec(&y), &ry) < 1e-5, "{case:?}: forward");
-            assert!(
-                max_rel_diff(&vec(&gx), &rgx) < 1e-5,
-                "{case:?}: input gradient"
-            );
-            assert!(
-                max_rel_diff(&vec(&gw), &rgw) < 1e-5,
-                "{case:?}: weight gradient"
-            );
+            assert_matches(&format!("{case:?}"), [&y, &gx, &gw], [&ry, &rgx, &rgw]);
         }
     }
 
@@ -240,18 +234,15 @@ mod tests {
                 .backward()
                 .unwrap();
             let (y, gx, gw) = fused_run(case, &x, &w, &probe);
-            let as64 = |t: &Tensor| vec(t).iter().map(|&v| v as f64).collect::<Vec<_>>();
-            assert!(
-                max_rel_diff(&vec(&y), &as64(&yc)) < 1e-5,
-                "{case:?}: forward"
-            );
-            assert!(
-                max_rel_diff(&vec(&gx), &as64(g.get(x.as_tensor()).unwrap())) < 1e-5,
-                "{case:?}: dx"
-            );
-            assert!(
-                max_rel_diff(&vec(&gw), &as64(g.get(w.as_tensor()).unwrap())) < 1e-5,
-                "{case:?}: dw"
+            let want = [
+                as64(&yc),
+                as64(g.get(x.as_tensor()).unwrap()),
+                as64(g.get(w.as_tensor()).unwrap()),
+            ];
+            assert_matches(
+                &format!("{case:?}"),
+                [&y, &gx, &gw],
+                [&want[0], &want[1], &want[2]],
             );
         }
     }
@@ -275,10 +266,7 @@ mod tests {
                 let wt = Var::from_tensor(&Tensor::from_slice(wv, w.dims(), &Device::Cpu).unwrap())
                     .unwrap();
                 let (y, _, _) = fused_run(case, &xt, &wt, &probe);
-                vec(&(&y * &probe).unwrap())
-                    .iter()
-                    .map(|&v| v as f64)
-                    .sum::<f64>()
+                probe_loss(&y, &probe)
             };
             let (xv, wv) = (vec(x.as_tensor()), vec(w.as_tensor()));
             let what = format!("{case:?} dx");

@@ -416,7 +416,9 @@ impl SliceConv for DepthwiseOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_support::{check_finite_differences, direct_conv, max_rel_diff, vec};
+    use crate::model::test_support::{
+        as64, assert_matches, check_finite_differences, direct_conv, probe_loss, vec,
+    };
     use candle_core::{Device, Var};
 
     /// (batch, channels, h, w, k, stride, padding, dilation)
@@ -483,15 +485,7 @@ mod tests {
             let (y, gx, gw) = run(case, &x, &w, &probe);
             let (ry, rgx, rgw) =
                 naive(case, &vec(x.as_tensor()), &vec(w.as_tensor()), &vec(&probe));
-            assert!(max_rel_diff(&vec(&y), &ry) < 1e-5, "{case:?}: forward");
-            assert!(
-                max_rel_diff(&vec(&gx), &rgx) < 1e-5,
-                "{case:?}: input gradient"
-            );
-            assert!(
-                max_rel_diff(&vec(&gw), &rgw) < 1e-5,
-                "{case:?}: weight gradient"
-            );
+            assert_matches(&format!("{case:?}"), [&y, &gx, &gw], [&ry, &rgx, &rgw]);
         }
     }
 
@@ -513,15 +507,15 @@ mod tests {
                 .backward()
                 .unwrap();
             let (y, gx, gw) = run(case, &x, &w, &probe);
-            let as64 = |t: &Tensor| vec(t).iter().map(|&v| v as f64).collect::<Vec<_>>();
-            assert!(max_rel_diff(&vec(&y), &as64(&yc)) < 1e-5, "{case:?}");
-            assert!(
-                max_rel_diff(&vec(&gx), &as64(gc.get(x.as_tensor()).unwrap())) < 1e-5,
-                "{case:?}"
-            );
-            assert!(
-                max_rel_diff(&vec(&gw), &as64(gc.get(w.as_tensor()).unwrap())) < 1e-5,
-                "{case:?}"
+            let want = [
+                as64(&yc),
+                as64(gc.get(x.as_tensor()).unwrap()),
+                as64(gc.get(w.as_tensor()).unwrap()),
+            ];
+            assert_matches(
+                &format!("{case:?}"),
+                [&y, &gx, &gw],
+                [&want[0], &want[1], &want[2]],
             );
         }
     }
@@ -546,10 +540,7 @@ mod tests {
             let xt = Var::from_tensor(&Tensor::from_slice(xv, x.dims(), &dev).unwrap()).unwrap();
             let wt = Var::from_tensor(&Tensor::from_slice(wv, w.dims(), &dev).unwrap()).unwrap();
             let (y, _, _) = run(case, &xt, &wt, &probe);
-            vec(&(&y * &probe).unwrap())
-                .iter()
-                .map(|&v| v as f64)
-                .sum::<f64>()
+            probe_loss(&y, &probe)
         };
         let (xv, wv) = (vec(x.as_tensor()), vec(w.as_tensor()));
         let dx_loss = |v: &[f32]| loss(v, &wv);

@@ -103,3 +103,28 @@ pub fn max_abs(t: &Tensor) -> f32 {
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     max_abs(&(a - b).expect("same shapes"))
 }
+
+/// Asserts that a kernel's output, input gradient and weight gradient match reference
+/// values (f64) to `1e-5` relative.
+pub fn assert_matches(what: &str, got: [&Tensor; 3], want: [&[f64]; 3]) {
+    for ((g, w), name) in got
+        .iter()
+        .zip(want)
+        .zip(["forward", "input gradient", "weight gradient"])
+    {
+        assert!(max_rel_diff(&vec(g), w) < 1e-5, "{what}: {name}");
+    }
+}
+
+/// The elements of a tensor as f64 (to compare against candle's own ops).
+pub fn as64(t: &Tensor) -> Vec<f64> {
+    vec(t).iter().map(|&v| v as f64).collect()
+}
+
+/// `Σ y·probe` in f64, the loss the gradient checks differentiate.
+pub fn probe_loss(y: &Tensor, probe: &Tensor) -> f64 {
+    vec(&(y * probe).expect("same shapes"))
+        .iter()
+        .map(|&v| v as f64)
+        .sum()
+}
