@@ -50,6 +50,7 @@ pub fn load_samples(metrics: LazyFrame, experiment: Option<&str>) -> Result<Vec<
     let mut selected = metrics.filter(
         col("stage")
             .eq(lit("decompose"))
+            .or(col("stage").eq(lit("foundation")))
             .and(col("split").eq(lit("test")))
             .and(col("metric").eq(lit("accuracy")))
             .and(col("task").neq(lit(RUN_LEVEL_TASK))),
@@ -64,6 +65,8 @@ pub fn load_samples(metrics: LazyFrame, experiment: Option<&str>) -> Result<Vec<
             col("pretrain"),
             col("profile"),
             col("method"),
+            col("stage"),
+            col("foundation"),
             col("run_id"),
             col("seed"),
             col("task"),
@@ -93,6 +96,8 @@ pub fn load_samples(metrics: LazyFrame, experiment: Option<&str>) -> Result<Vec<
     let pretrain = text("pretrain")?;
     let profile = text("profile")?;
     let method = text("method")?;
+    let stage = text("stage")?;
+    let foundation = text("foundation")?;
     let run_id = text("run_id")?;
     let task = text("task")?;
     let seed: Vec<Option<u64>> = df.column("seed")?.u64()?.iter().collect();
@@ -115,7 +120,7 @@ pub fn load_samples(metrics: LazyFrame, experiment: Option<&str>) -> Result<Vec<
                 pretrain: pretrain[i].clone(),
                 profile: profile[i].clone(),
             },
-            method: method[i].clone(),
+            method: row_key(&stage[i], &method[i], &foundation[i]),
             run_id: run_id[i].clone(),
             seed,
             task: task[i].clone(),
@@ -125,6 +130,37 @@ pub fn load_samples(metrics: LazyFrame, experiment: Option<&str>) -> Result<Vec<
         });
     }
     Ok(samples)
+}
+
+/// The row a run belongs to: its method, the method and its teacher (`stlkd@resnet50`)
+/// for distilled runs, and `foundation@NAME` for the teacher itself, so runs distilled
+/// from different foundation models are never pooled.
+fn row_key(stage: &str, method: &str, foundation: &str) -> String {
+    match (stage, foundation) {
+        (_, "") => method.to_string(),
+        ("foundation", name) => format!("{FOUNDATION_ROW}@{name}"),
+        (_, name) => format!("{method}@{name}"),
+    }
+}
+
+/// Row-key prefix of foundation models.
+const FOUNDATION_ROW: &str = "foundation";
+
+/// The row's display name: `STL-KD ← resnet50` when several foundation models appear in
+/// the table, `STL-KD` when there is one; the teacher as `Foundation model (resnet50)`.
+fn row_name(key: &str, opts: &ReportOptions, teachers: usize) -> String {
+    let display = |m: &str| {
+        opts.method_display
+            .get(m)
+            .cloned()
+            .unwrap_or_else(|| m.to_string())
+    };
+    match key.split_once('@') {
+        Some((FOUNDATION_ROW, name)) => format!("Foundation model ({name})"),
+        Some((m, name)) if teachers > 1 => format!("{} ← {name}", display(m)),
+        Some((m, _)) => display(m),
+        None => display(key),
+    }
 }
 
 /// Lays samples out as tables, one per (experiment, pre-training set, profile), in key order.
@@ -146,6 +182,11 @@ fn build_table(key: &TableKey, samples: &[&Sample], opts: &ReportOptions) -> Tab
         .map(Vec::as_slice)
         .unwrap_or(&[]);
     let tasks = order_tasks(samples.iter().map(|s| s.task.as_str()), registry);
+    let teachers = samples
+        .iter()
+        .filter_map(|s| s.method.split_once('@').map(|(_, t)| t))
+        .collect::<BTreeSet<_>>()
+        .len();
     let methods = order_methods(
         samples.iter().map(|s| s.method.as_str()),
         &opts.method_order,
@@ -192,14 +233,16 @@ fn build_table(key: &TableKey, samples: &[&Sample], opts: &ReportOptions) -> Tab
                 })
                 .collect();
             cells.push(Summary::of(&seed_avgs));
+            // With one foundation model a method has one row: its key is the method's.
+            let key = match method.split_once('@') {
+                Some((m, _)) if teachers <= 1 && m != FOUNDATION_ROW => m.to_string(),
+                _ => method.clone(),
+            };
             Row {
-                key: method.clone(),
-                name: opts
-                    .method_display
-                    .get(method)
-                    .cloned()
-                    .unwrap_or_else(|| method.clone()),
+                key,
+                name: row_name(method, opts, teachers),
                 cells,
+                reference: method.starts_with(&format!("{FOUNDATION_ROW}@")),
             }
         })
         .collect();
@@ -248,19 +291,21 @@ fn order_tasks<'a>(
     ordered
 }
 
-/// Methods present: in the given order first, unknown methods after it alphabetically.
+/// Rows present: methods in the given order first (each with its teachers in name order),
+/// unknown methods after them alphabetically, foundation models last.
 fn order_methods<'a>(present: impl Iterator<Item = &'a str>, order: &[String]) -> Vec<String> {
     let present: BTreeSet<&str> = present.collect();
-    let mut ordered: Vec<String> = order
-        .iter()
-        .filter(|m| present.contains(m.as_str()))
-        .cloned()
-        .collect();
-    for method in present {
-        if !order.iter().any(|m| m == method) {
-            ordered.push(method.to_owned());
+    let method_of = |k: &str| k.split_once('@').map_or(k, |(m, _)| m).to_string();
+    let rank = |k: &str| {
+        let m = method_of(k);
+        match order.iter().position(|o| *o == m) {
+            Some(i) => (0, i, String::new()),
+            None if m == FOUNDATION_ROW => (2, 0, String::new()),
+            None => (1, 0, m),
         }
-    }
+    };
+    let mut ordered: Vec<String> = present.iter().map(|s| s.to_string()).collect();
+    ordered.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
     ordered
 }
 
@@ -288,7 +333,28 @@ mod tests {
     #[test]
     fn method_order_then_unknown_methods() {
         let order = vec!["stl".to_string(), "mtl".to_string(), "lorkd".to_string()];
-        let got = order_methods(["zeta", "lorkd", "stl", "alpha"].into_iter(), &order);
-        assert_eq!(got, ["stl", "lorkd", "alpha", "zeta"]);
+        let got = order_methods(
+            [
+                "foundation@r50",
+                "zeta",
+                "lorkd@vit",
+                "lorkd@r50",
+                "stl",
+                "alpha",
+            ]
+            .into_iter(),
+            &order,
+        );
+        assert_eq!(
+            got,
+            [
+                "stl",
+                "lorkd@r50",
+                "lorkd@vit",
+                "alpha",
+                "zeta",
+                "foundation@r50"
+            ]
+        );
     }
 }

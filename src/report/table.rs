@@ -44,6 +44,8 @@ pub struct Row {
     pub key: String,
     pub name: String,
     pub cells: Vec<Option<Summary>>,
+    /// A reference shown for comparison (the foundation model), never marked best.
+    pub reference: bool,
 }
 
 /// What the table is about; tables are grouped and ordered by this key.
@@ -81,10 +83,11 @@ impl Table {
         let means: Vec<f64> = self
             .rows
             .iter()
+            .filter(|r| !r.reference)
             .filter_map(|r| r.cells.get(col).copied().flatten())
             .map(|s| s.mean)
             .collect();
-        if means.len() < 2 {
+        if means.len() < 2 || self.rows.get(row).is_some_and(|r| r.reference) {
             return false;
         }
         let best = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -198,11 +201,13 @@ mod tests {
                     key: "x".into(),
                     name: "X".into(),
                     cells: vec![cell(50.0), cell(1.0)],
+                    reference: false,
                 },
                 Row {
                     key: "y".into(),
                     name: "Y".into(),
                     cells: vec![cell(50.0), None],
+                    reference: false,
                 },
             ],
             synthetic: false,
