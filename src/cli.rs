@@ -93,6 +93,30 @@ pub enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// Write one task's expert of a finished run as a standalone safetensors file (LoRKD:
+    /// W0 + ΔW_t merged into a plain student), check it against the run's own expert, and
+    /// print its parameters and FLOPs next to the foundation model's.
+    Export {
+        /// Run id (or a unique prefix); `harness status` lists them.
+        run: String,
+        /// Task key (needed when the run has several tasks).
+        #[arg(long)]
+        task: Option<String>,
+        /// Output file.
+        #[arg(long, default_value = "expert.safetensors")]
+        out: PathBuf,
+    },
+    /// Classify images with an exported expert; prints CSV (input, class, probability, p0…).
+    Predict {
+        /// Expert file written by `harness export`.
+        model: PathBuf,
+        /// Image files (PNG/JPEG) and/or .npz archives of uint8 images.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Array to read from .npz inputs (default: the one named `*images`).
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// List the registered data sets and whether their files are present.
     Datasets {
         #[arg(long, value_enum, default_value = "text")]
@@ -237,6 +261,33 @@ where
             Ok(0)
         }
         Command::Bench { what } => cmd_bench(what),
+        Command::Export { run, task, out } => {
+            let ctx = RunContext {
+                registry: Arc::new(load_registry(&g.registry)?),
+                data_dir: g.data_dir.clone(),
+                results_dir: g.results_dir.clone(),
+                threads: 0,
+            };
+            let exported = crate::expert::export::export(&crate::expert::export::ExportArgs {
+                ctx: &ctx,
+                run,
+                task: task.as_deref(),
+                out,
+            })?;
+            print!("{}", crate::expert::export::render(&exported, out));
+            Ok(0)
+        }
+        Command::Predict { model, inputs, key } => {
+            let (expert, preds) = crate::expert::predict::predict(model, inputs, key.as_deref())?;
+            if expert.info.data_kind == "synthetic" {
+                eprintln!(
+                    "note: this expert was trained on SYNTHETIC stand-in data (run {}); its predictions are not clinical or paper results",
+                    expert.info.run_id
+                );
+            }
+            print!("{}", crate::expert::predict::render_csv(&expert, &preds));
+            Ok(0)
+        }
         Command::Datasets { format } => {
             let registry = load_registry(&g.registry)?;
             match format {

@@ -3,10 +3,12 @@
 //! [`cli::run`]; everything else lives in this library so integration tests and later
 //! front-ends (Slurm `exec`, benches) share one code path.
 
+pub mod analysis;
 pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod expert;
 pub mod method;
 pub mod model;
 pub mod report;

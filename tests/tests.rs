@@ -5,6 +5,8 @@
 mod bench;
 #[path = "it/common.rs"]
 mod common;
+#[path = "it/distill.rs"]
+mod distill;
 #[path = "it/errors.rs"]
 mod errors;
 #[path = "it/plan.rs"]

@@ -23,16 +23,12 @@ pub struct Workload {
 
 impl Workload {
     pub fn model_config(&self) -> ModelConfig {
-        ModelConfig {
-            arch: self.arch.to_string(),
-            widths: self.widths.clone(),
-            depths: self.depths.clone(),
-            stem: if self.stem == "imagenet" {
-                Stem::Imagenet
-            } else {
-                Stem::Cifar
-            },
-        }
+        let stem = if self.stem == "imagenet" {
+            Stem::Imagenet
+        } else {
+            Stem::Cifar
+        };
+        ModelConfig::conv(self.arch, &self.widths, &self.depths, stem)
     }
 }
 

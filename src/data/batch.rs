@@ -14,6 +14,17 @@ pub struct Batch {
     /// Per present task: (local task index, row indices into `x`, labels of those rows).
     pub groups: Vec<TaskGroup>,
     pub size: usize,
+    /// The samples of the rows, in row order, and the split they come from (the keys of
+    /// cached teacher features).
+    pub items: Vec<Item>,
+    pub split: SplitName,
+}
+
+impl Batch {
+    /// The local task of every row.
+    pub fn row_tasks(&self) -> Vec<usize> {
+        self.items.iter().map(|&(t, _)| t).collect()
+    }
 }
 
 pub struct TaskGroup {
@@ -65,22 +76,11 @@ impl<'a> TaskView<'a> {
         let mut pixels = Vec::with_capacity(items.len() * per);
         for &(t, i) in items {
             let split = self.split(t, which);
-            let img = &split.images[i * per..(i + 1) * per];
-            match self.normalize {
-                Normalize::Fixed => {
-                    pixels.extend(img.iter().map(|&p| (p as f32 / 255.0 - 0.5) / 0.25))
-                }
-                Normalize::PerImage => {
-                    for ch in img.chunks(per / super::CHANNELS) {
-                        let n = ch.len() as f32;
-                        let mean = ch.iter().map(|&p| p as f32).sum::<f32>() / n;
-                        let var = ch.iter().map(|&p| (p as f32 - mean).powi(2)).sum::<f32>() / n;
-                        // +1 grey level keeps flat images finite.
-                        let inv = 1.0 / (var.sqrt() + 1.0);
-                        pixels.extend(ch.iter().map(|&p| (p as f32 - mean) * inv));
-                    }
-                }
-            }
+            normalize_into(
+                &split.images[i * per..(i + 1) * per],
+                self.normalize,
+                &mut pixels,
+            );
         }
         let x = Tensor::from_vec(pixels, (items.len(), super::CHANNELS, s, s), device)?;
         let mut groups = Vec::new();
@@ -108,11 +108,30 @@ impl<'a> TaskView<'a> {
             x,
             groups,
             size: items.len(),
+            items: items.to_vec(),
+            split: which,
         })
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Append the network input of one `3 × H × W` image to `out`.
+pub fn normalize_into(img: &[u8], normalize: Normalize, out: &mut Vec<f32>) {
+    match normalize {
+        Normalize::Fixed => out.extend(img.iter().map(|&p| (p as f32 / 255.0 - 0.5) / 0.25)),
+        Normalize::PerImage => {
+            for ch in img.chunks(img.len() / super::CHANNELS) {
+                let n = ch.len() as f32;
+                let mean = ch.iter().map(|&p| p as f32).sum::<f32>() / n;
+                let var = ch.iter().map(|&p| (p as f32 - mean).powi(2)).sum::<f32>() / n;
+                // +1 grey level keeps flat images finite.
+                let inv = 1.0 / (var.sqrt() + 1.0);
+                out.extend(ch.iter().map(|&p| (p as f32 - mean) * inv));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SplitName {
     Train,
     Val,

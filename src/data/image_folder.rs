@@ -213,7 +213,7 @@ fn index_split_layout(dir: &Path, names: &[String], seed: u64) -> Result<FolderI
 }
 
 /// Decodes one image file to `3 × size × size`.
-fn decode(path: &Path, size: usize) -> Result<Vec<u8>> {
+pub(crate) fn decode(path: &Path, size: usize) -> Result<Vec<u8>> {
     let bad = |e: &dyn std::fmt::Display| {
         Error::input(format!("{}: cannot decode image: {e}", path.display()))
     };

@@ -1,26 +1,146 @@
-//! Hard parameter sharing: one backbone, one linear head per task. With a single task this is
-//! an STL student; with all tasks of a pre-training set it is the MTL student. The expert for
-//! task t is the backbone plus head_t.
+//! Hard parameter sharing: one backbone, one linear head per task. With a single task this
+//! is an STL student; with all tasks of a pre-training set it is the MTL student (and the
+//! supervised foundation model). The expert for task t is the backbone plus head_t.
+//!
+//! The same network serves the distilling methods: with a teacher it adds the KD term of
+//! the method's [`KdConfig`] to every task's loss, and for LoRKD its groups = 1
+//! convolutions carry per-task low-rank experts routed by the batch's task ids.
+
+use std::sync::Arc;
 
 use candle_core::{DType, Result, Tensor, D};
-use candle_nn::VarBuilder;
+use candle_nn::{Linear, Module, VarBuilder, VarMap};
 
-use super::{BuildContext, TaskLosses, TaskModel};
+use super::feature_cache::{FeatureCache, DEFAULT_BUDGET_BYTES};
+use super::kd_loss::{hinton, soft_kl};
+use super::teacher::Teacher;
+use super::weighting::{Equal, Weighting};
+use super::{BuildContext, Granularity, Method, TaskLosses, TaskModel};
 use crate::data::batch::Batch;
+use crate::model::conv_layer::{ConvKind, Routing};
 use crate::model::heads::TaskHeads;
-use crate::model::{build_backbone, Backbone};
+use crate::model::init::SeededInit;
+use crate::model::lowrank::LowRank;
+use crate::model::{build_backbone_with, Backbone};
+use crate::spec::run::{KdConfig, MethodOptions};
+
+/// A method whose network is [`HardSharing`] with equal task weighting: STL, MTL, STL-KD,
+/// MTL-KD and LoRKD differ only in what one run trains on (`granularity`) and in their
+/// settings (KD, low-rank experts), which each method's file defines.
+pub struct HardSharingMethod {
+    pub key: &'static str,
+    pub granularity: Granularity,
+    pub defaults: MethodOptions,
+}
+
+impl Method for HardSharingMethod {
+    fn key(&self) -> &'static str {
+        self.key
+    }
+    fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+    fn default_options(&self) -> MethodOptions {
+        self.defaults
+    }
+    fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> Result<Box<dyn TaskModel>> {
+        Ok(Box::new(HardSharing::new(ctx, vb)?))
+    }
+    fn weighting(&self) -> Box<dyn Weighting> {
+        Box::new(Equal)
+    }
+}
 
 pub struct HardSharing {
     backbone: Box<dyn Backbone>,
     heads: TaskHeads,
+    task_keys: Vec<String>,
+    /// LoRKD: the task ids the experts read.
+    routing: Option<Routing>,
+    distill: Option<Distill>,
+    /// Loaded foundation towers: the backbone is frozen and only the heads train
+    /// (linear probes), on cached features.
+    frozen: Option<FeatureCache>,
+}
+
+/// What a distilling network learns from.
+struct Distill {
+    teacher: Arc<Teacher>,
+    kd: KdConfig,
+    /// Feature KD: `p`, teacher width → student width, fixed at its random initialisation
+    /// as in the reference code (it is not a variable of the run, so it is neither trained
+    /// nor checkpointed; the run seed recreates it on resume).
+    projection: Option<Linear>,
 }
 
 impl HardSharing {
     pub fn new(ctx: &BuildContext, vb: VarBuilder) -> Result<Self> {
-        let backbone = build_backbone(ctx.model, vb.pp("backbone"))?;
-        let heads = TaskHeads::new(backbone.feature_dim(), ctx.tasks, vb.pp("heads"))?;
-        Ok(Self { backbone, heads })
+        let (kind, routing) = match ctx.options.low_rank {
+            Some(lr) => {
+                let routing = Routing::default();
+                (
+                    ConvKind::LowRank {
+                        tasks: ctx.tasks.len(),
+                        low: LowRank {
+                            rank: lr.rank,
+                            alpha: lr.alpha,
+                        },
+                        routing: routing.clone(),
+                    },
+                    Some(routing),
+                )
+            }
+            None => (ConvKind::Plain, None),
+        };
+        let backbone = build_backbone_with(ctx.model, &kind, vb.pp("backbone"))?;
+        let dim = backbone.feature_dim();
+        let heads = TaskHeads::new(dim, ctx.tasks, vb.pp("heads"))?;
+        let distill = match (ctx.options.kd, &ctx.teacher) {
+            (Some(kd), Some(teacher)) => Some(Distill {
+                projection: match kd {
+                    KdConfig::Feature { .. } => Some(projection(
+                        teacher.feature_dim(),
+                        dim,
+                        ctx.seed,
+                        vb.device(),
+                    )?),
+                    KdConfig::Logit { .. } => None,
+                },
+                teacher: teacher.clone(),
+                kd,
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            backbone,
+            heads,
+            task_keys: ctx.tasks.iter().map(|(k, _)| k.clone()).collect(),
+            routing,
+            distill,
+            frozen: ctx
+                .frozen_backbone
+                .then(|| FeatureCache::new(dim, DEFAULT_BUDGET_BYTES)),
+        })
     }
+
+    /// Pooled features of a batch whose row i belongs to local task `tasks[i]`.
+    fn features(&self, x: &Tensor, tasks: Vec<usize>, train: bool) -> Result<Tensor> {
+        if let Some(r) = &self.routing {
+            r.set(tasks);
+        }
+        self.backbone.forward_t(x, train)
+    }
+}
+
+/// The fixed random projection of feature KD (PyTorch `nn.Linear` initialisation).
+fn projection(from: usize, to: usize, seed: u64, device: &candle_core::Device) -> Result<Linear> {
+    let map = VarMap::new();
+    let vb = SeededInit::var_builder(&map, seed, device);
+    let l = candle_nn::linear(from, to, vb.pp("kd_projection"))?;
+    Ok(Linear::new(
+        l.weight().detach(),
+        l.bias().map(|b| b.detach()),
+    ))
 }
 
 /// Number of rows whose arg-max equals the label.
@@ -32,7 +152,21 @@ pub fn count_correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
 
 impl TaskModel for HardSharing {
     fn task_losses(&self, batch: &Batch, train: bool) -> Result<TaskLosses> {
-        let features = self.backbone.forward_t(&batch.x, train)?;
+        let features = match &self.frozen {
+            Some(cache) => cache.features(self.backbone.as_ref(), batch)?,
+            None => self.features(&batch.x, batch.row_tasks(), train)?,
+        };
+        let teacher = match &self.distill {
+            Some(d) => {
+                let f = d.teacher.features(batch)?;
+                let target = match &d.projection {
+                    Some(p) => p.forward(&f)?,
+                    None => f.clone(),
+                };
+                Some((d, f, target))
+            }
+            None => None,
+        };
         let mut out = TaskLosses {
             tasks: Vec::new(),
             losses: Vec::new(),
@@ -41,9 +175,29 @@ impl TaskModel for HardSharing {
         for g in &batch.groups {
             let f = features.index_select(&g.rows, 0)?;
             let logits = self.heads.forward(g.task, &f)?;
-            let ce = candle_nn::loss::cross_entropy(&logits, &g.labels)?;
+            let loss = match &teacher {
+                None => candle_nn::loss::cross_entropy(&logits, &g.labels)?,
+                Some((d, tf, target)) => match d.kd {
+                    KdConfig::Feature {
+                        weight,
+                        temperature,
+                    } => {
+                        let ce = candle_nn::loss::cross_entropy(&logits, &g.labels)?;
+                        let kd = soft_kl(&f, &target.index_select(&g.rows, 0)?, temperature)?;
+                        (ce + (kd * weight)?)?
+                    }
+                    KdConfig::Logit { temperature, alpha } => {
+                        let t_logits = d
+                            .teacher
+                            .logits(&self.task_keys[g.task], &tf.index_select(&g.rows, 0)?)?;
+                        hinton(&logits, &t_logits, &g.labels, temperature, alpha)?
+                    }
+                },
+            };
+            // Group means weighted by their share of the batch: the sum over groups is the
+            // batch mean of the paper's loss.
             out.losses
-                .push((ce * (g.count as f64 / batch.size as f64))?);
+                .push((loss * (g.count as f64 / batch.size as f64))?);
             out.tasks.push(g.task);
             out.correct
                 .push((count_correct(&logits, &g.labels)?, g.count));
@@ -52,7 +206,17 @@ impl TaskModel for HardSharing {
     }
 
     fn expert_logits(&self, x: &Tensor, task: usize) -> Result<Tensor> {
-        let f = self.backbone.forward_t(x, false)?;
+        let f = self.features(x, vec![task; x.dim(0)?], false)?;
         self.heads.forward(task, &f)
+    }
+
+    fn set_eks_form(&self, form: crate::model::lowrank::EksForm) {
+        if let Some(r) = &self.routing {
+            r.set_form(form);
+        }
+    }
+
+    fn trainable(&self, name: &str) -> bool {
+        self.frozen.is_none() || name.starts_with("heads.")
     }
 }

@@ -4,17 +4,27 @@
 //! looked up by name in an explicit registry ([`lookup`]); nothing outside this module asks
 //! "which method is this?".
 
+pub mod expert;
+pub mod feature_cache;
 pub mod hard_sharing;
 pub mod kd_loss;
+pub mod lorkd;
 pub mod mtl;
+pub mod mtl_kd;
 pub mod stl;
+pub mod stl_kd;
+pub mod teacher;
 pub mod weighting;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use candle_core::Tensor;
-use candle_nn::VarBuilder;
+use candle_nn::{VarBuilder, VarMap};
 
 use crate::data::batch::Batch;
-use crate::spec::run::ModelConfig;
+use crate::spec::run::{KdConfig, MethodOptions, ModelConfig};
+use teacher::Teacher;
 
 /// Every method of the paper, in the paper's table order: (registry key, display name).
 pub const PAPER_METHODS: [(&str, &str); 8] = [
@@ -59,6 +69,15 @@ pub struct BuildContext<'a> {
     pub model: &'a ModelConfig,
     /// (task key, number of classes) in run order.
     pub tasks: &'a [(String, usize)],
+    pub options: &'a MethodOptions,
+    /// The frozen foundation model of distilling runs. `None` when the network is only
+    /// evaluated or exported, which needs no teacher.
+    pub teacher: Option<Arc<Teacher>>,
+    /// Seeds what is random but not a variable (the KD projection).
+    pub seed: u64,
+    /// Train only the heads, on the cached features of a frozen backbone (foundation
+    /// towers loaded from weights).
+    pub frozen_backbone: bool,
 }
 
 /// Per-task loss terms of one mixed batch. `losses[i]` belongs to local task
@@ -77,24 +96,52 @@ pub trait TaskModel {
     fn task_losses(&self, batch: &Batch, train: bool) -> candle_core::Result<TaskLosses>;
     /// Logits of the expert for local task `task` (evaluation mode).
     fn expert_logits(&self, x: &Tensor, task: usize) -> candle_core::Result<Tensor>;
+    /// Whether the variable `name` is trained (frozen parts are left to their values).
+    fn trainable(&self, _name: &str) -> bool {
+        true
+    }
+    /// Networks with low-rank experts: apply them in `form` from now on (the forms are
+    /// equivalent; checks use the unmerged ones). Others ignore it.
+    fn set_eks_form(&self, _form: crate::model::lowrank::EksForm) {}
 }
 
 /// A decomposition method.
 pub trait Method: Send + Sync {
     fn key(&self) -> &'static str;
     fn granularity(&self) -> Granularity;
+    /// The method's settings before the experiment file's `[method.KEY]` overrides.
+    fn default_options(&self) -> MethodOptions {
+        MethodOptions::default()
+    }
     fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> candle_core::Result<Box<dyn TaskModel>>;
     fn weighting(&self) -> Box<dyn weighting::Weighting>;
+    /// The standalone expert of local task `task` from a trained run's variables: a plain
+    /// student (`backbone.*`) and its head (`head.*`).
+    fn export_expert(
+        &self,
+        map: &VarMap,
+        tasks: &[String],
+        task: usize,
+        options: &MethodOptions,
+    ) -> crate::Result<BTreeMap<String, Tensor>> {
+        expert::backbone_and_head(map, tasks, task, options.low_rank)
+    }
 }
 
-static STL: stl::Stl = stl::Stl;
-static MTL: mtl::Mtl = mtl::Mtl;
+/// LoRKD's feature KD with its defaults (β = 1, T = 10); also STL-KD's and MTL-KD's.
+pub const FEATURE_KD: KdConfig = KdConfig::Feature {
+    weight: 1.0,
+    temperature: 10.0,
+};
 
 /// Methods implemented in this build, by key.
 pub fn lookup(key: &str) -> Option<&'static dyn Method> {
     match key {
-        "stl" => Some(&STL),
-        "mtl" => Some(&MTL),
+        "stl" => Some(&stl::STL),
+        "mtl" => Some(&mtl::MTL),
+        "stlkd" => Some(&stl_kd::STL_KD),
+        "mtlkd" => Some(&mtl_kd::MTL_KD),
+        "lorkd" => Some(&lorkd::LORKD),
         _ => None,
     }
 }

@@ -23,6 +23,11 @@ use super::{contiguous_f32, with_f32, SliceConv};
 pub trait FusableConv: Module {
     /// The CPU kernel and the weight in the layout it reads.
     fn cpu_kernel(&self) -> Result<(Box<dyn SliceConv>, Tensor)>;
+    /// Whether [`FusableConv::cpu_kernel`] exists; layers that assemble their output from
+    /// several convolutions run the batch norm as a separate op.
+    fn fusable(&self) -> bool {
+        true
+    }
 }
 
 /// `tail(bn(conv(x)) [+ residual])`; the batch norm's running statistics are updated in
@@ -35,7 +40,7 @@ pub(crate) fn conv_bn(
     tail: Tail,
     train: bool,
 ) -> Result<Tensor> {
-    if !x.device().is_cpu() || tail == Tail::AddRelu {
+    if !x.device().is_cpu() || tail == Tail::AddRelu || !conv.fusable() {
         let y = conv.forward(x)?;
         return match tail {
             Tail::None => bn.forward_t(&y, train),
@@ -58,6 +63,7 @@ pub(crate) fn conv_bn(
         .contiguous()?
         .apply_op3(&weight.contiguous()?, &bn.gamma_beta()?, op)?;
     let (b, _, h, w) = out.dims4()?;
+    crate::analysis::cost::record_macs((out.elem_count() * weight.dim(1)?) as u64);
     bn.record(&stats, b * h * w, train)?;
     Ok(out)
 }

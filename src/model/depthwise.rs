@@ -63,6 +63,10 @@ impl Module for DepthwiseConv2d {
             candle_core::bail!("depthwise conv expects {} channels, got {c}", self.channels);
         }
         let g = self.geometry;
+        let (b, _, h, w) = x.dims4()?;
+        crate::analysis::cost::record_macs(
+            (b * c * g.out_len(h).unwrap_or(0) * g.out_len(w).unwrap_or(0) * g.k * g.k) as u64,
+        );
         if x.device().is_cpu() {
             let w = self.weight.reshape((c, g.k * g.k))?.contiguous()?;
             return x.contiguous()?.apply_op2(&w, SliceConvOp(DepthwiseOp(g)));

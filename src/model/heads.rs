@@ -20,6 +20,9 @@ impl TaskHeads {
 
     /// Logits of head `task` (index into the run's task list).
     pub fn forward(&self, task: usize, features: &Tensor) -> Result<Tensor> {
-        self.heads[task].forward(features)
+        let head = &self.heads[task];
+        let (classes, dim) = head.weight().dims2()?;
+        crate::analysis::cost::record_macs((features.dim(0)? * classes * dim) as u64);
+        head.forward(features)
     }
 }

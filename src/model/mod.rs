@@ -7,6 +7,7 @@ pub mod channel_ops;
 pub mod conv;
 pub mod conv_bn;
 pub mod conv_cpu;
+pub mod conv_layer;
 pub mod depthwise;
 pub mod gemm;
 pub mod heads;
@@ -20,6 +21,7 @@ mod simd;
 pub mod slice_conv;
 #[cfg(test)]
 mod test_support;
+pub mod vit;
 pub mod weights;
 
 use candle_core::{Result, Tensor};
@@ -28,9 +30,13 @@ use candle_nn::VarBuilder;
 pub use slice_conv::SliceConv;
 
 use crate::spec::run::ModelConfig;
+use conv_layer::ConvKind;
 
 /// Architectures the harness can build, as named in experiment files.
-pub const ARCHS: &[&str] = &["resnet", "shufflenetv2"];
+pub const ARCHS: &[&str] = &["resnet", "resnet_bottleneck", "shufflenetv2", "vit"];
+
+/// Architectures whose groups = 1 convolutions can carry LoRKD's low-rank experts.
+pub const CONV_ARCHS: &[&str] = &["resnet", "resnet_bottleneck", "shufflenetv2"];
 
 /// A feature extractor: images `B × 3 × H × W` → pooled features `B × feature_dim`.
 pub trait Backbone: Send + Sync {
@@ -40,10 +46,25 @@ pub trait Backbone: Send + Sync {
 
 /// Build the backbone named by `cfg.arch` (validated beforehand against [`ARCHS`]).
 pub fn build_backbone(cfg: &ModelConfig, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
-    match cfg.arch.as_str() {
-        "resnet" => Ok(Box::new(resnet::ResNet::new(cfg, vb)?)),
-        "shufflenetv2" => Ok(Box::new(shufflenet::ShuffleNetV2::new(cfg, vb)?)),
-        other => candle_core::bail!("unknown architecture `{other}` (known: {ARCHS:?})"),
+    build_backbone_with(cfg, &ConvKind::Plain, vb)
+}
+
+/// Build the backbone with its groups = 1 convolutions of the given kind.
+pub fn build_backbone_with(
+    cfg: &ModelConfig,
+    kind: &ConvKind,
+    vb: VarBuilder,
+) -> Result<Box<dyn Backbone>> {
+    use resnet::{Block, ResNet};
+    match (cfg.arch.as_str(), kind) {
+        ("resnet", _) => Ok(Box::new(ResNet::new(cfg, Block::Basic, kind, vb)?)),
+        ("resnet_bottleneck", _) => Ok(Box::new(ResNet::new(cfg, Block::Bottleneck, kind, vb)?)),
+        ("shufflenetv2", _) => Ok(Box::new(shufflenet::ShuffleNetV2::new(cfg, kind, vb)?)),
+        ("vit", ConvKind::Plain) => Ok(Box::new(vit::VisionTransformer::new(cfg, vb)?)),
+        ("vit", _) => candle_core::bail!(
+            "low-rank experts apply to convolutional students ({CONV_ARCHS:?}), not to vit"
+        ),
+        (other, _) => candle_core::bail!("unknown architecture `{other}` (known: {ARCHS:?})"),
     }
 }
 

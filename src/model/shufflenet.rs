@@ -13,8 +13,8 @@ use candle_nn::VarBuilder;
 
 use super::batch_norm::{batch_norm2d, BatchNorm2d};
 use super::channel_ops::{interleave, second_half};
-use super::conv::{conv2d_no_bias, Conv2d};
 use super::conv_cpu::ConvGeometry;
+use super::conv_layer::{ConvKind, ConvLayer};
 use super::depthwise::{depthwise_conv2d, DepthwiseConv2d};
 use super::{max_pool_3x3_s2, Backbone};
 use crate::data::CHANNELS;
@@ -35,21 +35,27 @@ fn depthwise3x3(channels: usize, stride: usize, vb: VarBuilder) -> Result<Depthw
 
 /// 1×1 conv + BN + ReLU.
 struct PointwiseRelu {
-    conv: Conv2d,
+    conv: ConvLayer,
     bn: BatchNorm2d,
 }
 
 impl PointwiseRelu {
     /// `vb` is the branch; the conv and BN sit at `conv_at` and `conv_at + 1`.
-    fn new(cin: usize, cout: usize, vb: &VarBuilder, conv_at: usize) -> Result<Self> {
+    fn new(
+        cin: usize,
+        cout: usize,
+        kind: &ConvKind,
+        vb: &VarBuilder,
+        conv_at: usize,
+    ) -> Result<Self> {
         Ok(Self {
-            conv: conv2d_no_bias(cin, cout, 1, 1, 0, vb.pp(conv_at.to_string()))?,
+            conv: kind.conv(cin, cout, 1, 1, 0, vb.pp(conv_at.to_string()))?,
             bn: batch_norm2d(cout, vb.pp((conv_at + 1).to_string()))?,
         })
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.after_conv_relu(&self.conv, x, train)
+        self.bn.after_conv_relu(self.conv.as_ref(), x, train)
     }
 }
 
@@ -83,7 +89,13 @@ struct InvertedResidual {
 }
 
 impl InvertedResidual {
-    fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        kind: &ConvKind,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         if !cout.is_multiple_of(2) {
             candle_core::bail!(
                 "shufflenetv2: stage width {cout} must be even (it is split in two halves)"
@@ -97,7 +109,7 @@ impl InvertedResidual {
             let b1 = vb.pp("branch1");
             Some((
                 DepthwiseBn::new(cin, stride, &b1, 0)?,
-                PointwiseRelu::new(cin, half, &b1, 2)?,
+                PointwiseRelu::new(cin, half, kind, &b1, 2)?,
             ))
         } else {
             None
@@ -105,9 +117,9 @@ impl InvertedResidual {
         let b2 = vb.pp("branch2");
         let b2_in = if stride > 1 { cin } else { half };
         let branch2 = (
-            PointwiseRelu::new(b2_in, half, &b2, 0)?,
+            PointwiseRelu::new(b2_in, half, kind, &b2, 0)?,
             DepthwiseBn::new(half, stride, &b2, 3)?,
-            PointwiseRelu::new(half, half, &b2, 5)?,
+            PointwiseRelu::new(half, half, kind, &b2, 5)?,
         );
         Ok(Self { branch1, branch2 })
     }
@@ -127,15 +139,15 @@ impl InvertedResidual {
 
 /// The ShuffleNetV2 backbone.
 pub struct ShuffleNetV2 {
-    stem: (Conv2d, BatchNorm2d),
+    stem: (ConvLayer, BatchNorm2d),
     max_pool: bool,
     units: Vec<InvertedResidual>,
-    last: (Conv2d, BatchNorm2d),
+    last: (ConvLayer, BatchNorm2d),
     feature_dim: usize,
 }
 
 impl ShuffleNetV2 {
-    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &ModelConfig, kind: &ConvKind, vb: VarBuilder) -> Result<Self> {
         let stages = cfg.depths.len();
         if stages == 0 || cfg.widths.len() != stages + 2 {
             candle_core::bail!(
@@ -152,7 +164,7 @@ impl ShuffleNetV2 {
             Stem::Imagenet => 2,
         };
         let stem = (
-            conv2d_no_bias(CHANNELS, stem_width, 3, stride, 1, vb.pp("conv1.0"))?,
+            kind.conv(CHANNELS, stem_width, 3, stride, 1, vb.pp("conv1.0"))?,
             batch_norm2d(stem_width, vb.pp("conv1.1"))?,
         );
         let mut units = Vec::new();
@@ -164,6 +176,7 @@ impl ShuffleNetV2 {
                     cin,
                     width,
                     if i == 0 { 2 } else { 1 },
+                    kind,
                     vb_unit,
                 )?);
                 cin = width;
@@ -171,7 +184,7 @@ impl ShuffleNetV2 {
         }
         let feature_dim = cfg.widths[stages + 1];
         let last = (
-            conv2d_no_bias(cin, feature_dim, 1, 1, 0, vb.pp("conv5.0"))?,
+            kind.conv(cin, feature_dim, 1, 1, 0, vb.pp("conv5.0"))?,
             batch_norm2d(feature_dim, vb.pp("conv5.1"))?,
         );
         Ok(Self {
@@ -186,14 +199,20 @@ impl ShuffleNetV2 {
 
 impl Backbone for ShuffleNetV2 {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = self.stem.1.after_conv_relu(&self.stem.0, x, train)?;
+        let mut y = self
+            .stem
+            .1
+            .after_conv_relu(self.stem.0.as_ref(), x, train)?;
         if self.max_pool {
             y = max_pool_3x3_s2(&y)?;
         }
         for u in &self.units {
             y = u.forward_t(&y, train)?;
         }
-        let y = self.last.1.after_conv_relu(&self.last.0, &y, train)?;
+        let y = self
+            .last
+            .1
+            .after_conv_relu(self.last.0.as_ref(), &y, train)?;
         y.mean((2, 3))
     }
 
@@ -208,14 +227,10 @@ mod tests {
     use candle_nn::VarMap;
 
     use super::*;
+    use crate::model::conv_layer::ConvKind;
 
     fn config(widths: &[usize], depths: &[usize], stem: Stem) -> ModelConfig {
-        ModelConfig {
-            arch: "shufflenetv2".into(),
-            widths: widths.to_vec(),
-            depths: depths.to_vec(),
-            stem,
-        }
+        ModelConfig::conv("shufflenetv2", widths, depths, stem)
     }
 
     /// The 1.0× network has torchvision's parameter count without its classifier
@@ -225,7 +240,7 @@ mod tests {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let (w, d) = REFERENCE_1X;
-        let net = ShuffleNetV2::new(&config(&w, &d, Stem::Imagenet), vb).unwrap();
+        let net = ShuffleNetV2::new(&config(&w, &d, Stem::Imagenet), &ConvKind::Plain, vb).unwrap();
         let trainable: usize = map
             .data()
             .lock()
@@ -243,16 +258,24 @@ mod tests {
     fn bad_layouts_are_refused_with_the_expected_shape() {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        let err = ShuffleNetV2::new(&config(&[24, 116], &[4, 8, 4], Stem::Cifar), vb)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = ShuffleNetV2::new(
+            &config(&[24, 116], &[4, 8, 4], Stem::Cifar),
+            &ConvKind::Plain,
+            vb,
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("stages + 2"), "{err}");
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        let err = ShuffleNetV2::new(&config(&[8, 15, 32], &[1], Stem::Cifar), vb)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = ShuffleNetV2::new(
+            &config(&[8, 15, 32], &[1], Stem::Cifar),
+            &ConvKind::Plain,
+            vb,
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("even"), "{err}");
     }
 }

@@ -58,10 +58,19 @@ fn renamed(key: &str, renames: &[KeyRename]) -> String {
     key.to_string()
 }
 
-/// Copy the tensors of `path` into the variables of `map`.
-pub fn load_into(map: &VarMap, path: &Path, renames: &[KeyRename]) -> Result<usize> {
-    let vars = map.data().lock().expect("var map");
-    let device = vars
+/// Copy the tensors of `path` into the variables of `map`. File tensors whose (renamed)
+/// key starts with one of `ignore` are left unused (e.g. a classifier `fc.` the backbone
+/// does not have).
+pub fn load_into(
+    map: &VarMap,
+    path: &Path,
+    renames: &[KeyRename],
+    ignore: &[String],
+) -> Result<usize> {
+    let device = map
+        .data()
+        .lock()
+        .expect("var map")
         .values()
         .next()
         .map(|v| v.device().clone())
@@ -70,7 +79,16 @@ pub fn load_into(map: &VarMap, path: &Path, renames: &[KeyRename]) -> Result<usi
         .into_iter()
         .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
         .map(|(k, t)| (renamed(&k, renames), t))
+        .filter(|(k, _)| !ignore.iter().any(|p| k.starts_with(p.as_str())))
         .collect();
+    assign(map, &file, &path.display().to_string())
+}
+
+/// Set every variable of `map` from `tensors` (by name), all or nothing: a missing,
+/// unexpected or wrongly shaped tensor is a bad-input error listing them (`source` names
+/// where the tensors came from).
+pub fn assign(map: &VarMap, file: &BTreeMap<String, Tensor>, source: &str) -> Result<usize> {
+    let vars = map.data().lock().expect("var map");
     let mut missing = Vec::new();
     let mut mismatched = Vec::new();
     for (name, var) in vars.iter() {
@@ -86,7 +104,7 @@ pub fn load_into(map: &VarMap, path: &Path, renames: &[KeyRename]) -> Result<usi
     }
     let unexpected: Vec<&String> = file.keys().filter(|k| !vars.contains_key(*k)).collect();
     if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
-        let mut msg = format!("{}: the weights do not fit the model", path.display());
+        let mut msg = format!("{source}: the weights do not fit the model");
         let mut list = |title: &str, items: Vec<String>| {
             if !items.is_empty() {
                 msg.push_str(&format!(
@@ -105,7 +123,7 @@ pub fn load_into(map: &VarMap, path: &Path, renames: &[KeyRename]) -> Result<usi
             unexpected.into_iter().cloned().collect(),
         );
         list("shape mismatches", mismatched);
-        msg.push_str("\n  declare prefix renames from the file's names to the model's where only the names differ");
+        msg.push_str("\n  declare prefix renames from the file's names to the model's where only the names differ (rename = [{ from = \"module.\", to = \"\" }]), and ignore = [\"fc.\"] for file tensors the model does not use");
         return Err(Error::input(msg));
     }
     for (name, var) in vars.iter() {
@@ -231,7 +249,7 @@ mod tests {
             from: "module.".into(),
             to: String::new(),
         }];
-        assert_eq!(load_into(&map, &path, &renames).unwrap(), 5);
+        assert_eq!(load_into(&map, &path, &renames, &[]).unwrap(), 5);
         let vars = map.data().lock().unwrap();
         let w: Vec<f32> = vars["conv1.weight"]
             .flatten_all()
@@ -255,7 +273,7 @@ mod tests {
             .unwrap()
             .to_vec1()
             .unwrap();
-        let err = load_into(&map, &path, &[]).unwrap_err().to_string();
+        let err = load_into(&map, &path, &[], &[]).unwrap_err().to_string();
         assert!(err.contains("teacher.pth"), "{err}");
         assert!(
             err.contains("missing keys") && err.contains("conv1.weight"),
@@ -289,14 +307,16 @@ mod tests {
             st.insert(name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap());
         }
         candle_core::safetensors::save(&st, &path).unwrap();
-        let err = load_into(&model(), &path, &[]).unwrap_err().to_string();
+        let err = load_into(&model(), &path, &[], &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("shape mismatches (1): bn1.bias: file [4], model [3]"),
             "{err}"
         );
         let other = dir.path().join("w.ckpt");
         std::fs::write(&other, b"x").unwrap();
-        let err = load_into(&model(), &other, &[]).unwrap_err();
+        let err = load_into(&model(), &other, &[], &[]).unwrap_err();
         assert!(
             matches!(err, Error::BadInput(_)) && err.to_string().contains("unknown weights format")
         );

@@ -24,16 +24,20 @@ pub struct Plan {
 impl Plan {
     /// Build the plan for a list of runs, looking up each run's stored state.
     pub fn new(specs: Vec<RunSpec>, results_dir: &Path) -> Result<Plan> {
+        let ids: Vec<String> = specs.iter().map(|s| s.run_id()).collect();
         let mut nodes = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let run_id = spec.run_id();
+        for (spec, run_id) in specs.into_iter().zip(ids.iter().cloned()) {
             let stored = RunDir::new(results_dir, &run_id).effective_state()?;
+            // A distilling run waits for its teacher's foundation run.
+            let deps = spec
+                .teacher
+                .iter()
+                .filter_map(|t| ids.iter().position(|id| *id == t.run_id))
+                .collect();
             nodes.push(PlanNode {
                 spec,
                 run_id,
-                // Only the decompose stage exists so far: no edges yet. Later stages add
-                // their dependencies here.
-                deps: Vec::new(),
+                deps,
                 stored,
             });
         }

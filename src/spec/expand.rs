@@ -2,19 +2,29 @@
 //! decides the granularity (STL: one run per task; MTL: one run for all tasks), seeds
 //! multiply everything, and per-method overrides are applied here so that the run spec,
 //! and therefore the run id, records the values actually used.
+//!
+//! Foundation models are trained (or loaded) once per (pre-training set, foundation), with
+//! the experiment's first seed: seeds vary the decomposition, the teacher is a given, as in
+//! the paper. A distilling method gets one set of runs per foundation model, each naming
+//! its teacher's run id; the teacher's runs are planned even when the experiment lists
+//! only the `decompose` stage, since those runs depend on them.
 
 use std::path::Path;
 
-use super::run::{RunSpec, Stage, TrainConfig};
-use super::validate::Experiment;
+use super::run::{RunSpec, Stage, TeacherRef, TrainConfig, WeightsRef};
+use super::validate::{Experiment, Profile};
+use crate::data::checksum::sha256_file;
 use crate::data::registry::Registry;
 use crate::data::source::data_spec;
 use crate::error::{Error, Result};
 use crate::method::{self, Granularity};
 use crate::CODE_VERSION;
 
+/// The method name of foundation runs in run specs and metrics.
+pub const FOUNDATION_METHOD: &str = "foundation";
+
 /// Expand an experiment under one profile into runs, in a stable order
-/// (stage, pre-training set, method, seed, task).
+/// (stage, pre-training set, method, foundation, seed, task).
 pub fn expand(
     exp: &Experiment,
     profile_name: &str,
@@ -27,64 +37,163 @@ pub fn expand(
             exp.path.display()
         ))
     })?;
+    let distils = exp
+        .methods
+        .iter()
+        .any(|m| exp.method_options.get(m).is_some_and(|o| o.kd.is_some()));
     let mut runs = Vec::new();
-    for &stage in &exp.stages {
-        match stage {
-            Stage::Decompose => {
-                for pretrain in &exp.pretrain {
-                    let entry = registry
-                        .dataset(pretrain)
-                        .ok_or_else(|| Error::input(format!("unknown data set `{pretrain}`")))?;
-                    let data = data_spec(registry, pretrain, profile, data_dir)?;
-                    let all_tasks: Vec<String> =
-                        entry.tasks.iter().map(|t| t.key.clone()).collect();
-                    for m in &exp.methods {
-                        let method = method::lookup(m).ok_or_else(|| {
-                            Error::input(format!("method `{m}` is not implemented"))
-                        })?;
-                        let overrides = exp.method_overrides.get(m).cloned().unwrap_or_default();
-                        let mut optim = profile.optim.clone();
-                        if let Some(lr) = overrides.lr {
-                            optim.lr = lr;
-                        }
-                        if let Some(wd) = overrides.weight_decay {
-                            optim.weight_decay = wd;
-                        }
-                        let train = TrainConfig {
-                            epochs: overrides.epochs.unwrap_or(profile.epochs),
-                            batch_size: profile.batch_size,
-                            eval_batch_size: profile.eval_batch_size,
-                            optim,
-                        };
-                        let task_sets: Vec<Vec<String>> = match method.granularity() {
-                            Granularity::PerTask => {
-                                all_tasks.iter().map(|t| vec![t.clone()]).collect()
-                            }
-                            Granularity::Joint => vec![all_tasks.clone()],
-                        };
-                        for &seed in &exp.seeds {
-                            for tasks in &task_sets {
-                                runs.push(RunSpec {
-                                    experiment: exp.name.clone(),
-                                    profile: profile_name.to_string(),
-                                    stage,
-                                    method: m.clone(),
-                                    pretrain: pretrain.clone(),
-                                    downstream: None,
-                                    foundation: None,
-                                    tasks: tasks.clone(),
-                                    seed,
-                                    data: data.clone(),
-                                    model: profile.model.clone(),
-                                    train: train.clone(),
-                                    code_version: CODE_VERSION.to_string(),
-                                });
-                            }
-                        }
+    for pretrain in &exp.pretrain {
+        if exp.stages.contains(&Stage::Foundation)
+            || (distils && exp.stages.contains(&Stage::Decompose))
+        {
+            for name in &exp.foundation {
+                runs.push(foundation_spec(
+                    exp,
+                    profile_name,
+                    profile,
+                    registry,
+                    data_dir,
+                    pretrain,
+                    name,
+                )?);
+            }
+        }
+    }
+    if !exp.stages.contains(&Stage::Decompose) {
+        return Ok(runs);
+    }
+    for pretrain in &exp.pretrain {
+        let entry = registry
+            .dataset(pretrain)
+            .ok_or_else(|| Error::input(format!("unknown data set `{pretrain}`")))?;
+        let data = data_spec(registry, pretrain, profile, data_dir)?;
+        let all_tasks: Vec<String> = entry.tasks.iter().map(|t| t.key.clone()).collect();
+        for m in &exp.methods {
+            let method = method::lookup(m)
+                .ok_or_else(|| Error::input(format!("method `{m}` is not implemented")))?;
+            let options = exp.method_options.get(m).copied().unwrap_or_default();
+            let overrides = exp.method_overrides.get(m).cloned().unwrap_or_default();
+            let mut optim = profile.optim.clone();
+            if let Some(lr) = overrides.lr {
+                optim.lr = lr;
+            }
+            if let Some(wd) = overrides.weight_decay {
+                optim.weight_decay = wd;
+            }
+            let train = TrainConfig {
+                epochs: overrides.epochs.unwrap_or(profile.epochs),
+                batch_size: profile.batch_size,
+                eval_batch_size: profile.eval_batch_size,
+                optim,
+            };
+            let task_sets: Vec<Vec<String>> = match method.granularity() {
+                Granularity::PerTask => all_tasks.iter().map(|t| vec![t.clone()]).collect(),
+                Granularity::Joint => vec![all_tasks.clone()],
+            };
+            let teachers: Vec<Option<TeacherRef>> = if options.kd.is_some() {
+                runs.iter()
+                    .filter(|r| r.stage == Stage::Foundation && &r.pretrain == pretrain)
+                    .map(|r| {
+                        Some(TeacherRef {
+                            name: r.foundation.clone().unwrap_or_default(),
+                            run_id: r.run_id(),
+                        })
+                    })
+                    .collect()
+            } else {
+                vec![None]
+            };
+            for teacher in &teachers {
+                for &seed in &exp.seeds {
+                    for tasks in &task_sets {
+                        runs.push(RunSpec {
+                            experiment: exp.name.clone(),
+                            profile: profile_name.to_string(),
+                            stage: Stage::Decompose,
+                            method: m.clone(),
+                            pretrain: pretrain.clone(),
+                            downstream: None,
+                            foundation: teacher.as_ref().map(|t| t.name.clone()),
+                            tasks: tasks.clone(),
+                            seed,
+                            data: data.clone(),
+                            model: profile.model.clone(),
+                            train: train.clone(),
+                            options,
+                            teacher: teacher.clone(),
+                            weights: None,
+                            code_version: CODE_VERSION.to_string(),
+                        });
                     }
                 }
             }
         }
     }
     Ok(runs)
+}
+
+/// The run that trains or loads foundation model `name` on `pretrain`.
+fn foundation_spec(
+    exp: &Experiment,
+    profile_name: &str,
+    profile: &Profile,
+    registry: &Registry,
+    data_dir: &Path,
+    pretrain: &str,
+    name: &str,
+) -> Result<RunSpec> {
+    let def = profile.foundations.get(name).ok_or_else(|| {
+        Error::input(format!(
+            "{}: foundation `{name}` is not defined for profile `{profile_name}`",
+            exp.path.display()
+        ))
+    })?;
+    let entry = registry
+        .dataset(pretrain)
+        .ok_or_else(|| Error::input(format!("unknown data set `{pretrain}`")))?;
+    let weights = match &def.weights {
+        Some(path) => {
+            let file = Path::new(path);
+            if !file.is_file() {
+                return Err(Error::input(format!(
+                    "{}: profile.{profile_name}.foundation.{name}.weights: `{path}` does not exist (paths are relative to the working directory; place the file there or fix the path)",
+                    exp.path.display()
+                )));
+            }
+            Some(WeightsRef {
+                path: path.clone(),
+                sha256: sha256_file(file)?,
+                rename: def.rename.clone(),
+                ignore: def.ignore.clone(),
+            })
+        }
+        None => None,
+    };
+    let mut optim = profile.optim.clone();
+    if let Some(lr) = def.lr {
+        optim.lr = lr;
+    }
+    Ok(RunSpec {
+        experiment: exp.name.clone(),
+        profile: profile_name.to_string(),
+        stage: Stage::Foundation,
+        method: FOUNDATION_METHOD.to_string(),
+        pretrain: pretrain.to_string(),
+        downstream: None,
+        foundation: Some(name.to_string()),
+        tasks: entry.tasks.iter().map(|t| t.key.clone()).collect(),
+        seed: exp.seeds[0],
+        data: data_spec(registry, pretrain, profile, data_dir)?,
+        model: def.model.clone(),
+        train: TrainConfig {
+            epochs: def.epochs.unwrap_or(profile.epochs),
+            batch_size: profile.batch_size,
+            eval_batch_size: profile.eval_batch_size,
+            optim,
+        },
+        options: Default::default(),
+        teacher: None,
+        weights,
+        code_version: CODE_VERSION.to_string(),
+    })
 }

@@ -68,6 +68,39 @@ pub struct ProfileFile {
     pub normalize: Option<Spanned<String>>,
     pub model: Spanned<ModelFile>,
     pub optim: Spanned<OptimFile>,
+    /// Foundation models (teachers) of this profile, by the names `grid.foundation` uses.
+    #[serde(default)]
+    pub foundation: BTreeMap<String, Spanned<FoundationFile>>,
+}
+
+/// A foundation model: trained by the `foundation` stage on the union of the pre-training
+/// set's tasks (one head per task), or loaded from `weights`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FoundationFile {
+    pub model: Spanned<ModelFile>,
+    /// Training epochs (default: the profile's); with `weights`, the epochs of the linear
+    /// probes that give the frozen tower its task heads.
+    #[serde(default)]
+    pub epochs: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub lr: Option<Spanned<f64>>,
+    /// A safetensors file or a PyTorch `.pth`/`.pt` state dict of the backbone.
+    #[serde(default)]
+    pub weights: Option<Spanned<String>>,
+    /// Prefix renames from the file's keys to the model's, applied in order.
+    #[serde(default)]
+    pub rename: Vec<RenameFile>,
+    /// Key prefixes (after renaming) of file tensors to leave unused, e.g. `["fc."]`.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameFile {
+    pub from: String,
+    pub to: String,
 }
 
 /// Student network.
@@ -80,6 +113,11 @@ pub struct ModelFile {
     /// `cifar` (3×3 stride-1 stem, no max-pool; small images) or `imagenet` (7×7/2 + max-pool).
     #[serde(default)]
     pub stem: Option<Spanned<String>>,
+    /// ViT only: patch side (16 for ViT-B/16) and attention heads (12).
+    #[serde(default)]
+    pub patch_size: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub heads: Option<Spanned<usize>>,
 }
 
 /// Optimiser and learning-rate schedule.
@@ -109,4 +147,22 @@ pub struct MethodFile {
     pub weight_decay: Option<Spanned<f64>>,
     #[serde(default)]
     pub epochs: Option<Spanned<u32>>,
+    /// Distilling methods: `feature` (LoRKD's feature KD), `logit` (Hinton) or `none`.
+    #[serde(default)]
+    pub kd: Option<Spanned<String>>,
+    /// Feature KD: weight β of the KD term.
+    #[serde(default)]
+    pub kd_weight: Option<Spanned<f64>>,
+    /// KD temperature (feature: 10, logit: 4).
+    #[serde(default)]
+    pub kd_temperature: Option<Spanned<f64>>,
+    /// Logit KD: α in α·KD + (1 − α)·CE (0.9).
+    #[serde(default)]
+    pub kd_alpha: Option<Spanned<f64>>,
+    /// LoRKD: rank r of the low-rank experts (4).
+    #[serde(default)]
+    pub rank: Option<Spanned<usize>>,
+    /// LoRKD: scale numerator α of ΔW = (α/r)·BA (16).
+    #[serde(default)]
+    pub lora_alpha: Option<Spanned<f64>>,
 }

@@ -8,19 +8,22 @@ use serde::{Deserialize, Serialize};
 use crate::data::DataKind;
 use crate::util::hash::sha256_hex;
 
-/// Stages of the plan DAG. Only `decompose` exists so far; `foundation`, `transfer` and
-/// `analysis` join as their issues land.
+/// Stages of the plan DAG, in dependency order. `transfer` and `analysis` join as their
+/// issues land.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
+    /// Train (or load) the teacher of the distilling methods.
+    Foundation,
     Decompose,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 1] = [Stage::Decompose];
+    pub const ALL: [Stage; 2] = [Stage::Foundation, Stage::Decompose];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Foundation => "foundation",
             Stage::Decompose => "decompose",
         }
     }
@@ -37,6 +40,29 @@ pub struct ModelConfig {
     pub widths: Vec<usize>,
     pub depths: Vec<usize>,
     pub stem: Stem,
+    /// ViT only: patch side, attention heads and the image side its position embeddings
+    /// are made for. Absent for convolutional networks, so their run ids are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+}
+
+impl ModelConfig {
+    /// A convolutional network's configuration (no ViT fields).
+    pub fn conv(arch: &str, widths: &[usize], depths: &[usize], stem: Stem) -> ModelConfig {
+        ModelConfig {
+            arch: arch.to_string(),
+            widths: widths.to_vec(),
+            depths: depths.to_vec(),
+            stem,
+            patch_size: None,
+            heads: None,
+            image_size: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +161,59 @@ pub struct DataSpec {
     pub fingerprint: String,
 }
 
+/// Knowledge distillation from the foundation model (METHODS.md, "Feature KD", "Logit KD").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum KdConfig {
+    /// `β · T² · KL(softmax(p(f_teacher)/T) ‖ softmax(f_student/T))` over feature dimensions;
+    /// `p` a fixed random linear projection to the student's width.
+    Feature { weight: f64, temperature: f64 },
+    /// Hinton: `α · T² · KL(teacher logits ‖ student logits) + (1 − α) · CE`.
+    Logit { temperature: f64, alpha: f64 },
+}
+
+/// LoRKD's low-rank experts: rank r and scale numerator α (ΔW = (α/r)·BA).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LowRankConfig {
+    pub rank: usize,
+    pub alpha: f64,
+}
+
+/// A method's own settings after the experiment file's overrides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MethodOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kd: Option<KdConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_rank: Option<LowRankConfig>,
+}
+
+impl MethodOptions {
+    pub fn is_empty(&self) -> bool {
+        *self == MethodOptions::default()
+    }
+}
+
+/// The foundation run a distilling run learns from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeacherRef {
+    pub name: String,
+    pub run_id: String,
+}
+
+/// Pre-trained weights a foundation run loads instead of training its backbone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightsRef {
+    /// As written in the experiment file, resolved against the working directory.
+    pub path: String,
+    /// sha256 of the file: the run id follows the content, not the name.
+    pub sha256: String,
+    /// (from, to) prefix renames, file keys → model keys.
+    pub rename: Vec<(String, String)>,
+    /// Key prefixes of file tensors to leave unused.
+    pub ignore: Vec<String>,
+}
+
 /// One run: a node of the plan DAG.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
@@ -151,6 +230,16 @@ pub struct RunSpec {
     pub data: DataSpec,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    /// Method settings (KD, low-rank experts); omitted when the method has none, so the
+    /// run ids of STL and MTL did not change when they were introduced.
+    #[serde(default, skip_serializing_if = "MethodOptions::is_empty")]
+    pub options: MethodOptions,
+    /// Distilling runs: the foundation run whose frozen model is the teacher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<TeacherRef>,
+    /// Foundation runs that load their backbone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<WeightsRef>,
     pub code_version: String,
 }
 
@@ -172,10 +261,14 @@ impl RunSpec {
         } else {
             format!("[{} tasks]", self.tasks.len())
         };
+        let model = match (&self.teacher, self.stage) {
+            (_, Stage::Foundation) => self.foundation.clone().unwrap_or_default(),
+            (Some(t), _) => format!("{} ← {}", self.method, t.name),
+            (None, _) => self.method.clone(),
+        };
         format!(
-            "{} {} {}{} seed {}",
+            "{} {model} {}{} seed {}",
             self.stage.as_str(),
-            self.method,
             self.pretrain,
             tasks,
             self.seed

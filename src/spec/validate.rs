@@ -7,16 +7,17 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::file::{ExperimentFile, MethodFile, ModelFile, OptimFile, ProfileFile};
+use super::file::{ExperimentFile, FoundationFile, MethodFile, ModelFile, OptimFile, ProfileFile};
 use super::location::at;
 use super::run::{
-    ModelConfig, Normalize, OptimConfig, OptimizerKind, Schedule, SplitCaps, Stage, Stem,
+    KdConfig, LowRankConfig, MethodOptions, ModelConfig, Normalize, OptimConfig, OptimizerKind,
+    Schedule, SplitCaps, Stage, Stem,
 };
 use crate::data::registry::{Registry, Role};
 use crate::data::DataKind;
 use crate::error::{Error, Result};
 use crate::method::{self, PAPER_METHODS};
-use crate::model::ARCHS;
+use crate::model::{ARCHS, CONV_ARCHS};
 
 /// A validated experiment.
 #[derive(Debug, Clone)]
@@ -34,6 +35,20 @@ pub struct Experiment {
     pub profiles: BTreeMap<String, Profile>,
     pub default_profile: Option<String>,
     pub method_overrides: BTreeMap<String, MethodOverrides>,
+    /// Settings of every method of the grid (its defaults with the file's overrides).
+    pub method_options: BTreeMap<String, MethodOptions>,
+}
+
+/// A foundation model of a profile.
+#[derive(Debug, Clone)]
+pub struct FoundationDef {
+    pub model: ModelConfig,
+    pub epochs: Option<u32>,
+    pub lr: Option<f64>,
+    /// Pre-trained backbone weights (path as written), with key renames and ignored prefixes.
+    pub weights: Option<String>,
+    pub rename: Vec<(String, String)>,
+    pub ignore: Vec<String>,
 }
 
 /// A validated profile.
@@ -49,6 +64,7 @@ pub struct Profile {
     pub normalize: Normalize,
     pub model: ModelConfig,
     pub optim: OptimConfig,
+    pub foundations: BTreeMap<String, FoundationDef>,
 }
 
 /// Per-method overrides of profile settings.
@@ -228,6 +244,21 @@ impl Validator<'_> {
             }
             method_overrides.insert(key, self.overrides(m)?);
         }
+        let mut method_options = BTreeMap::new();
+        for key in &methods {
+            let table = f
+                .method
+                .iter()
+                .find(|(n, _)| method::canonical_key(n) == *key);
+            let options = match table {
+                Some((mname, m)) => self.method_options(key, mname, m.get_ref())?,
+                None => method::lookup(key)
+                    .map(|m| m.default_options())
+                    .unwrap_or_default(),
+            };
+            method_options.insert(key.clone(), options);
+        }
+        self.foundation_checks(&f, &stages, &methods, &method_options, &profiles)?;
         Ok(Experiment {
             path: self.path.to_path_buf(),
             name,
@@ -241,7 +272,190 @@ impl Validator<'_> {
             profiles,
             default_profile,
             method_overrides,
+            method_options,
         })
+    }
+
+    /// Teachers: every distilling method needs one, every named one must be defined in
+    /// every profile, and LoRKD's experts need a convolutional student.
+    fn foundation_checks(
+        &self,
+        f: &ExperimentFile,
+        stages: &[Stage],
+        methods: &[String],
+        options: &BTreeMap<String, MethodOptions>,
+        profiles: &BTreeMap<String, Profile>,
+    ) -> Result<()> {
+        for (span, key) in f
+            .grid
+            .method
+            .iter()
+            .map(|m| (m.span(), method::canonical_key(m.get_ref())))
+        {
+            let o = options.get(&key).copied().unwrap_or_default();
+            if o.kd.is_some() && f.grid.foundation.is_empty() {
+                return self.err(span, format!(
+                    "method `{key}` distils from a foundation model: name one in grid.foundation = [\"NAME\"] and define it as [profile.<profile>.foundation.NAME] (or set kd = \"none\" in [method.{key}])"
+                ));
+            }
+            if o.low_rank.is_some() {
+                for (pname, p) in profiles {
+                    if !CONV_ARCHS.contains(&p.model.arch.as_str()) {
+                        return self.err(span, format!(
+                            "method `{key}` puts low-rank experts on convolutions; profile.{pname}.model.arch `{}` has none (use one of {})",
+                            p.model.arch, CONV_ARCHS.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        let _ = methods;
+        for name in &f.grid.foundation {
+            for (pname, p) in profiles {
+                if !p.foundations.contains_key(name.get_ref()) {
+                    return self.err(name.span(), format!(
+                        "grid.foundation: `{}` is not defined for profile `{pname}`; add a [profile.{pname}.foundation.{}] table with its model",
+                        name.get_ref(), name.get_ref()
+                    ));
+                }
+            }
+        }
+        if stages.contains(&Stage::Foundation) && f.grid.foundation.is_empty() {
+            return Err(Error::input(format!(
+                "{}: the foundation stage is listed but grid.foundation is empty; name the foundation models to train or load",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A method's options: its defaults with the `[method.NAME]` table's settings.
+    fn method_options(&self, key: &str, mname: &str, m: &MethodFile) -> Result<MethodOptions> {
+        let defaults = method::lookup(key)
+            .map(|m| m.default_options())
+            .unwrap_or_default();
+        let mut out = defaults;
+        let kd_keys = [
+            ("kd_weight", m.kd_weight.as_ref().map(|v| v.span())),
+            (
+                "kd_temperature",
+                m.kd_temperature.as_ref().map(|v| v.span()),
+            ),
+            ("kd_alpha", m.kd_alpha.as_ref().map(|v| v.span())),
+            ("kd", m.kd.as_ref().map(|v| v.span())),
+        ];
+        if defaults.kd.is_none() {
+            if let Some((k, Some(span))) = kd_keys.iter().find(|(_, s)| s.is_some()) {
+                return self.err(span.clone(), format!(
+                    "[method.{mname}] {k}: this method does not distil; the KD settings apply to stlkd, mtlkd and lorkd"
+                ));
+            }
+        }
+        if defaults.low_rank.is_none() {
+            for (k, span) in [
+                ("rank", m.rank.as_ref().map(|v| v.span())),
+                ("lora_alpha", m.lora_alpha.as_ref().map(|v| v.span())),
+            ] {
+                if let Some(span) = span {
+                    return self.err(
+                        span,
+                        format!("[method.{mname}] {k}: only LoRKD has low-rank experts; remove it"),
+                    );
+                }
+            }
+        }
+        let field = |k: &str| format!("method.{mname}.{k}");
+        let temperature = m
+            .kd_temperature
+            .as_ref()
+            .map(|v| self.finite_positive(v, &field("kd_temperature")))
+            .transpose()?;
+        let kind = match m.kd.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
+            None => defaults.kd.map(|k| match k {
+                KdConfig::Feature { .. } => "feature",
+                KdConfig::Logit { .. } => "logit",
+            }),
+            Some(("none", _)) => None,
+            Some((k @ ("feature" | "logit"), _)) => Some(k),
+            Some((other, span)) => {
+                return self.err(span, format!(
+                    "{}: `{other}` is not a KD kind; use \"feature\" (LoRKD's feature KD), \"logit\" (Hinton) or \"none\"",
+                    field("kd")
+                ))
+            }
+        };
+        let misplaced = |k: &str, span: Option<std::ops::Range<usize>>, why: &str| -> Result<()> {
+            match span {
+                Some(span) => self.err(span, format!("{}: {why}; remove it", field(k))),
+                None => Ok(()),
+            }
+        };
+        out.kd = match kind {
+            None => {
+                for (k, span) in kd_keys.iter().take(3) {
+                    misplaced(k, span.clone(), "KD is off (kd = \"none\")")?;
+                }
+                None
+            }
+            Some("feature") => {
+                misplaced(
+                    "kd_alpha",
+                    kd_keys[2].1.clone(),
+                    "kd_alpha belongs to logit KD",
+                )?;
+                let weight = m
+                    .kd_weight
+                    .as_ref()
+                    .map(|v| self.non_negative(v, &field("kd_weight")))
+                    .transpose()?;
+                let (dw, dt) = match defaults.kd {
+                    Some(KdConfig::Feature {
+                        weight,
+                        temperature,
+                    }) => (weight, temperature),
+                    _ => (1.0, 10.0),
+                };
+                Some(KdConfig::Feature {
+                    weight: weight.unwrap_or(dw),
+                    temperature: temperature.unwrap_or(dt),
+                })
+            }
+            Some(_) => {
+                misplaced(
+                    "kd_weight",
+                    kd_keys[0].1.clone(),
+                    "logit KD weighs its terms with kd_alpha",
+                )?;
+                let alpha = match &m.kd_alpha {
+                    Some(a) if !(0.0..=1.0).contains(a.get_ref()) => {
+                        return self.err(
+                            a.span(),
+                            format!("{} must be within [0, 1]", field("kd_alpha")),
+                        )
+                    }
+                    Some(a) => *a.get_ref(),
+                    None => 0.9,
+                };
+                Some(KdConfig::Logit {
+                    temperature: temperature.unwrap_or(4.0),
+                    alpha,
+                })
+            }
+        };
+        if let Some(d) = defaults.low_rank {
+            let rank = match &m.rank {
+                Some(r) => self.positive(r, &field("rank"))?,
+                None => d.rank,
+            };
+            let alpha = m
+                .lora_alpha
+                .as_ref()
+                .map(|v| self.finite_positive(v, &field("lora_alpha")))
+                .transpose()?
+                .unwrap_or(d.alpha);
+            out.low_rank = Some(LowRankConfig { rank, alpha });
+        }
+        Ok(out)
     }
 
     fn unique(&self, names: &[Spanned<String>], field: &str) -> Result<Vec<String>> {
@@ -461,17 +675,69 @@ impl Validator<'_> {
             eval_batch_size,
             caps,
             difficulty,
-            model: self.model(name, p.model.get_ref())?,
+            model: self.model(&f("model"), p.model.get_ref(), image_size)?,
             optim: self.optim(name, p.optim.get_ref())?,
+            foundations: p
+                .foundation
+                .iter()
+                .map(|(fname, fd)| {
+                    Ok((
+                        fname.clone(),
+                        self.foundation(
+                            &f(&format!("foundation.{fname}")),
+                            fd.get_ref(),
+                            image_size,
+                        )?,
+                    ))
+                })
+                .collect::<Result<_>>()?,
         })
     }
 
-    fn model(&self, name: &str, m: &ModelFile) -> Result<ModelConfig> {
+    fn foundation(
+        &self,
+        field: &str,
+        fd: &FoundationFile,
+        image_size: usize,
+    ) -> Result<FoundationDef> {
+        let model = self.model(&format!("{field}.model"), fd.model.get_ref(), image_size)?;
+        let epochs = fd
+            .epochs
+            .as_ref()
+            .map(|e| self.positive(e, &format!("{field}.epochs")))
+            .transpose()?;
+        let lr = fd
+            .lr
+            .as_ref()
+            .map(|v| self.finite_positive(v, &format!("{field}.lr")))
+            .transpose()?;
+        if fd.weights.is_none() && (!fd.rename.is_empty() || !fd.ignore.is_empty()) {
+            return self.err(
+                fd.model.span(),
+                format!("{field}: `rename` and `ignore` only apply with `weights`"),
+            );
+        }
+        Ok(FoundationDef {
+            model,
+            epochs,
+            lr,
+            weights: fd.weights.as_ref().map(|w| w.get_ref().clone()),
+            rename: fd
+                .rename
+                .iter()
+                .map(|r| (r.from.clone(), r.to.clone()))
+                .collect(),
+            ignore: fd.ignore.clone(),
+        })
+    }
+
+    /// A network's configuration; `field` names it in messages (`profile.smoke.model`).
+    fn model(&self, field: &str, m: &ModelFile, image_size: usize) -> Result<ModelConfig> {
         if !ARCHS.contains(&m.arch.get_ref().as_str()) {
             return self.err(
                 m.arch.span(),
                 format!(
-                    "profile.{name}.model.arch: unknown architecture `{}` (known: {})",
+                    "{field}.arch: unknown architecture `{}` (known: {})",
                     m.arch.get_ref(),
                     ARCHS.join(", ")
                 ),
@@ -482,13 +748,27 @@ impl Validator<'_> {
         if widths.is_empty() || widths.contains(&0) {
             return self.err(
                 m.widths.span(),
-                format!("profile.{name}.model.widths must be a non-empty list of positive numbers"),
+                format!("{field}.widths must be a non-empty list of positive numbers"),
             );
         }
         // ResNet: one width per stage. ShuffleNetV2: the stem width, one per stage and the
         // final 1×1 conv's width, with even stage widths (each unit splits them in halves).
         let arch = m.arch.get_ref().as_str();
-        let (stage_widths, layout) = if arch == "shufflenetv2" {
+        let vit_only = [
+            ("patch_size", m.patch_size.as_ref()),
+            ("heads", m.heads.as_ref()),
+        ];
+        if arch != "vit" {
+            if let Some((k, Some(v))) = vit_only.iter().find(|(_, v)| v.is_some()) {
+                return self.err(
+                    v.span(),
+                    format!("{field}.{k} only applies to arch = \"vit\"; remove it"),
+                );
+            }
+        }
+        let (stage_widths, layout) = if arch == "vit" {
+            (1, "vit: widths = [embedding width] and depths = [blocks], e.g. [768] and [12] for ViT-B/16")
+        } else if arch == "shufflenetv2" {
             (
                 widths.len().saturating_sub(2),
                 "widths = [stem, one per stage…, final], e.g. [24, 116, 232, 464, 1024] with depths [4, 8, 4]",
@@ -500,7 +780,7 @@ impl Validator<'_> {
             return self.err(
                 m.depths.span(),
                 format!(
-                    "profile.{name}.model.depths must list one positive block count per stage ({} widths given; {arch}: {layout})",
+                    "{field}.depths must list one positive block count per stage ({} widths given; {arch}: {layout})",
                     widths.len()
                 ),
             );
@@ -512,7 +792,7 @@ impl Validator<'_> {
             {
                 return self.err(
                     m.widths.span(),
-                    format!("profile.{name}.model.widths: ShuffleNetV2 stage width {w} must be even (each unit splits it in halves)"),
+                    format!("{field}.widths: ShuffleNetV2 stage width {w} must be even (each unit splits it in halves)"),
                 );
             }
         }
@@ -521,15 +801,40 @@ impl Validator<'_> {
             Some("imagenet") => Stem::Imagenet,
             Some(other) => {
                 let span = m.stem.as_ref().map(|s| s.span()).unwrap_or_default();
-                return self.err(span, format!("profile.{name}.model.stem: `{other}` is not a stem; use \"cifar\" or \"imagenet\""));
+                return self.err(
+                    span,
+                    format!("{field}.stem: `{other}` is not a stem; use \"cifar\" or \"imagenet\""),
+                );
             }
         };
-        Ok(ModelConfig {
-            arch: m.arch.get_ref().clone(),
-            widths: widths.clone(),
-            depths: depths.clone(),
-            stem,
-        })
+        let mut cfg = ModelConfig::conv(arch, widths, depths, stem);
+        if arch == "vit" {
+            let (Some(patch), Some(heads)) = (&m.patch_size, &m.heads) else {
+                return self.err(
+                    m.arch.span(),
+                    format!("{field}: a vit needs patch_size and heads (ViT-B/16: 16 and 12)"),
+                );
+            };
+            let (p, h) = (*patch.get_ref(), *heads.get_ref());
+            if p == 0 || !image_size.is_multiple_of(p) {
+                return self.err(
+                    patch.span(),
+                    format!(
+                        "{field}.patch_size {p} must divide the profile's image_size {image_size}"
+                    ),
+                );
+            }
+            if h == 0 || !widths[0].is_multiple_of(h) {
+                return self.err(
+                    heads.span(),
+                    format!("{field}.heads {h} must divide the width {}", widths[0]),
+                );
+            }
+            cfg.patch_size = Some(p);
+            cfg.heads = Some(h);
+            cfg.image_size = Some(image_size);
+        }
+        Ok(cfg)
     }
 
     fn optim(&self, name: &str, o: &OptimFile) -> Result<OptimConfig> {

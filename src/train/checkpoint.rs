@@ -38,6 +38,23 @@ pub fn save(path: &Path, map: &VarMap, optim: &Optimizer, pos: &Position) -> Res
 /// Load a checkpoint into `map` and `optim`; returns the training position. A checkpoint
 /// that cannot be read is reported, not trusted.
 pub fn load(path: &Path, map: &VarMap, optim: &mut Optimizer, device: &Device) -> Result<Position> {
+    let tensors = load_vars(path, map, device)?;
+    let epochs_done = tensors
+        .get("meta.epoch")
+        .map(|t| t.to_vec1::<u32>().map(|v| v[0]))
+        .transpose()?
+        .unwrap_or(0);
+    let steps = tensors
+        .get("meta.steps")
+        .map(|t| t.to_vec1::<f64>().map(|v| v[0] as u64))
+        .transpose()?
+        .unwrap_or(0);
+    optim.load_state(|n| tensors.get(n).cloned(), steps);
+    Ok(Position { epochs_done, steps })
+}
+
+/// Set every variable of `map` from a checkpoint; returns all of the checkpoint's tensors.
+pub fn load_vars(path: &Path, map: &VarMap, device: &Device) -> Result<HashMap<String, Tensor>> {
     let tensors = candle_core::safetensors::load(path, device).map_err(|e| {
         Error::Failed(format!(
             "{}: unreadable checkpoint ({e}); delete it to restart the run",
@@ -53,16 +70,5 @@ pub fn load(path: &Path, map: &VarMap, optim: &mut Optimizer, device: &Device) -
         })?;
         var.set(&t.to_dtype(DType::F32)?)?;
     }
-    let epochs_done = tensors
-        .get("meta.epoch")
-        .map(|t| t.to_vec1::<u32>().map(|v| v[0]))
-        .transpose()?
-        .unwrap_or(0);
-    let steps = tensors
-        .get("meta.steps")
-        .map(|t| t.to_vec1::<f64>().map(|v| v[0] as u64))
-        .transpose()?
-        .unwrap_or(0);
-    optim.load_state(|n| tensors.get(n).cloned(), steps);
-    Ok(Position { epochs_done, steps })
+    Ok(tensors)
 }

@@ -14,9 +14,12 @@ use crate::data::batch::TaskView;
 use crate::data::registry::Registry;
 use crate::data::source;
 use crate::error::{Error, Result};
-use crate::method::{self, BuildContext};
+use crate::method::teacher::Teacher;
+use crate::method::weighting::{Equal, Weighting};
+use crate::method::{self, BuildContext, TaskModel};
 use crate::model::init::SeededInit;
-use crate::spec::run::RunSpec;
+use crate::model::weights::{self, KeyRename};
+use crate::spec::run::{RunSpec, Stage, WeightsRef};
 use crate::store::metrics::{read_metrics, write_metrics, MetricRow};
 use crate::store::run_dir::RunDir;
 use crate::store::status::{now, State, Status};
@@ -252,20 +255,22 @@ fn train(
         tasks: task_idx,
         normalize: spec.data.normalize,
     };
-    let method = method::lookup(&spec.method)
-        .ok_or_else(|| Error::input(format!("method `{}` is not implemented", spec.method)))?;
     let map = VarMap::new();
     let init_seed = SplitMix64::derive(spec.seed, "init", &[]).next_u64();
     let vb = SeededInit::var_builder(&map, init_seed, &device);
-    let model = method.build(
-        &BuildContext {
-            model: &spec.model,
-            tasks: &heads,
-        },
-        vb,
-    )?;
-    let mut weighting = method.weighting();
-    let mut optim = Optimizer::new(&spec.train.optim, params_of(&map));
+    let teacher = match &spec.teacher {
+        Some(t) => Some(Arc::new(load_teacher(ctx, &t.run_id, &data, &device)?)),
+        None => None,
+    };
+    let (model, mut weighting) = build_model(spec, &heads, teacher, vb)?;
+    if let Some(w) = &spec.weights {
+        load_backbone_weights(&map, w)?;
+    }
+    let params = params_of(&map)
+        .into_iter()
+        .filter(|p| model.trainable(&p.name))
+        .collect();
+    let mut optim = Optimizer::new(&spec.train.optim, params);
 
     let mut rows = Vec::new();
     let mut start_epoch = 0;
@@ -309,4 +314,91 @@ fn train(
         },
         &mut hooks,
     )
+}
+
+/// The network of a run (its method's, or the foundation model's) and its weighting.
+/// `teacher` is needed for training distilling runs only.
+pub fn build_model(
+    spec: &RunSpec,
+    heads: &[(String, usize)],
+    teacher: Option<Arc<Teacher>>,
+    vb: candle_nn::VarBuilder,
+) -> Result<(Box<dyn TaskModel>, Box<dyn Weighting>)> {
+    let build = BuildContext {
+        model: &spec.model,
+        tasks: heads,
+        options: &spec.options,
+        teacher,
+        seed: SplitMix64::derive(spec.seed, "kd-projection", &[]).next_u64(),
+        frozen_backbone: spec.weights.is_some(),
+    };
+    Ok(match spec.stage {
+        // The foundation model is a supervised multi-task network: MTL's architecture and
+        // equal weighting, on the teacher's own architecture.
+        Stage::Foundation => (
+            method::lookup("mtl")
+                .expect("mtl is built in")
+                .build(&build, vb)?,
+            Box::new(Equal) as Box<dyn Weighting>,
+        ),
+        Stage::Decompose => {
+            let method = method::lookup(&spec.method).ok_or_else(|| {
+                Error::input(format!("method `{}` is not implemented", spec.method))
+            })?;
+            (method.build(&build, vb)?, method.weighting())
+        }
+    })
+}
+
+/// The frozen model of the finished foundation run `run_id`, trained on every task of
+/// `data`.
+pub fn load_teacher(
+    ctx: &RunContext,
+    run_id: &str,
+    data: &crate::data::Dataset,
+    device: &Device,
+) -> Result<Teacher> {
+    let tasks: Vec<(String, usize)> = data
+        .tasks
+        .iter()
+        .map(|t| (t.key.clone(), t.num_classes))
+        .collect();
+    let dir = RunDir::new(&ctx.results_dir, run_id);
+    if !dir.checkpoint_path().exists() {
+        return Err(Error::Failed(format!(
+            "foundation run {run_id} has no trained model yet; run the experiment's foundation stage first"
+        )));
+    }
+    let spec = dir.read_spec()?;
+    Teacher::load(&spec, &dir.checkpoint_path(), &tasks, device)
+}
+
+/// Load pre-trained weights into the `backbone.*` variables of `map` (all or nothing).
+fn load_backbone_weights(map: &VarMap, w: &WeightsRef) -> Result<()> {
+    let backbone = VarMap::new();
+    {
+        let all = map.data().lock().expect("var map");
+        let mut sub = backbone.data().lock().expect("var map");
+        for (name, var) in all.iter() {
+            if let Some(rest) = name.strip_prefix("backbone.") {
+                // Same variable, shorter name: loading through `backbone` sets `map`'s.
+                sub.insert(rest.to_string(), var.clone());
+            }
+        }
+    }
+    let renames: Vec<KeyRename> = w
+        .rename
+        .iter()
+        .map(|(from, to)| KeyRename {
+            from: from.clone(),
+            to: to.clone(),
+        })
+        .collect();
+    weights::load_into(
+        &backbone,
+        std::path::Path::new(&w.path),
+        &renames,
+        &w.ignore,
+    )?;
+    Ok(())
 }

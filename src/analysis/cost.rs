@@ -1,0 +1,77 @@
+//! Inference cost of a network, measured by running it: every convolution and linear layer
+//! (and the ViT's attention products) adds its multiply-accumulates to a per-thread counter
+//! while [`count_macs`] is active. Normalisations, activations and pooling are not counted,
+//! the usual convention (thop, fvcore) for "FLOPs" tables; the harness prints MACs and
+//! FLOPs = 2 × MACs so either convention can be read off.
+
+use std::cell::Cell;
+
+thread_local! {
+    static COUNTER: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Add `macs` to the active count (no-op outside [`count_macs`]).
+pub fn record_macs(macs: u64) {
+    COUNTER.with(|c| {
+        if let Some(n) = c.get() {
+            c.set(Some(n + macs));
+        }
+    });
+}
+
+/// Run `f` and return its result with the multiply-accumulates its layers recorded.
+pub fn count_macs<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let outer = COUNTER.with(|c| c.replace(Some(0)));
+    let r = f();
+    let n = COUNTER.with(|c| c.replace(outer)).unwrap_or(0);
+    // Nested counts also belong to the enclosing one.
+    if outer.is_some() {
+        record_macs(n);
+    }
+    (r, n)
+}
+
+/// Parameters and multiply-accumulates of one network at one input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    pub params: u64,
+    /// Per image.
+    pub macs: u64,
+}
+
+impl Cost {
+    pub fn flops(&self) -> u64 {
+        2 * self.macs
+    }
+}
+
+/// `1234567` → `1.23 M`.
+pub fn human(n: u64) -> String {
+    let x = n as f64;
+    if x >= 1e9 {
+        format!("{:.2} G", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.2} k", x / 1e3)
+    } else {
+        n.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_only_inside_and_nests() {
+        record_macs(5);
+        let ((), outer) = count_macs(|| {
+            record_macs(3);
+            let ((), inner) = count_macs(|| record_macs(4));
+            assert_eq!(inner, 4);
+        });
+        assert_eq!(outer, 7);
+        assert_eq!(human(1_234_567), "1.23 M");
+    }
+}

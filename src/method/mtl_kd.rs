@@ -1,0 +1,17 @@
+//! MTL-KD: MTL plus knowledge distillation from the foundation model. One shared student
+//! and a head per task on mixed batches; every task's loss gains the KD term (feature KD
+//! by default, logit KD as an option). Expert for task t: shared backbone + head_t.
+
+use super::hard_sharing::HardSharingMethod;
+use super::Granularity;
+use super::FEATURE_KD;
+use crate::spec::run::MethodOptions;
+
+pub const MTL_KD: HardSharingMethod = HardSharingMethod {
+    key: "mtlkd",
+    granularity: Granularity::Joint,
+    defaults: MethodOptions {
+        kd: Some(FEATURE_KD),
+        low_rank: None,
+    },
+};

@@ -1,0 +1,17 @@
+//! STL-KD: STL plus knowledge distillation from the foundation model. One student per
+//! task; each task's loss gains the KD term (feature KD with β = 1, T = 10 by default;
+//! Hinton's logit KD with `kd = "logit"`). Its expert is the whole student.
+
+use super::hard_sharing::HardSharingMethod;
+use super::Granularity;
+use super::FEATURE_KD;
+use crate::spec::run::MethodOptions;
+
+pub const STL_KD: HardSharingMethod = HardSharingMethod {
+    key: "stlkd",
+    granularity: Granularity::PerTask,
+    defaults: MethodOptions {
+        kd: Some(FEATURE_KD),
+        low_rank: None,
+    },
+};

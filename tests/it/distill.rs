@@ -1,0 +1,248 @@
+//! The foundation stage, the distilling methods and expert export through the binary: a
+//! teacher is trained (or loaded from weights), STL-KD, MTL-KD (logit KD) and LoRKD learn
+//! from it, a LoRKD expert is exported, checked and run by `harness predict`; weights with
+//! the wrong key names and inconsistent KD settings are refused with their fix.
+
+use std::path::Path;
+
+use kdbench::data::npz::{write_npz, NpyArray, NpyData};
+
+use crate::common::{assert_bad_input, stderr, stdout, tiny_experiment, Workspace};
+
+/// The tiny experiment with a foundation stage and teacher `teacher` (a 2-stage bottleneck
+/// ResNet), and `extra` appended (method or foundation settings).
+fn distill_experiment(name: &str, methods: &[&str], stages: &str, extra: &str) -> String {
+    tiny_experiment(name, methods, &[0])
+        .replace("stages = [\"decompose\"]", &format!("stages = {stages}"))
+        .replace(
+            "pretrain = [\"medmnist\"]",
+            "pretrain = [\"medmnist\"]\nfoundation = [\"teacher\"]",
+        )
+        + "\n[profile.smoke.foundation.teacher.model]\narch = \"resnet_bottleneck\"\nwidths = [4, 8]\ndepths = [1, 1]\n"
+        + extra
+}
+
+/// Run id of the only run whose spec has `method`.
+fn run_of(ws: &Workspace, method: &str) -> String {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(ws.path().join("results"))
+        .unwrap()
+        .flatten()
+    {
+        let spec = e.path().join("spec.json");
+        if let Ok(text) = std::fs::read_to_string(&spec) {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if v["method"] == method {
+                found.push(e.file_name().to_string_lossy().to_string());
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "runs of {method}: {found:?}");
+    found.remove(0)
+}
+
+fn write_images(path: &Path, n: usize, side: usize) {
+    let pixels: Vec<u8> = (0..n * side * side * 3)
+        .map(|i| (i * 37 % 251) as u8)
+        .collect();
+    write_npz(
+        path,
+        &[(
+            "test_images",
+            NpyArray::new(vec![n, side, side, 3], NpyData::U8(pixels)).unwrap(),
+        )],
+    )
+    .unwrap();
+}
+
+#[test]
+fn teacher_distillation_export_and_predict() {
+    let ws = Workspace::new();
+    ws.write(
+        "exp.toml",
+        &distill_experiment(
+            "distil",
+            &["stlkd", "mtlkd", "lorkd"],
+            "[\"foundation\", \"decompose\"]",
+            "\n[method.mtlkd]\nkd = \"logit\"\n\n[method.lorkd]\nrank = 2\n",
+        ),
+    );
+    let o = ws.run(&["run", "exp.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 1 foundation + 10 STL-KD + MTL-KD + LoRKD.
+    assert!(stderr(&o).contains("13 trained"), "{}", stderr(&o));
+    let again = ws.run(&["run", "exp.toml"]);
+    assert!(
+        stderr(&again).contains("0 trained, 13 cached"),
+        "{}",
+        stderr(&again)
+    );
+
+    let lorkd = run_of(&ws, "lorkd");
+    let o = ws.run(&[
+        "export",
+        &lorkd[..8],
+        "--task",
+        "colon",
+        "--out",
+        "colon.safetensors",
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}{}", out, stderr(&o));
+    for needle in [
+        "LoRKD expert for task `colon`",
+        "SYNTHETIC",
+        "merge check: max relative logit difference",
+        "no extra parameters",
+        "foundation `teacher` + head",
+    ] {
+        assert!(
+            out.contains(needle),
+            "export output lacks `{needle}`:\n{out}"
+        );
+    }
+
+    write_images(&ws.path().join("imgs.npz"), 3, 20);
+    let o = ws.run(&["predict", "colon.safetensors", "imgs.npz"]);
+    let csv = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("SYNTHETIC"), "{}", stderr(&o));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    // Colon has 9 classes: p0..p8, probabilities that sum to 1.
+    assert!(lines[0].starts_with("input,class,probability,p0") && lines[0].ends_with(",p8"));
+    let probs: f64 = lines[1]
+        .split(',')
+        .skip(3)
+        .map(|v| v.parse::<f64>().unwrap())
+        .sum();
+    assert!((probs - 1.0).abs() < 1e-4, "{}", lines[1]);
+
+    let o = ws.run(&["export", &lorkd, "--out", "x.safetensors"]);
+    assert_bad_input(&o, &["10 tasks", "--task"]);
+    assert_bad_input(&ws.run(&["export", "ffffffff"]), &["no run `ffffffff`"]);
+    assert_bad_input(
+        &ws.run(&["predict", "exp.toml", "imgs.npz"]),
+        &["not a kdbench expert file"],
+    );
+}
+
+#[test]
+fn foundation_loads_weights_with_a_key_mapping() {
+    let ws = Workspace::new();
+    // A teacher trained here, exported: `backbone.*` and `head.*` keys.
+    ws.write(
+        "teach.toml",
+        &distill_experiment("teach", &["stl"], "[\"foundation\"]", ""),
+    );
+    let o = ws.run(&["run", "teach.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = run_of(&ws, "foundation");
+    let o = ws.run(&[
+        "export",
+        &id,
+        "--task",
+        "chest",
+        "--out",
+        "teacher.safetensors",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let loaded = |name: &str, mapping: &str| {
+        distill_experiment(name, &["lorkd"], "[\"foundation\", \"decompose\"]", "")
+            .replace(
+                "[profile.smoke.foundation.teacher.model]",
+                &format!("[profile.smoke.foundation.teacher]\nweights = \"teacher.safetensors\"\nepochs = 1\n{mapping}\n\n[profile.smoke.foundation.teacher.model]"),
+            )
+    };
+    ws.write(
+        "good.toml",
+        &loaded(
+            "good",
+            "rename = [{ from = \"backbone.\", to = \"\" }]\nignore = [\"head.\"]",
+        ),
+    );
+    let o = ws.run(&["run", "good.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2 trained"), "{}", stderr(&o));
+
+    // Without the mapping the keys do not match: the run fails listing them, and the
+    // distilling run that needs it is skipped.
+    ws.write("bad.toml", &loaded("bad", ""));
+    let o = ws.run(&["run", "bad.toml"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for needle in [
+        "teacher.safetensors: the weights do not fit the model",
+        "missing keys",
+        "conv1.weight",
+        "unexpected keys",
+        "backbone.conv1.weight",
+        "rename",
+        "skipped",
+    ] {
+        assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
+    }
+}
+
+#[test]
+fn inconsistent_distillation_settings_are_bad_input() {
+    let ws = Workspace::new();
+    let decompose = "[\"decompose\"]";
+    ws.write(
+        "a.toml",
+        &distill_experiment(
+            "a",
+            &["stl"],
+            decompose,
+            "\n[method.stl]\nkd = \"feature\"\n",
+        ),
+    );
+    assert_bad_input(&ws.run(&["run", "a.toml"]), &["a.toml:", "does not distil"]);
+    ws.write("b.toml", &tiny_experiment("b", &["lorkd"], &[0]));
+    assert_bad_input(
+        &ws.run(&["run", "b.toml"]),
+        &[
+            "b.toml:",
+            "distils from a foundation model",
+            "grid.foundation",
+        ],
+    );
+    ws.write(
+        "c.toml",
+        &distill_experiment(
+            "c",
+            &["mtlkd"],
+            decompose,
+            "\n[method.mtlkd]\nkd = \"soft\"\n",
+        ),
+    );
+    assert_bad_input(&ws.run(&["run", "c.toml"]), &["c.toml:", "not a KD kind"]);
+    ws.write(
+        "d.toml",
+        &distill_experiment("d", &["mtl"], decompose, "\n[method.mtl]\nrank = 2\n"),
+    );
+    assert_bad_input(&ws.run(&["run", "d.toml"]), &["only LoRKD"]);
+    ws.write(
+        "e.toml",
+        &distill_experiment("e", &["mtlkd"], decompose, "").replace(
+            "foundation = [\"teacher\"]",
+            "foundation = [\"biomedclip\"]",
+        ),
+    );
+    assert_bad_input(
+        &ws.run(&["run", "e.toml"]),
+        &["`biomedclip` is not defined for profile `smoke`"],
+    );
+    ws.write(
+        "f.toml",
+        &distill_experiment("f", &["mtlkd"], decompose, "").replace(
+            "[profile.smoke.foundation.teacher.model]",
+            "[profile.smoke.foundation.teacher]\nweights = \"nowhere.pth\"\n\n[profile.smoke.foundation.teacher.model]",
+        ),
+    );
+    assert_bad_input(
+        &ws.run(&["run", "f.toml"]),
+        &["nowhere.pth", "does not exist"],
+    );
+}
