@@ -18,7 +18,7 @@ use crate::sched::dag::Plan;
 use crate::sched::local::{run_plan, TrainExecutor};
 use crate::sched::progress::Progress;
 use crate::spec::expand::expand;
-use crate::spec::run::RunSpec;
+use crate::spec::run::{RunSpec, Stage};
 use crate::spec::validate::{self, Experiment};
 use crate::store::run_dir::RunDir;
 use crate::store::status::Status;
@@ -462,8 +462,8 @@ fn cmd_plan(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Result<u8> {
         plan.nodes.len()
     );
     println!(
-        "{:<10} {:<8} {:<12} {:<22} {:>5} {:>7}  {:<16}  status",
-        "stage", "method", "pretrain", "tasks", "seed", "epochs", "run_id"
+        "{:<10} {:<10} {:<10} {:<12} {:<14} {:>5} {:>7}  {:<16}  status",
+        "stage", "method", "teacher", "pretrain", "tasks", "seed", "epochs", "run_id"
     );
     let mut cached = 0;
     for (i, n) in plan.nodes.iter().enumerate() {
@@ -480,10 +480,17 @@ fn cmd_plan(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Result<u8> {
         } else {
             format!("all {} tasks", n.spec.tasks.len())
         };
+        // Foundation runs are named by their model; distilling runs show their teacher.
+        let (method, teacher) = match (&n.spec.teacher, n.spec.stage) {
+            (_, Stage::Foundation) => (n.spec.foundation.clone().unwrap_or_default(), "-"),
+            (Some(t), _) => (n.spec.method.clone(), t.name.as_str()),
+            (None, _) => (n.spec.method.clone(), "-"),
+        };
         println!(
-            "{:<10} {:<8} {:<12} {:<22} {:>5} {:>7}  {:<16}  {}",
+            "{:<10} {:<10} {:<10} {:<12} {:<14} {:>5} {:>7}  {:<16}  {}",
             n.spec.stage.as_str(),
-            n.spec.method,
+            method,
+            teacher,
             n.spec.pretrain,
             tasks,
             n.spec.seed,

@@ -37,10 +37,12 @@ pub fn expand(
             exp.path.display()
         ))
     })?;
-    let distils = exp
-        .methods
-        .iter()
-        .any(|m| exp.method_options.get(m).is_some_and(|o| o.kd.is_some()));
+    let distils = exp.methods.iter().any(|m| {
+        profile
+            .method_options
+            .get(m)
+            .is_some_and(|o| o.kd.is_some())
+    });
     let mut runs = Vec::new();
     for pretrain in &exp.pretrain {
         if exp.stages.contains(&Stage::Foundation)
@@ -71,8 +73,8 @@ pub fn expand(
         for m in &exp.methods {
             let method = method::lookup(m)
                 .ok_or_else(|| Error::input(format!("method `{m}` is not implemented")))?;
-            let options = exp.method_options.get(m).copied().unwrap_or_default();
-            let overrides = exp.method_overrides.get(m).cloned().unwrap_or_default();
+            let options = profile.method_options.get(m).copied().unwrap_or_default();
+            let overrides = profile.method_overrides.get(m).cloned().unwrap_or_default();
             let mut optim = profile.optim.clone();
             if let Some(lr) = overrides.lr {
                 optim.lr = lr;

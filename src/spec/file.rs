@@ -71,6 +71,9 @@ pub struct ProfileFile {
     /// Foundation models (teachers) of this profile, by the names `grid.foundation` uses.
     #[serde(default)]
     pub foundation: BTreeMap<String, Spanned<FoundationFile>>,
+    /// Per-method settings of this profile only, over the top-level `[method.NAME]`.
+    #[serde(default)]
+    pub method: BTreeMap<String, Spanned<MethodFile>>,
 }
 
 /// A foundation model: trained by the `foundation` stage on the union of the pre-training

@@ -34,9 +34,6 @@ pub struct Experiment {
     pub foundation: Vec<String>,
     pub profiles: BTreeMap<String, Profile>,
     pub default_profile: Option<String>,
-    pub method_overrides: BTreeMap<String, MethodOverrides>,
-    /// Settings of every method of the grid (its defaults with the file's overrides).
-    pub method_options: BTreeMap<String, MethodOptions>,
 }
 
 /// A foundation model of a profile.
@@ -65,6 +62,12 @@ pub struct Profile {
     pub model: ModelConfig,
     pub optim: OptimConfig,
     pub foundations: BTreeMap<String, FoundationDef>,
+    /// Per-method overrides of this profile's training settings: `[method.NAME]`, then
+    /// `[profile.P.method.NAME]` over it.
+    pub method_overrides: BTreeMap<String, MethodOverrides>,
+    /// Settings of every method of the grid: its defaults, `[method.NAME]`, then
+    /// `[profile.P.method.NAME]`.
+    pub method_options: BTreeMap<String, MethodOptions>,
 }
 
 /// Per-method overrides of profile settings.
@@ -230,35 +233,19 @@ impl Validator<'_> {
             Some(d) => Some(d.get_ref().clone()),
             None => None,
         };
-        let mut method_overrides = BTreeMap::new();
-        for (mname, m) in &f.method {
-            let key = method::canonical_key(mname);
-            if !PAPER_METHODS.iter().any(|(k, _)| *k == key) {
-                return self.err(
-                    m.span(),
-                    format!(
-                        "[method.{mname}]: unknown method (known: {})",
-                        known_methods()
-                    ),
-                );
+        let (overrides, options) = self.method_tables(&f.method, &methods, None)?;
+        for (pname, pfile) in &f.profile {
+            let (o, m) = self.method_tables(
+                &pfile.get_ref().method,
+                &methods,
+                Some((&overrides, &options)),
+            )?;
+            if let Some(p) = profiles.get_mut(pname) {
+                p.method_overrides = o;
+                p.method_options = m;
             }
-            method_overrides.insert(key, self.overrides(m)?);
         }
-        let mut method_options = BTreeMap::new();
-        for key in &methods {
-            let table = f
-                .method
-                .iter()
-                .find(|(n, _)| method::canonical_key(n) == *key);
-            let options = match table {
-                Some((mname, m)) => self.method_options(key, mname, m.get_ref())?,
-                None => method::lookup(key)
-                    .map(|m| m.default_options())
-                    .unwrap_or_default(),
-            };
-            method_options.insert(key.clone(), options);
-        }
-        self.foundation_checks(&f, &stages, &methods, &method_options, &profiles)?;
+        self.foundation_checks(&f, &stages, &profiles)?;
         Ok(Experiment {
             path: self.path.to_path_buf(),
             name,
@@ -271,9 +258,66 @@ impl Validator<'_> {
             foundation,
             profiles,
             default_profile,
-            method_overrides,
-            method_options,
         })
+    }
+
+    /// Method tables (`[method.NAME]`, or a profile's) over `base` (the top level's, for a
+    /// profile): the training overrides of every named method and the options of every
+    /// method of the grid.
+    #[allow(clippy::type_complexity)]
+    fn method_tables(
+        &self,
+        tables: &BTreeMap<String, Spanned<MethodFile>>,
+        methods: &[String],
+        base: Option<(
+            &BTreeMap<String, MethodOverrides>,
+            &BTreeMap<String, MethodOptions>,
+        )>,
+    ) -> Result<(
+        BTreeMap<String, MethodOverrides>,
+        BTreeMap<String, MethodOptions>,
+    )> {
+        let mut overrides = base.map(|b| b.0.clone()).unwrap_or_default();
+        for (mname, m) in tables {
+            let key = method::canonical_key(mname);
+            if !PAPER_METHODS.iter().any(|(k, _)| *k == key) {
+                return self.err(
+                    m.span(),
+                    format!(
+                        "[method.{mname}]: unknown method (known: {})",
+                        known_methods()
+                    ),
+                );
+            }
+            let o = self.overrides(m)?;
+            let prev: MethodOverrides = overrides.get(&key).cloned().unwrap_or_default();
+            overrides.insert(
+                key,
+                MethodOverrides {
+                    lr: o.lr.or(prev.lr),
+                    weight_decay: o.weight_decay.or(prev.weight_decay),
+                    epochs: o.epochs.or(prev.epochs),
+                },
+            );
+        }
+        let mut options = BTreeMap::new();
+        for key in methods {
+            let start = match base {
+                Some((_, b)) => b.get(key).copied().unwrap_or_default(),
+                None => method::lookup(key)
+                    .map(|m| m.default_options())
+                    .unwrap_or_default(),
+            };
+            let table = tables
+                .iter()
+                .find(|(n, _)| method::canonical_key(n) == *key);
+            let resolved = match table {
+                Some((mname, m)) => self.method_options(key, mname, m.get_ref(), start)?,
+                None => start,
+            };
+            options.insert(key.clone(), resolved);
+        }
+        Ok((overrides, options))
     }
 
     /// Teachers: every distilling method needs one, every named one must be defined in
@@ -282,34 +326,28 @@ impl Validator<'_> {
         &self,
         f: &ExperimentFile,
         stages: &[Stage],
-        methods: &[String],
-        options: &BTreeMap<String, MethodOptions>,
         profiles: &BTreeMap<String, Profile>,
     ) -> Result<()> {
-        for (span, key) in f
+        for ((span, key), (pname, p)) in f
             .grid
             .method
             .iter()
             .map(|m| (m.span(), method::canonical_key(m.get_ref())))
+            .flat_map(|m| profiles.iter().map(move |p| (m.clone(), p)))
         {
-            let o = options.get(&key).copied().unwrap_or_default();
+            let o = p.method_options.get(&key).copied().unwrap_or_default();
             if o.kd.is_some() && f.grid.foundation.is_empty() {
                 return self.err(span, format!(
-                    "method `{key}` distils from a foundation model: name one in grid.foundation = [\"NAME\"] and define it as [profile.<profile>.foundation.NAME] (or set kd = \"none\" in [method.{key}])"
+                    "method `{key}` distils from a foundation model (profile `{pname}`): name one in grid.foundation = [\"NAME\"] and define it as [profile.<profile>.foundation.NAME] (or set kd = \"none\" in [method.{key}])"
                 ));
             }
-            if o.low_rank.is_some() {
-                for (pname, p) in profiles {
-                    if !CONV_ARCHS.contains(&p.model.arch.as_str()) {
-                        return self.err(span, format!(
-                            "method `{key}` puts low-rank experts on convolutions; profile.{pname}.model.arch `{}` has none (use one of {})",
-                            p.model.arch, CONV_ARCHS.join(", ")
-                        ));
-                    }
-                }
+            if o.low_rank.is_some() && !CONV_ARCHS.contains(&p.model.arch.as_str()) {
+                return self.err(span, format!(
+                    "method `{key}` puts low-rank experts on convolutions; profile.{pname}.model.arch `{}` has none (use one of {})",
+                    p.model.arch, CONV_ARCHS.join(", ")
+                ));
             }
         }
-        let _ = methods;
         for name in &f.grid.foundation {
             for (pname, p) in profiles {
                 if !p.foundations.contains_key(name.get_ref()) {
@@ -329,12 +367,19 @@ impl Validator<'_> {
         Ok(())
     }
 
-    /// A method's options: its defaults with the `[method.NAME]` table's settings.
-    fn method_options(&self, key: &str, mname: &str, m: &MethodFile) -> Result<MethodOptions> {
+    /// A method's options: `base` with one method table's settings. What a method can be
+    /// given (KD, low-rank experts) follows its registry defaults.
+    fn method_options(
+        &self,
+        key: &str,
+        mname: &str,
+        m: &MethodFile,
+        base: MethodOptions,
+    ) -> Result<MethodOptions> {
         let defaults = method::lookup(key)
             .map(|m| m.default_options())
             .unwrap_or_default();
-        let mut out = defaults;
+        let mut out = base;
         let kd_keys = [
             ("kd_weight", m.kd_weight.as_ref().map(|v| v.span())),
             (
@@ -371,7 +416,7 @@ impl Validator<'_> {
             .map(|v| self.finite_positive(v, &field("kd_temperature")))
             .transpose()?;
         let kind = match m.kd.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
-            None => defaults.kd.map(|k| match k {
+            None => base.kd.map(|k| match k {
                 KdConfig::Feature { .. } => "feature",
                 KdConfig::Logit { .. } => "logit",
             }),
@@ -408,7 +453,7 @@ impl Validator<'_> {
                     .as_ref()
                     .map(|v| self.non_negative(v, &field("kd_weight")))
                     .transpose()?;
-                let (dw, dt) = match defaults.kd {
+                let (dw, dt) = match base.kd {
                     Some(KdConfig::Feature {
                         weight,
                         temperature,
@@ -426,6 +471,10 @@ impl Validator<'_> {
                     kd_keys[0].1.clone(),
                     "logit KD weighs its terms with kd_alpha",
                 )?;
+                let (da, dt) = match base.kd {
+                    Some(KdConfig::Logit { alpha, temperature }) => (alpha, temperature),
+                    _ => (0.9, 4.0),
+                };
                 let alpha = match &m.kd_alpha {
                     Some(a) if !(0.0..=1.0).contains(a.get_ref()) => {
                         return self.err(
@@ -434,15 +483,15 @@ impl Validator<'_> {
                         )
                     }
                     Some(a) => *a.get_ref(),
-                    None => 0.9,
+                    None => da,
                 };
                 Some(KdConfig::Logit {
-                    temperature: temperature.unwrap_or(4.0),
+                    temperature: temperature.unwrap_or(dt),
                     alpha,
                 })
             }
         };
-        if let Some(d) = defaults.low_rank {
+        if let Some(d) = base.low_rank.or(defaults.low_rank) {
             let rank = match &m.rank {
                 Some(r) => self.positive(r, &field("rank"))?,
                 None => d.rank,
@@ -691,6 +740,9 @@ impl Validator<'_> {
                     ))
                 })
                 .collect::<Result<_>>()?,
+            // Filled in once every method table is known.
+            method_overrides: BTreeMap::new(),
+            method_options: BTreeMap::new(),
         })
     }
 

@@ -64,7 +64,7 @@ fn teacher_distillation_export_and_predict() {
             "distil",
             &["stlkd", "mtlkd", "lorkd"],
             "[\"foundation\", \"decompose\"]",
-            "\n[method.mtlkd]\nkd = \"logit\"\n\n[method.lorkd]\nrank = 2\n",
+            "\n[method.mtlkd]\nkd = \"logit\"\n\n[method.lorkd]\nrank = 2\n\n[profile.smoke.method.lorkd]\nlora_alpha = 4.0\nkd_weight = 0.5\n",
         ),
     );
     let o = ws.run(&["run", "exp.toml"]);
@@ -79,6 +79,23 @@ fn teacher_distillation_export_and_predict() {
     );
 
     let lorkd = run_of(&ws, "lorkd");
+    // The settings of [method.lorkd], then [profile.smoke.method.lorkd], are in the spec.
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.path().join("results").join(&lorkd).join("spec.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        spec["options"]["low_rank"],
+        serde_json::json!({"rank": 2, "alpha": 4.0})
+    );
+    assert_eq!(
+        spec["options"]["kd"],
+        serde_json::json!({"kind": "feature", "weight": 0.5, "temperature": 10.0})
+    );
+    let mtlkd = run_of(&ws, "mtlkd");
+    let spec =
+        std::fs::read_to_string(ws.path().join("results").join(&mtlkd).join("spec.json")).unwrap();
+    assert!(spec.contains("\"kind\": \"logit\""), "{spec}");
     let o = ws.run(&[
         "export",
         &lorkd[..8],
@@ -244,5 +261,64 @@ fn inconsistent_distillation_settings_are_bad_input() {
     assert_bad_input(
         &ws.run(&["run", "f.toml"]),
         &["nowhere.pth", "does not exist"],
+    );
+}
+
+#[test]
+fn a_vit_tower_teaches_and_vit_layouts_are_checked() {
+    let ws = Workspace::new();
+    let vit = |name: &str, model: &str| {
+        distill_experiment(name, &["mtlkd"], "[\"foundation\", \"decompose\"]", "").replace(
+            "arch = \"resnet_bottleneck\"\nwidths = [4, 8]\ndepths = [1, 1]",
+            model,
+        )
+    };
+    ws.write(
+        "vit.toml",
+        &vit(
+            "vit",
+            "arch = \"vit\"\nwidths = [8]\ndepths = [1]\npatch_size = 4\nheads = 2",
+        ),
+    );
+    let o = ws.run(&["run", "vit.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2 trained"), "{}", stderr(&o));
+
+    ws.write(
+        "nohead.toml",
+        &vit(
+            "nohead",
+            "arch = \"vit\"\nwidths = [8]\ndepths = [1]\npatch_size = 4",
+        ),
+    );
+    assert_bad_input(
+        &ws.run(&["run", "nohead.toml"]),
+        &[
+            "nohead.toml:",
+            "foundation.teacher.model: a vit needs patch_size and heads",
+        ],
+    );
+    ws.write(
+        "patch.toml",
+        &vit(
+            "patch",
+            "arch = \"vit\"\nwidths = [8]\ndepths = [1]\npatch_size = 5\nheads = 2",
+        ),
+    );
+    assert_bad_input(
+        &ws.run(&["run", "patch.toml"]),
+        &["patch_size 5 must divide"],
+    );
+    ws.write(
+        "student.toml",
+        &distill_experiment("student", &["lorkd"], "[\"decompose\"]", "").replacen(
+            "arch = \"resnet\"\nwidths = [4, 8]\ndepths = [1, 1]",
+            "arch = \"vit\"\nwidths = [8]\ndepths = [1]\npatch_size = 4\nheads = 2",
+            1,
+        ),
+    );
+    assert_bad_input(
+        &ws.run(&["run", "student.toml"]),
+        &["low-rank experts on convolutions", "vit"],
     );
 }
