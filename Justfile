@@ -23,6 +23,14 @@ datasets *ARGS:
 bench *ARGS:
     cargo run --release -- bench train {{ARGS}}
 
+# Write one task's expert of a finished run (e.g. just export 1a2b3c4d --task colon --out colon.safetensors)
+export RUN *ARGS:
+    cargo run --release -- export {{RUN}} {{ARGS}}
+
+# Classify images with an exported expert (e.g. just predict colon.safetensors images.npz)
+predict MODEL *INPUTS:
+    cargo run --release -- predict {{MODEL}} {{INPUTS}}
+
 # The test suite (release build: candle is ~11x slower unoptimised)
 test:
     cargo test --release
