@@ -85,3 +85,55 @@ impl FeatureCache {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+
+    use super::*;
+    use crate::analysis::cost::count_macs;
+    use crate::model::build_backbone;
+    use crate::spec::run::{ModelConfig, Stem};
+
+    fn batch(items: Vec<(usize, usize)>, x: &Tensor) -> Batch {
+        Batch {
+            x: x.clone(),
+            groups: Vec::new(),
+            size: items.len(),
+            items,
+            split: SplitName::Train,
+        }
+    }
+
+    /// Each sample's feature is computed once: a second visit runs no layer, a batch of
+    /// old and new samples runs only the new ones, and the values are the network's.
+    #[test]
+    fn computes_each_sample_once_with_the_networks_values() {
+        let dev = Device::Cpu;
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
+        let net =
+            build_backbone(&ModelConfig::conv("resnet", &[4], &[1], Stem::Cifar), vb).unwrap();
+        let cache = FeatureCache::new(net.feature_dim(), DEFAULT_BUDGET_BYTES);
+        let x = Tensor::randn(0f32, 1.0, (3, 3, 8, 8), &dev).unwrap();
+        let first = batch(vec![(0, 0), (0, 1), (1, 0)], &x);
+        let (f, macs) = count_macs(|| cache.features(net.as_ref(), &first).unwrap());
+        assert!(macs > 0);
+        let direct = net.forward_t(&x, false).unwrap();
+        let d = (&f - &direct).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+        let (again, macs_again) = count_macs(|| cache.features(net.as_ref(), &first).unwrap());
+        assert_eq!(macs_again, 0);
+        assert_eq!(again.to_vec2::<f32>().unwrap(), f.to_vec2::<f32>().unwrap());
+        // Rows 0 and 2 are known; only row 1 (a new sample) is computed.
+        let mixed = batch(vec![(0, 1), (2, 5), (1, 0)], &x);
+        let (_, macs_mixed) = count_macs(|| cache.features(net.as_ref(), &mixed).unwrap());
+        assert_eq!(macs_mixed * 3, macs);
+        assert_eq!(cache.len(), 4);
+        // A budget of one sample keeps one and still answers every row.
+        let small = FeatureCache::new(net.feature_dim(), 4 * net.feature_dim());
+        small.features(net.as_ref(), &first).unwrap();
+        assert_eq!(small.len(), 1);
+    }
+}
