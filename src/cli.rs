@@ -193,6 +193,26 @@ pub enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Training step of MTL against MoCo-MTL and Aligned-MTL (per-task gradients) on the
+    /// ShuffleNetV2 student: step times, peak step memory and their ratios to MTL.
+    Balance {
+        /// Tasks mixed in the batch.
+        #[arg(long, default_value_t = 10)]
+        tasks: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Seconds per weighting and round, at least.
+        #[arg(long, default_value_t = 1.0)]
+        min_time: f64,
+        /// Interleaved rounds of the three weightings.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -327,6 +347,40 @@ fn cmd_bench(what: &BenchCommand) -> Result<u8> {
             json.as_deref(),
         ),
         train @ BenchCommand::Train { .. } => bench_train(train),
+        BenchCommand::Balance {
+            tasks,
+            batch,
+            threads,
+            min_time,
+            rounds,
+            json,
+        } => {
+            let o = crate::bench::balance::BalanceBenchOptions {
+                tasks: *tasks,
+                batch: *batch,
+                classes: 10,
+                threads: *threads,
+                min_secs: *min_time,
+                rounds: *rounds,
+            };
+            if o.tasks < 2 || o.batch < o.tasks || o.threads == 0 || o.rounds == 0 {
+                return Err(Error::input(
+                    "--tasks must be at least 2, --batch at least --tasks, --threads and --rounds at least 1",
+                ));
+            }
+            if !(o.min_secs.is_finite() && o.min_secs >= 0.0) {
+                return Err(Error::input("--min-time must be non-negative seconds"));
+            }
+            std::env::set_var("RAYON_NUM_THREADS", o.threads.to_string());
+            let report = crate::bench::balance::run(&o, |line| eprintln!("{line}"))?;
+            print!("{}", crate::bench::balance::render_text(&o, &report));
+            if let Some(path) = json {
+                let body = serde_json::to_vec_pretty(&(&o, &report))
+                    .map_err(|e| Error::Failed(e.to_string()))?;
+                crate::util::fs::write_atomic(path, &body)?;
+            }
+            Ok(0)
+        }
     }
 }
 

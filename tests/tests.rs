@@ -1,6 +1,8 @@
 //! One integration-test binary (as in ripgrep): every test drives the real `harness` binary
 //! in a fresh temporary directory on tiny synthetic or test-written experiments.
 
+#[path = "it/balancing.rs"]
+mod balancing;
 #[path = "it/bench.rs"]
 mod bench;
 #[path = "it/common.rs"]

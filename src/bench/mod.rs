@@ -3,6 +3,7 @@
 //! numbers remembered from another machine or day. Timed unit tests would be flaky on shared
 //! machines; these are run on demand.
 
+pub mod balance;
 pub mod eks;
 pub mod ops;
 pub mod reference;

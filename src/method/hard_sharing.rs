@@ -13,6 +13,7 @@ use candle_nn::{Linear, Module, VarBuilder, VarMap};
 
 use super::feature_cache::{FeatureCache, DEFAULT_BUDGET_BYTES};
 use super::kd_loss::{hinton, soft_kl};
+use super::task_gradients::GradientBalancing;
 use super::teacher::Teacher;
 use super::weighting::{Equal, Weighting};
 use super::{BuildContext, Granularity, Method, TaskLosses, TaskModel};
@@ -24,13 +25,26 @@ use crate::model::lowrank::LowRank;
 use crate::model::{build_backbone_with, Backbone};
 use crate::spec::run::{KdConfig, MethodOptions};
 
-/// A method whose network is [`HardSharing`] with equal task weighting: STL, MTL, STL-KD,
-/// MTL-KD and LoRKD differ only in what one run trains on (`granularity`) and in their
-/// settings (KD, low-rank experts), which each method's file defines.
+/// A method whose network is [`HardSharing`]: STL, MTL, MoCo-MTL, Aligned-MTL, STL-KD,
+/// MTL-KD and LoRKD differ only in what one run trains on (`granularity`), in how task
+/// gradients are combined (`weighting`) and in their settings (KD, low-rank experts),
+/// which each method's file defines.
 pub struct HardSharingMethod {
     pub key: &'static str,
     pub granularity: Granularity,
+    pub weighting: WeightingKind,
     pub defaults: MethodOptions,
+}
+
+/// How a hard-sharing method turns its task losses into one update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightingKind {
+    /// The sum of the task losses.
+    Equal,
+    /// MoCo-MTL on the per-task gradients of the backbone.
+    MoCo,
+    /// Aligned-MTL on the per-task gradients of the backbone.
+    Aligned,
 }
 
 impl Method for HardSharingMethod {
@@ -46,8 +60,15 @@ impl Method for HardSharingMethod {
     fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> Result<Box<dyn TaskModel>> {
         Ok(Box::new(HardSharing::new(ctx, vb)?))
     }
-    fn weighting(&self) -> Box<dyn Weighting> {
-        Box::new(Equal)
+    fn weighting(&self, options: &MethodOptions, tasks: usize) -> Box<dyn Weighting> {
+        match self.weighting {
+            WeightingKind::Equal => Box::new(Equal),
+            WeightingKind::Aligned => Box::new(GradientBalancing::aligned()),
+            WeightingKind::MoCo => Box::new(GradientBalancing::moco(
+                options.moco.unwrap_or_default(),
+                tasks,
+            )),
+        }
     }
 }
 

@@ -8,18 +8,20 @@
 //! The expert for task t merges W0 + ΔW_t into a plain student plus head_t, with exactly
 //! the student's parameter count.
 
-use super::hard_sharing::HardSharingMethod;
+use super::hard_sharing::{HardSharingMethod, WeightingKind};
 use super::{Granularity, FEATURE_KD};
 use crate::spec::run::{LowRankConfig, MethodOptions};
 
 pub const LORKD: HardSharingMethod = HardSharingMethod {
     key: "lorkd",
     granularity: Granularity::Joint,
+    weighting: WeightingKind::Equal,
     defaults: MethodOptions {
         kd: Some(FEATURE_KD),
         low_rank: Some(LowRankConfig {
             rank: 4,
             alpha: 16.0,
         }),
+        moco: None,
     },
 };

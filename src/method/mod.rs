@@ -4,15 +4,20 @@
 //! looked up by name in an explicit registry ([`lookup`]); nothing outside this module asks
 //! "which method is this?".
 
+pub mod aligned;
+pub mod aligned_mtl;
 pub mod expert;
 pub mod feature_cache;
 pub mod hard_sharing;
 pub mod kd_loss;
 pub mod lorkd;
+pub mod moco;
+pub mod moco_mtl;
 pub mod mtl;
 pub mod mtl_kd;
 pub mod stl;
 pub mod stl_kd;
+pub mod task_gradients;
 pub mod teacher;
 pub mod weighting;
 
@@ -114,7 +119,8 @@ pub trait Method: Send + Sync {
         MethodOptions::default()
     }
     fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> candle_core::Result<Box<dyn TaskModel>>;
-    fn weighting(&self) -> Box<dyn weighting::Weighting>;
+    /// The weighting of a run with `tasks` tasks.
+    fn weighting(&self, options: &MethodOptions, tasks: usize) -> Box<dyn weighting::Weighting>;
     /// The standalone expert of local task `task` from a trained run's variables: a plain
     /// student (`backbone.*`) and its head (`head.*`).
     fn export_expert(
@@ -139,6 +145,8 @@ pub fn lookup(key: &str) -> Option<&'static dyn Method> {
     match key {
         "stl" => Some(&stl::STL),
         "mtl" => Some(&mtl::MTL),
+        "mocomtl" => Some(&moco_mtl::MOCO_MTL),
+        "alignedmtl" => Some(&aligned_mtl::ALIGNED_MTL),
         "stlkd" => Some(&stl_kd::STL_KD),
         "mtlkd" => Some(&mtl_kd::MTL_KD),
         "lorkd" => Some(&lorkd::LORKD),

@@ -1,15 +1,17 @@
 //! MTL: one shared student with a head per task, trained on mixed batches of all tasks with
 //! equal task weighting. The expert for task t is the shared backbone plus head_t.
 
-use super::hard_sharing::HardSharingMethod;
+use super::hard_sharing::{HardSharingMethod, WeightingKind};
 use super::Granularity;
 use crate::spec::run::MethodOptions;
 
 pub const MTL: HardSharingMethod = HardSharingMethod {
     key: "mtl",
     granularity: Granularity::Joint,
+    weighting: WeightingKind::Equal,
     defaults: MethodOptions {
         kd: None,
         low_rank: None,
+        moco: None,
     },
 };

@@ -2,7 +2,7 @@
 //! and a head per task on mixed batches; every task's loss gains the KD term (feature KD
 //! by default, logit KD as an option). Expert for task t: shared backbone + head_t.
 
-use super::hard_sharing::HardSharingMethod;
+use super::hard_sharing::{HardSharingMethod, WeightingKind};
 use super::Granularity;
 use super::FEATURE_KD;
 use crate::spec::run::MethodOptions;
@@ -10,8 +10,10 @@ use crate::spec::run::MethodOptions;
 pub const MTL_KD: HardSharingMethod = HardSharingMethod {
     key: "mtlkd",
     granularity: Granularity::Joint,
+    weighting: WeightingKind::Equal,
     defaults: MethodOptions {
         kd: Some(FEATURE_KD),
         low_rank: None,
+        moco: None,
     },
 };

@@ -2,7 +2,7 @@
 //! task; each task's loss gains the KD term (feature KD with β = 1, T = 10 by default;
 //! Hinton's logit KD with `kd = "logit"`). Its expert is the whole student.
 
-use super::hard_sharing::HardSharingMethod;
+use super::hard_sharing::{HardSharingMethod, WeightingKind};
 use super::Granularity;
 use super::FEATURE_KD;
 use crate::spec::run::MethodOptions;
@@ -10,8 +10,10 @@ use crate::spec::run::MethodOptions;
 pub const STL_KD: HardSharingMethod = HardSharingMethod {
     key: "stlkd",
     granularity: Granularity::PerTask,
+    weighting: WeightingKind::Equal,
     defaults: MethodOptions {
         kd: Some(FEATURE_KD),
         low_rank: None,
+        moco: None,
     },
 };

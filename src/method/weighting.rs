@@ -1,14 +1,31 @@
 //! Gradient weightings: how per-task losses become gradients of the trainable variables.
-//! Equal weighting (the plain task loss) lives here; MoCo-MTL and Aligned-MTL will implement
-//! the same trait with per-task gradients of the shared parameters.
+//! Equal weighting (the plain task loss) sums the losses and differentiates once;
+//! [`super::task_gradients::GradientBalancing`] (MoCo-MTL, Aligned-MTL) differentiates each
+//! task's loss on its own and combines the per-task gradients of the shared parameters.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, Var};
+
+/// What a weighting may need besides the losses.
+pub struct StepContext<'a> {
+    /// The local task of every loss term.
+    pub tasks: &'a [usize],
+    /// Tasks of the run.
+    pub num_tasks: usize,
+    /// Parameters shared by all tasks (the backbone), in a fixed order.
+    pub shared: &'a [Var],
+    /// Every trainable parameter (shared and task-specific).
+    pub params: &'a [Var],
+    /// Optimiser step and epoch, both counted from 1.
+    pub step: u64,
+    pub epoch: u32,
+}
 
 pub trait Weighting: Send {
     fn name(&self) -> &'static str;
-    /// Gradients for one step and the task weights used (logged per step).
-    fn backward(&mut self, losses: &[Tensor]) -> Result<(GradStore, Vec<f64>)>;
+    /// Gradients for one step and the weight of every loss term (in `ctx.tasks` order),
+    /// logged per step.
+    fn backward(&mut self, losses: &[Tensor], ctx: &StepContext) -> Result<(GradStore, Vec<f64>)>;
 }
 
 /// Σ_t L_t with unit weights: the task loss of METHODS.md.
@@ -19,7 +36,7 @@ impl Weighting for Equal {
         "equal"
     }
 
-    fn backward(&mut self, losses: &[Tensor]) -> Result<(GradStore, Vec<f64>)> {
+    fn backward(&mut self, losses: &[Tensor], _ctx: &StepContext) -> Result<(GradStore, Vec<f64>)> {
         let total = sum(losses)?;
         Ok((total.backward()?, vec![1.0; losses.len()]))
     }

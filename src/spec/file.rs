@@ -168,4 +168,10 @@ pub struct MethodFile {
     /// LoRKD: scale numerator α of ΔW = (α/r)·BA (16).
     #[serde(default)]
     pub lora_alpha: Option<Spanned<f64>>,
+    /// MoCo-MTL: `softmax` (LibMTL, default) or `simplex` (the paper's projection).
+    #[serde(default)]
+    pub lambda_update: Option<Spanned<String>>,
+    /// MoCo-MTL: step sizes decay by `iteration` (default) or `epoch`.
+    #[serde(default)]
+    pub step_decay: Option<Spanned<String>>,
 }

@@ -186,6 +186,9 @@ pub struct MethodOptions {
     pub kd: Option<KdConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub low_rank: Option<LowRankConfig>,
+    /// MoCo-MTL's weighting settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moco: Option<crate::method::moco::MocoConfig>,
 }
 
 impl MethodOptions {

@@ -16,6 +16,7 @@ use super::run::{
 use crate::data::registry::{Registry, Role};
 use crate::data::DataKind;
 use crate::error::{Error, Result};
+use crate::method::moco::{LambdaUpdate, StepDecay};
 use crate::method::{self, PAPER_METHODS};
 use crate::model::{ARCHS, CONV_ARCHS};
 
@@ -491,6 +492,53 @@ impl Validator<'_> {
                 })
             }
         };
+        if let Some(mut moco) = base.moco.or(defaults.moco) {
+            if let Some(u) = &m.lambda_update {
+                moco.lambda_update = match u.get_ref().as_str() {
+                    "softmax" => LambdaUpdate::Softmax,
+                    "simplex" => LambdaUpdate::Simplex,
+                    other => {
+                        return self.err(
+                            u.span(),
+                            format!(
+                                "{}: `{other}` is not a λ update; use \"softmax\" or \"simplex\"",
+                                field("lambda_update")
+                            ),
+                        )
+                    }
+                };
+            }
+            if let Some(d) = &m.step_decay {
+                moco.decay = match d.get_ref().as_str() {
+                    "iteration" => StepDecay::Iteration,
+                    "epoch" => StepDecay::Epoch,
+                    other => {
+                        return self.err(
+                            d.span(),
+                            format!(
+                                "{}: `{other}` is not a step decay; use \"iteration\" or \"epoch\"",
+                                field("step_decay")
+                            ),
+                        )
+                    }
+                };
+            }
+            out.moco = Some(moco);
+        } else {
+            for (k, span) in [
+                ("lambda_update", m.lambda_update.as_ref().map(|v| v.span())),
+                ("step_decay", m.step_decay.as_ref().map(|v| v.span())),
+            ] {
+                if let Some(span) = span {
+                    return self.err(
+                        span,
+                        format!(
+                            "[method.{mname}] {k}: only MoCo-MTL has these settings; remove it"
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(d) = base.low_rank.or(defaults.low_rank) {
             let rank = match &m.rank {
                 Some(r) => self.positive(r, &field("rank"))?,

@@ -7,3 +7,4 @@ pub mod index;
 pub mod metrics;
 pub mod run_dir;
 pub mod status;
+pub mod task_weights;

@@ -30,6 +30,10 @@ impl RunDir {
     pub fn checkpoint_path(&self) -> PathBuf {
         self.path.join("checkpoint.safetensors")
     }
+    /// Per-step task weights of gradient-balancing methods.
+    pub fn task_weights_path(&self) -> PathBuf {
+        self.path.join("task_weights.parquet")
+    }
     pub fn log_path(&self) -> PathBuf {
         self.path.join("log.txt")
     }

@@ -8,7 +8,7 @@ use candle_nn::VarMap;
 
 use crate::data::batch::{SplitName, TaskView};
 use crate::error::Result;
-use crate::method::weighting::Weighting;
+use crate::method::weighting::{StepContext, Weighting};
 use crate::method::TaskModel;
 use crate::spec::run::TrainConfig;
 use crate::train::eval::evaluate;
@@ -48,11 +48,16 @@ pub trait FitHooks {
         optim: &Optimizer,
     ) -> Result<()>;
     fn step(&mut self, p: &StepProgress);
+    /// The weight the method gave each task's loss at one optimiser step.
+    fn task_weights(&mut self, _epoch: u32, _step: u64, _tasks: &[usize], _weights: &[f64]) {}
 }
 
 pub struct FitArgs<'a> {
     pub model: &'a dyn TaskModel,
     pub weighting: &'a mut dyn Weighting,
+    /// The shared (backbone) and all trainable parameters, for per-task gradients.
+    pub shared: &'a [candle_core::Var],
+    pub params: &'a [candle_core::Var],
     pub optim: &'a mut Optimizer,
     pub map: &'a VarMap,
     pub view: &'a TaskView<'a>,
@@ -96,7 +101,16 @@ pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
                     learning_rate(&a.cfg.optim, step, total_steps, warmup)
                 )));
             }
-            let (grads, _weights) = a.weighting.backward(&terms.losses)?;
+            let ctx = StepContext {
+                tasks: &terms.tasks,
+                num_tasks: ntasks,
+                shared: a.shared,
+                params: a.params,
+                step: step as u64 + 1,
+                epoch: epoch + 1,
+            };
+            let (grads, weights) = a.weighting.backward(&terms.losses, &ctx)?;
+            hooks.task_weights(epoch, step as u64 + 1, &terms.tasks, &weights);
             let lr = learning_rate(&a.cfg.optim, step, total_steps, warmup);
             a.optim.step(&grads, lr)?;
             samples += batch.size;

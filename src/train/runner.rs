@@ -23,6 +23,7 @@ use crate::spec::run::{RunSpec, Stage, WeightsRef};
 use crate::store::metrics::{read_metrics, write_metrics, MetricRow};
 use crate::store::run_dir::RunDir;
 use crate::store::status::{now, State, Status};
+use crate::store::task_weights::{read_task_weights, write_task_weights, WeightRow};
 use crate::train::checkpoint::{self, Position};
 use crate::train::fit::{fit, EpochValue, FitArgs, FitHooks, FitOutcome, StepProgress};
 use crate::train::optim::{params_of, Optimizer};
@@ -158,9 +159,23 @@ struct Hooks<'a> {
     data_kind: String,
     started: Instant,
     sink: &'a dyn StepSink,
+    /// Per-step task weights, kept for methods that balance gradients (equal weighting's
+    /// are all 1 and are not written).
+    weights: Option<Vec<WeightRow>>,
 }
 
 impl FitHooks for Hooks<'_> {
+    fn task_weights(&mut self, epoch: u32, step: u64, tasks: &[usize], weights: &[f64]) {
+        if let Some(rows) = &mut self.weights {
+            rows.extend(tasks.iter().zip(weights).map(|(&t, &w)| WeightRow {
+                epoch: epoch + 1,
+                step,
+                task: self.task_keys[t].clone(),
+                weight: w,
+            }));
+        }
+    }
+
     fn epoch_done(
         &mut self,
         epoch: u32,
@@ -198,6 +213,9 @@ impl FitHooks for Hooks<'_> {
         // Metrics first, checkpoint second: on resume the checkpoint's epoch decides, and
         // rows of later epochs are dropped, so the two can never disagree.
         write_metrics(&self.dir.metrics_path(), &self.rows)?;
+        if let Some(rows) = &self.weights {
+            write_task_weights(&self.dir.task_weights_path(), &self.spec.run_id(), rows)?;
+        }
         checkpoint::save(
             &self.dir.checkpoint_path(),
             map,
@@ -266,13 +284,20 @@ fn train(
     if let Some(w) = &spec.weights {
         load_backbone_weights(&map, w)?;
     }
-    let params = params_of(&map)
+    let params: Vec<_> = params_of(&map)
         .into_iter()
         .filter(|p| model.trainable(&p.name))
+        .collect();
+    let trainable: Vec<candle_core::Var> = params.iter().map(|p| p.var.clone()).collect();
+    let shared: Vec<candle_core::Var> = params
+        .iter()
+        .filter(|p| p.name.starts_with("backbone."))
+        .map(|p| p.var.clone())
         .collect();
     let mut optim = Optimizer::new(&spec.train.optim, params);
 
     let mut rows = Vec::new();
+    let mut weight_rows = (weighting.name() != "equal").then(Vec::new);
     let mut start_epoch = 0;
     if dir.checkpoint_path().exists() {
         let pos = checkpoint::load(&dir.checkpoint_path(), &map, &mut optim, &device)?;
@@ -280,6 +305,10 @@ fn train(
         if dir.metrics_path().exists() {
             rows = read_metrics(&dir.metrics_path())?;
             rows.retain(|r| r.epoch <= start_epoch);
+        }
+        if let (Some(w), true) = (&mut weight_rows, dir.task_weights_path().exists()) {
+            *w = read_task_weights(&dir.task_weights_path())?;
+            w.retain(|r| r.epoch <= start_epoch);
         }
         dir.log(&format!("resuming after epoch {start_epoch}"))?;
     } else {
@@ -295,6 +324,7 @@ fn train(
         data_kind: spec.data.kind.as_str().to_string(),
         started,
         sink,
+        weights: weight_rows,
     };
     if start_epoch >= spec.train.epochs {
         return Ok(FitOutcome::Done);
@@ -304,6 +334,8 @@ fn train(
         FitArgs {
             model: model.as_ref(),
             weighting: weighting.as_mut(),
+            shared: &shared,
+            params: &trainable,
             optim: &mut optim,
             map: &map,
             view: &view,
@@ -345,7 +377,10 @@ pub fn build_model(
             let method = method::lookup(&spec.method).ok_or_else(|| {
                 Error::input(format!("method `{}` is not implemented", spec.method))
             })?;
-            (method.build(&build, vb)?, method.weighting())
+            (
+                method.build(&build, vb)?,
+                method.weighting(&spec.options, heads.len()),
+            )
         }
     })
 }

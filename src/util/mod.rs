@@ -4,4 +4,5 @@
 pub mod alloc;
 pub mod fs;
 pub mod hash;
+pub mod linalg;
 pub mod rng;

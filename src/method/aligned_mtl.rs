@@ -1,0 +1,18 @@
+//! Aligned-MTL (Senushkin et al., CVPR 2023): MTL's shared student and heads, with the
+//! backbone's update the per-task gradients aligned to condition number 1 and summed
+//! ([`super::aligned`]). No hyperparameters.
+
+use super::hard_sharing::{HardSharingMethod, WeightingKind};
+use super::Granularity;
+use crate::spec::run::MethodOptions;
+
+pub const ALIGNED_MTL: HardSharingMethod = HardSharingMethod {
+    key: "alignedmtl",
+    granularity: Granularity::Joint,
+    weighting: WeightingKind::Aligned,
+    defaults: MethodOptions {
+        kd: None,
+        low_rank: None,
+        moco: None,
+    },
+};
