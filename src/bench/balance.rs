@@ -14,7 +14,7 @@ use candle_nn::VarMap;
 use serde::Serialize;
 
 use super::{median, timed_repeats};
-use crate::data::batch::{Batch, SplitName, TaskGroup};
+use crate::data::batch::{task_groups, Batch, SplitName};
 use crate::error::Result;
 use crate::method::hard_sharing::{HardSharingMethod, WeightingKind};
 use crate::method::weighting::StepContext;
@@ -65,26 +65,10 @@ fn mixed_batch(o: &BalanceBenchOptions, dev: &Device) -> Result<Batch> {
         .map(|i| ((i * 7 + i / o.tasks) % o.tasks, i))
         .collect();
     let x = Tensor::randn(0f32, 1.0, (o.batch, 3, 32, 32), dev)?;
-    let mut groups = Vec::new();
-    for t in 0..o.tasks {
-        let rows: Vec<u32> = (0..o.batch as u32)
-            .filter(|&r| items[r as usize].0 == t)
-            .collect();
-        if rows.is_empty() {
-            continue;
-        }
-        let labels: Vec<u32> = rows
-            .iter()
-            .map(|_| rng.below(o.classes as u64) as u32)
-            .collect();
-        let count = rows.len();
-        groups.push(TaskGroup {
-            task: t,
-            rows: Tensor::from_vec(rows, count, dev)?,
-            labels: Tensor::from_vec(labels, count, dev)?,
-            count,
-        });
-    }
+    let labels: Vec<u32> = (0..o.batch)
+        .map(|_| rng.below(o.classes as u64) as u32)
+        .collect();
+    let groups = task_groups(&items, o.tasks, |_, i| labels[i], dev)?;
     Ok(Batch {
         x,
         groups,

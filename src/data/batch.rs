@@ -83,27 +83,12 @@ impl<'a> TaskView<'a> {
             );
         }
         let x = Tensor::from_vec(pixels, (items.len(), super::CHANNELS, s, s), device)?;
-        let mut groups = Vec::new();
-        for t in 0..self.tasks.len() {
-            let rows: Vec<u32> = (0..items.len() as u32)
-                .filter(|&r| items[r as usize].0 == t)
-                .collect();
-            if rows.is_empty() {
-                continue;
-            }
-            let split = self.split(t, which);
-            let labels: Vec<u32> = rows
-                .iter()
-                .map(|&r| split.labels[items[r as usize].1])
-                .collect();
-            let count = rows.len();
-            groups.push(TaskGroup {
-                task: t,
-                rows: Tensor::from_vec(rows, count, device)?,
-                labels: Tensor::from_vec(labels, count, device)?,
-                count,
-            });
-        }
+        let groups = task_groups(
+            items,
+            self.tasks.len(),
+            |t, i| self.split(t, which).labels[i],
+            device,
+        )?;
         Ok(Batch {
             x,
             groups,
@@ -112,6 +97,37 @@ impl<'a> TaskView<'a> {
             split: which,
         })
     }
+}
+
+/// The rows and labels of every task present among `items` (in task order);
+/// `label(task, sample)` gives a sample's label.
+pub fn task_groups(
+    items: &[Item],
+    tasks: usize,
+    label: impl Fn(usize, usize) -> u32,
+    device: &Device,
+) -> Result<Vec<TaskGroup>> {
+    let mut groups = Vec::new();
+    for t in 0..tasks {
+        let rows: Vec<u32> = (0..items.len() as u32)
+            .filter(|&r| items[r as usize].0 == t)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let labels: Vec<u32> = rows
+            .iter()
+            .map(|&r| label(t, items[r as usize].1))
+            .collect();
+        let count = rows.len();
+        groups.push(TaskGroup {
+            task: t,
+            rows: Tensor::from_vec(rows, count, device)?,
+            labels: Tensor::from_vec(labels, count, device)?,
+            count,
+        });
+    }
+    Ok(groups)
 }
 
 /// Append the network input of one `3 × H × W` image to `out`.

@@ -39,17 +39,22 @@ pub struct MocoConfig {
     pub decay: StepDecay,
 }
 
+impl MocoConfig {
+    /// LibMTL's defaults, softmax λ update, decay by iteration.
+    pub const DEFAULT: MocoConfig = MocoConfig {
+        beta: 0.5,
+        beta_sigma: 0.5,
+        gamma: 0.1,
+        gamma_sigma: 0.5,
+        rho: 0.0,
+        lambda_update: LambdaUpdate::Softmax,
+        decay: StepDecay::Iteration,
+    };
+}
+
 impl Default for MocoConfig {
     fn default() -> Self {
-        MocoConfig {
-            beta: 0.5,
-            beta_sigma: 0.5,
-            gamma: 0.1,
-            gamma_sigma: 0.5,
-            rho: 0.0,
-            lambda_update: LambdaUpdate::Softmax,
-            decay: StepDecay::Iteration,
-        }
+        MocoConfig::DEFAULT
     }
 }
 

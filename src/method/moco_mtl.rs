@@ -5,7 +5,7 @@
 //! the step-size decay in epochs instead of iterations.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use super::moco::{LambdaUpdate, MocoConfig, StepDecay};
+use super::moco::MocoConfig;
 use super::Granularity;
 use crate::spec::run::MethodOptions;
 
@@ -16,14 +16,6 @@ pub const MOCO_MTL: HardSharingMethod = HardSharingMethod {
     defaults: MethodOptions {
         kd: None,
         low_rank: None,
-        moco: Some(MocoConfig {
-            beta: 0.5,
-            beta_sigma: 0.5,
-            gamma: 0.1,
-            gamma_sigma: 0.5,
-            rho: 0.0,
-            lambda_update: LambdaUpdate::Softmax,
-            decay: StepDecay::Iteration,
-        }),
+        moco: Some(MocoConfig::DEFAULT),
     },
 };
