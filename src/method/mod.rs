@@ -10,6 +10,7 @@ pub mod expert;
 pub mod feature_cache;
 pub mod hard_sharing;
 pub mod kd_loss;
+pub mod kf_loss;
 pub mod lorkd;
 pub mod moco;
 pub mod moco_mtl;
