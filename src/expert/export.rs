@@ -129,11 +129,20 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
     let vb = SeededInit::var_builder(&map, 0, &device);
     let (model, _) = build_model(&spec, &heads, None, vb)?;
     checkpoint::load_vars(&dir.checkpoint_path(), &map, &device)?;
-    let tensors = match spec.stage {
-        Stage::Foundation => expert::backbone_and_head(&map, &spec.tasks, task, None)?,
-        Stage::Decompose => method::lookup(&spec.method)
-            .ok_or_else(|| Error::input(format!("method `{}` is not implemented", spec.method)))?
-            .export_expert(&map, &spec.tasks, task, &spec.options)?,
+    let (tensors, tsn) = match spec.stage {
+        Stage::Foundation => (
+            expert::backbone_and_head(&map, &spec.tasks, task, None)?,
+            None,
+        ),
+        Stage::Decompose => {
+            let m = method::lookup(&spec.method).ok_or_else(|| {
+                Error::input(format!("method `{}` is not implemented", spec.method))
+            })?;
+            (
+                m.export_expert(&map, &spec.tasks, task, &spec.options)?,
+                m.expert_tsn(&spec.model),
+            )
+        }
     };
     let info = ExpertInfo {
         format: FORMAT.to_string(),
@@ -148,6 +157,7 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
         normalize: spec.data.normalize,
         data_kind: spec.data.kind.as_str().to_string(),
         code_version: spec.code_version.clone(),
+        tsn,
     };
     write(a.out, &tensors, &info)?;
 
@@ -262,6 +272,8 @@ pub fn render(e: &Exported, out: &Path) -> String {
     );
     let same = if e.expert.params == e.plain_student_params {
         "= plain student + head, no extra parameters"
+    } else if e.info.tsn.is_some() {
+        "> plain student + head: the task-specific network is extra"
     } else {
         "≠ plain student + head"
     };

@@ -45,27 +45,46 @@ pub struct ExpertInfo {
     /// `synthetic` or `real`: synthetic experts are labelled as such wherever they are used.
     pub data_kind: String,
     pub code_version: String,
+    /// KF experts only: the task-specific network added to the student (`tsn.*`, projected
+    /// by `tsn_proj.*`); the logits are head(student(x) + tsn_proj(tsn(x))).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsn: Option<ModelConfig>,
 }
 
-/// A plain student and one head: an expert as a standalone network.
+/// A plain student and one head: an expert as a standalone network (KF: plus its
+/// task-specific network).
 pub struct PlainExpert {
     backbone: Box<dyn Backbone>,
+    tsn: Option<(Box<dyn Backbone>, Linear)>,
     head: Linear,
     pub info: ExpertInfo,
     /// Trainable parameters (batch-norm running statistics excluded).
     pub params: u64,
 }
 
-/// Variables of a plain student with one head, initialised from `seed`.
-fn plain_network(
-    info: &ExpertInfo,
-    device: &Device,
-) -> Result<(VarMap, Box<dyn Backbone>, Linear)> {
+type Network = (
+    VarMap,
+    Box<dyn Backbone>,
+    Option<(Box<dyn Backbone>, Linear)>,
+    Linear,
+);
+
+/// Variables of the expert network `info` describes, freshly initialised.
+fn plain_network(info: &ExpertInfo, device: &Device) -> Result<Network> {
     let map = VarMap::new();
     let vb = SeededInit::var_builder(&map, 0, device);
     let backbone = build_backbone(&info.model, vb.pp("backbone"))?;
-    let head = candle_nn::linear(backbone.feature_dim(), info.classes, vb.pp("head"))?;
-    Ok((map, backbone, head))
+    let dim = backbone.feature_dim();
+    let tsn = match &info.tsn {
+        Some(cfg) => {
+            let net = build_backbone(cfg, vb.pp("tsn"))?;
+            let proj = candle_nn::linear(net.feature_dim(), dim, vb.pp("tsn_proj"))?;
+            Some((net, proj))
+        }
+        None => None,
+    };
+    let head = candle_nn::linear(dim, info.classes, vb.pp("head"))?;
+    Ok((map, backbone, tsn, head))
 }
 
 /// Trainable parameters of a variable map.
@@ -87,10 +106,11 @@ impl PlainExpert {
         source: &str,
         device: &Device,
     ) -> Result<PlainExpert> {
-        let (map, backbone, head) = plain_network(&info, device)?;
+        let (map, backbone, tsn, head) = plain_network(&info, device)?;
         weights::assign(&map, tensors, source)?;
         Ok(PlainExpert {
             backbone,
+            tsn,
             head,
             params: parameter_count(&map),
             info,
@@ -129,7 +149,12 @@ impl PlainExpert {
 
     /// Logits of a batch of normalised images.
     pub fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let f = self.backbone.forward_t(x, false)?;
+        let mut f = self.backbone.forward_t(x, false)?;
+        if let Some((net, proj)) = &self.tsn {
+            let (out, inp) = proj.weight().dims2()?;
+            crate::analysis::cost::record_macs((x.dim(0)? * out * inp) as u64);
+            f = (f + proj.forward(&net.forward_t(x, false)?)?)?;
+        }
         let (classes, dim) = self.head.weight().dims2()?;
         crate::analysis::cost::record_macs((f.dim(0)? * classes * dim) as u64);
         self.head.forward(&f)
@@ -151,7 +176,11 @@ impl PlainExpert {
 /// Parameters of the plain student of `info`'s architecture with one head, freshly built:
 /// what an expert must have to add nothing at inference.
 pub fn plain_student_params(info: &ExpertInfo, device: &Device) -> Result<u64> {
-    Ok(parameter_count(&plain_network(info, device)?.0))
+    let plain = ExpertInfo {
+        tsn: None,
+        ..info.clone()
+    };
+    Ok(parameter_count(&plain_network(&plain, device)?.0))
 }
 
 /// Write an expert file atomically.
@@ -189,6 +218,7 @@ mod tests {
             normalize: Normalize::PerImage,
             data_kind: "synthetic".into(),
             code_version: "test".into(),
+            tsn: None,
         }
     }
 
@@ -273,7 +303,7 @@ mod tests {
         let dev = Device::Cpu;
         let dir = tempfile::tempdir().unwrap();
         let model = ModelConfig::conv("resnet", &[4], &[1], Stem::Cifar);
-        let (map, _, _) = plain_network(&info(&model, 5), &dev).unwrap();
+        let (map, _, _, _) = plain_network(&info(&model, 5), &dev).unwrap();
         let tensors: BTreeMap<String, Tensor> = map
             .data()
             .lock()

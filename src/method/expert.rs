@@ -17,6 +17,16 @@ use crate::spec::run::LowRankConfig;
 const LORA_A: &str = ".lora_A.";
 const LORA_B: &str = ".lora_B.";
 
+/// The key of local task `task` of a run.
+pub fn task_key(tasks: &[String], task: usize) -> Result<&String> {
+    tasks.get(task).ok_or_else(|| {
+        Error::input(format!(
+            "task index {task} out of range ({} tasks)",
+            tasks.len()
+        ))
+    })
+}
+
 /// The expert of local task `task` (of the run's `tasks`) from the run's variables.
 pub fn backbone_and_head(
     map: &VarMap,
@@ -24,9 +34,7 @@ pub fn backbone_and_head(
     task: usize,
     low_rank: Option<LowRankConfig>,
 ) -> Result<BTreeMap<String, Tensor>> {
-    let key = tasks
-        .get(task)
-        .ok_or_else(|| Error::input(format!("task index {task} out of range")))?;
+    let key = task_key(tasks, task)?;
     let vars = map.data().lock().expect("var map");
     let mut out = BTreeMap::new();
     for (name, var) in vars.iter() {

@@ -188,11 +188,7 @@ impl TaskModel for HardSharing {
             }
             None => None,
         };
-        let mut out = TaskLosses {
-            tasks: Vec::new(),
-            losses: Vec::new(),
-            correct: Vec::new(),
-        };
+        let mut out = TaskLosses::new();
         for g in &batch.groups {
             let f = features.index_select(&g.rows, 0)?;
             let logits = self.heads.forward(g.task, &f)?;
@@ -215,13 +211,7 @@ impl TaskModel for HardSharing {
                     }
                 },
             };
-            // Group means weighted by their share of the batch: the sum over groups is the
-            // batch mean of the paper's loss.
-            out.losses
-                .push((loss * (g.count as f64 / batch.size as f64))?);
-            out.tasks.push(g.task);
-            out.correct
-                .push((count_correct(&logits, &g.labels)?, g.count));
+            out.push_group(g, batch.size, loss, &logits)?;
         }
         Ok(out)
     }

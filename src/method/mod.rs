@@ -10,6 +10,7 @@ pub mod expert;
 pub mod feature_cache;
 pub mod hard_sharing;
 pub mod kd_loss;
+pub mod kf;
 pub mod kf_loss;
 pub mod lorkd;
 pub mod moco;
@@ -96,6 +97,39 @@ pub struct TaskLosses {
     pub correct: Vec<(usize, usize)>,
 }
 
+impl TaskLosses {
+    pub fn new() -> Self {
+        TaskLosses {
+            tasks: Vec::new(),
+            losses: Vec::new(),
+            correct: Vec::new(),
+        }
+    }
+
+    /// Add one task group's mean loss, weighted by its share of the batch (so the sum over
+    /// groups is the batch mean of the paper's loss), and its training accuracy.
+    pub fn push_group(
+        &mut self,
+        g: &crate::data::batch::TaskGroup,
+        batch_size: usize,
+        loss: Tensor,
+        logits: &Tensor,
+    ) -> candle_core::Result<()> {
+        self.losses
+            .push((loss * (g.count as f64 / batch_size as f64))?);
+        self.tasks.push(g.task);
+        self.correct
+            .push((hard_sharing::count_correct(logits, &g.labels)?, g.count));
+        Ok(())
+    }
+}
+
+impl Default for TaskLosses {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A method's network for one run.
 pub trait TaskModel {
     /// Loss terms of a mixed batch; `train` selects batch-norm mode.
@@ -122,6 +156,15 @@ pub trait Method: Send + Sync {
     fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> candle_core::Result<Box<dyn TaskModel>>;
     /// The weighting of a run with `tasks` tasks.
     fn weighting(&self, options: &MethodOptions, tasks: usize) -> Box<dyn weighting::Weighting>;
+    /// Settings the method cannot run with, as the fix to print (checked when the
+    /// experiment file is read).
+    fn check_options(&self, _options: &MethodOptions) -> Result<(), String> {
+        Ok(())
+    }
+    /// The task-specific network an expert carries besides the student (KF's TSN).
+    fn expert_tsn(&self, _student: &ModelConfig) -> Option<ModelConfig> {
+        None
+    }
     /// The standalone expert of local task `task` from a trained run's variables: a plain
     /// student (`backbone.*`) and its head (`head.*`).
     fn export_expert(
@@ -151,6 +194,7 @@ pub fn lookup(key: &str) -> Option<&'static dyn Method> {
         "stlkd" => Some(&stl_kd::STL_KD),
         "mtlkd" => Some(&mtl_kd::MTL_KD),
         "lorkd" => Some(&lorkd::LORKD),
+        "kf" => Some(&kf::KF),
         _ => None,
     }
 }

@@ -313,7 +313,13 @@ impl Validator<'_> {
                 .iter()
                 .find(|(n, _)| method::canonical_key(n) == *key);
             let resolved = match table {
-                Some((mname, m)) => self.method_options(key, mname, m.get_ref(), start)?,
+                Some((mname, m)) => {
+                    let o = self.method_options(key, mname, m.get_ref(), start)?;
+                    if let Some(Err(why)) = method::lookup(key).map(|m| m.check_options(&o)) {
+                        return self.err(m.span(), format!("[method.{mname}]: {why}"));
+                    }
+                    o
+                }
                 None => start,
             };
             options.insert(key.clone(), resolved);

@@ -322,3 +322,51 @@ fn a_vit_tower_teaches_and_vit_layouts_are_checked() {
         &["low-rank experts on convolutions", "vit"],
     );
 }
+
+#[test]
+fn kf_trains_and_exports_its_two_network_expert() {
+    let ws = Workspace::new();
+    ws.write(
+        "kf.toml",
+        &distill_experiment("kf", &["kf"], "[\"foundation\", \"decompose\"]", ""),
+    );
+    let o = ws.run(&["run", "kf.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2 trained"), "{}", stderr(&o));
+    let kf = run_of(&ws, "kf");
+    let o = ws.run(&[
+        "export",
+        &kf,
+        "--task",
+        "chest",
+        "--out",
+        "chest.safetensors",
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for needle in [
+        "KF expert for task `chest`",
+        "merge check",
+        "the task-specific network is extra",
+    ] {
+        assert!(out.contains(needle), "{out}");
+    }
+    write_images(&ws.path().join("imgs.npz"), 2, 16);
+    let o = ws.run(&["predict", "chest.safetensors", "imgs.npz"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 3);
+
+    ws.write(
+        "feature.toml",
+        &distill_experiment(
+            "feature",
+            &["kf"],
+            "[\"decompose\"]",
+            "\n[method.kf]\nkd = \"feature\"\n",
+        ),
+    );
+    assert_bad_input(
+        &ws.run(&["run", "feature.toml"]),
+        &["feature.toml:", "KF distils the teacher's logits"],
+    );
+}
