@@ -131,8 +131,10 @@ pub fn run(o: &BalanceBenchOptions, mut progress: impl FnMut(&str)) -> Result<Ba
     let mut step = |i: usize| -> Result<()> {
         step_no += 1;
         let terms = net.task_losses(&batch, true)?;
+        let shares = terms.shares(batch.size);
         let ctx = StepContext {
             tasks: &terms.tasks,
+            shares: &shares,
             num_tasks: o.tasks,
             shared: &shared,
             params: &all,

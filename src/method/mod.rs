@@ -98,6 +98,14 @@ pub struct TaskLosses {
 }
 
 impl TaskLosses {
+    /// Each term's share of a batch of `size` samples.
+    pub fn shares(&self, size: usize) -> Vec<f64> {
+        self.correct
+            .iter()
+            .map(|(_, n)| *n as f64 / size as f64)
+            .collect()
+    }
+
     pub fn new() -> Self {
         TaskLosses {
             tasks: Vec::new(),

@@ -99,8 +99,17 @@ impl Weighting for GradientBalancing {
             match &mut self.balance {
                 Balance::Aligned => rows.push(flat),
                 Balance::MoCo(m, _) => {
-                    let l = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-                    m.absorb(t, k, Some((&flat, l)), dim);
+                    // MoCo scales each normalised gradient by the task's loss: its mean
+                    // over the task's samples, as with LibMTL's per-task batches, not the
+                    // term's share of the mixed batch (which made the updates ~T× smaller).
+                    let term = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                    let share = ctx
+                        .shares
+                        .get(i)
+                        .copied()
+                        .unwrap_or(1.0)
+                        .max(f64::MIN_POSITIVE);
+                    m.absorb(t, k, Some((&flat, term / share)), dim);
                 }
             }
         }
@@ -171,6 +180,7 @@ mod tests {
         let params = [w.clone(), ha.clone(), hb.clone()];
         let ctx = StepContext {
             tasks: &[0, 1],
+            shares: &[1.0, 1.0],
             num_tasks: 2,
             shared: &shared,
             params: &params,
@@ -206,10 +216,16 @@ mod tests {
             },
             2,
         );
+        // Terms that are shares of a mixed batch: MoCo scales by the tasks' mean losses.
+        let ctx = StepContext {
+            shares: &[0.5, 0.25],
+            ..ctx
+        };
         let (grads, weights) = mo.backward(&[la, lb], &ctx).unwrap();
         let mut reference = MoCo::new(MocoConfig::default(), 2);
-        reference.absorb(0, 1, Some((&rows[0], 6.0)), 3);
-        reference.absorb(1, 1, Some((&rows[1], 0.5)), 3);
+        // L_a = 6 and L_b = 0.5 as terms; their task means are 6 / 0.5 and 0.5 / 0.25.
+        reference.absorb(0, 1, Some((&rows[0], 12.0)), 3);
+        reference.absorb(1, 1, Some((&rows[1], 2.0)), 3);
         let (lambda, g) = reference.finish(1);
         assert_eq!(weights, lambda);
         assert_eq!(

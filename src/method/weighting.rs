@@ -10,6 +10,9 @@ use candle_core::{Result, Tensor, Var};
 pub struct StepContext<'a> {
     /// The local task of every loss term.
     pub tasks: &'a [usize],
+    /// Every loss term's share of the batch (its samples / batch size): the terms are task
+    /// means scaled by it, so term / share is the task's mean loss.
+    pub shares: &'a [f64],
     /// Tasks of the run.
     pub num_tasks: usize,
     /// Parameters shared by all tasks (the backbone), in a fixed order.

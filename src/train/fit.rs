@@ -101,8 +101,10 @@ pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
                     learning_rate(&a.cfg.optim, step, total_steps, warmup)
                 )));
             }
+            let shares = terms.shares(batch.size);
             let ctx = StepContext {
                 tasks: &terms.tasks,
+                shares: &shares,
                 num_tasks: ntasks,
                 shared: a.shared,
                 params: a.params,
