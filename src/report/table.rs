@@ -122,8 +122,22 @@ impl Table {
     pub fn caption(&self) -> String {
         let seeds = join(self.seeds.iter());
         let n = self.seeds.len();
+        // Rows can have fewer seeds than the table (a method not yet run for every seed);
+        // reference rows (the foundation model, trained once) do not count.
+        let per_cell: Vec<usize> = self
+            .rows
+            .iter()
+            .filter(|r| !r.reference)
+            .flat_map(|r| r.cells.iter().flatten().map(|c| c.n))
+            .collect();
+        let (lo, hi) = (
+            per_cell.iter().copied().min().unwrap_or(n),
+            per_cell.iter().copied().max().unwrap_or(n),
+        );
         let seed_part = if n == 1 {
             format!("Seed {seeds} (n = 1 seed; cells show the single value, no spread)")
+        } else if lo != hi {
+            format!("Seeds {seeds} (n = {lo}–{hi} seeds per cell: mean ± sample std where n > 1, the single value where n = 1)")
         } else {
             format!("Seeds {seeds} (n = {n} seeds; cells show mean ± sample std)")
         };
@@ -222,5 +236,24 @@ mod tests {
         );
         assert!(!table.is_best(1, 1));
         assert!(table.caption().contains("n = 1 seed"));
+
+        // Three seeds in the table, one row with only one of them: the caption says so.
+        let mut mixed = table.clone();
+        mixed.seeds = BTreeSet::from([0, 1, 2]);
+        mixed.rows[0].cells[0] = Some(Summary {
+            mean: 50.0,
+            std: Some(1.0),
+            n: 3,
+        });
+        assert!(
+            mixed.caption().contains("n = 1–3 seeds per cell"),
+            "{}",
+            mixed.caption()
+        );
+        mixed.rows[0].cells[1] = None;
+        mixed.rows[1].cells[0] = mixed.rows[0].cells[0];
+        assert!(mixed
+            .caption()
+            .contains("(n = 3 seeds; cells show mean ± sample std)"));
     }
 }
