@@ -374,6 +374,22 @@ impl Validator<'_> {
         Ok(())
     }
 
+    /// An error at the first of `keys` the file sets (`(name, span if set)`), with
+    /// `message(name)`: settings that do not apply where they were written.
+    fn refuse(
+        &self,
+        keys: &[(&str, Option<std::ops::Range<usize>>)],
+        message: impl Fn(&str) -> String,
+    ) -> Result<()> {
+        match keys
+            .iter()
+            .find_map(|(k, span)| span.clone().map(|s| (k, s)))
+        {
+            Some((k, span)) => self.err(span, message(k)),
+            None => Ok(()),
+        }
+    }
+
     /// A method's options: `base` with one method table's settings. What a method can be
     /// given (KD, low-rank experts) follows its registry defaults.
     fn method_options(
@@ -397,24 +413,18 @@ impl Validator<'_> {
             ("kd", m.kd.as_ref().map(|v| v.span())),
         ];
         if defaults.kd.is_none() {
-            if let Some((k, Some(span))) = kd_keys.iter().find(|(_, s)| s.is_some()) {
-                return self.err(span.clone(), format!(
-                    "[method.{mname}] {k}: this method does not distil; the KD settings apply to stlkd, mtlkd and lorkd"
-                ));
-            }
+            self.refuse(&kd_keys, |k| {
+                format!("[method.{mname}] {k}: this method does not distil; the KD settings apply to stlkd, mtlkd and lorkd")
+            })?;
         }
         if defaults.low_rank.is_none() {
-            for (k, span) in [
-                ("rank", m.rank.as_ref().map(|v| v.span())),
-                ("lora_alpha", m.lora_alpha.as_ref().map(|v| v.span())),
-            ] {
-                if let Some(span) = span {
-                    return self.err(
-                        span,
-                        format!("[method.{mname}] {k}: only LoRKD has low-rank experts; remove it"),
-                    );
-                }
-            }
+            self.refuse(
+                &[
+                    ("rank", m.rank.as_ref().map(|v| v.span())),
+                    ("lora_alpha", m.lora_alpha.as_ref().map(|v| v.span())),
+                ],
+                |k| format!("[method.{mname}] {k}: only LoRKD has low-rank experts; remove it"),
+            )?;
         }
         let field = |k: &str| format!("method.{mname}.{k}");
         let temperature = m
@@ -437,10 +447,7 @@ impl Validator<'_> {
             }
         };
         let misplaced = |k: &str, span: Option<std::ops::Range<usize>>, why: &str| -> Result<()> {
-            match span {
-                Some(span) => self.err(span, format!("{}: {why}; remove it", field(k))),
-                None => Ok(()),
-            }
+            self.refuse(&[(k, span)], |k| format!("{}: {why}; remove it", field(k)))
         };
         out.kd = match kind {
             None => {
@@ -531,19 +538,13 @@ impl Validator<'_> {
             }
             out.moco = Some(moco);
         } else {
-            for (k, span) in [
-                ("lambda_update", m.lambda_update.as_ref().map(|v| v.span())),
-                ("step_decay", m.step_decay.as_ref().map(|v| v.span())),
-            ] {
-                if let Some(span) = span {
-                    return self.err(
-                        span,
-                        format!(
-                            "[method.{mname}] {k}: only MoCo-MTL has these settings; remove it"
-                        ),
-                    );
-                }
-            }
+            self.refuse(
+                &[
+                    ("lambda_update", m.lambda_update.as_ref().map(|v| v.span())),
+                    ("step_decay", m.step_decay.as_ref().map(|v| v.span())),
+                ],
+                |k| format!("[method.{mname}] {k}: only MoCo-MTL has these settings; remove it"),
+            )?;
         }
         if let Some(d) = base.low_rank.or(defaults.low_rank) {
             let rank = match &m.rank {
