@@ -6,15 +6,15 @@
 //! runs, the foundation model.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 use super::{plain_student_params, write, ExpertInfo, PlainExpert, FORMAT};
-use crate::analysis::cost::{count_macs, human, Cost};
+use crate::analysis::cost::{human, Cost};
 use crate::data::batch::{Item, SplitName, TaskView};
-use crate::data::{source, CHANNELS};
+use crate::data::source;
 use crate::error::{Error, Result};
 use crate::method::{self, expert};
 use crate::model::init::SeededInit;
@@ -195,7 +195,7 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
             let teacher = load_teacher(a.ctx, &t.run_id, &data, &device)?;
             Some((
                 t.name.clone(),
-                foundation_cost(&teacher, &info, &t.run_id, a.ctx)?,
+                teacher.cost(&info.task, info.image_size, &device)?,
             ))
         }
         None => None,
@@ -215,35 +215,6 @@ pub fn relative_difference(a: &Tensor, b: &Tensor) -> Result<f64> {
     let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()? as f64;
     let scale = b.abs()?.max_all()?.to_scalar::<f32>()? as f64;
     Ok(diff / scale.max(1e-12))
-}
-
-/// Parameters of the foundation model's backbone plus the task's head, and its
-/// multiply-accumulates per image, at the expert's input size.
-fn foundation_cost(
-    teacher: &crate::method::teacher::Teacher,
-    info: &ExpertInfo,
-    teacher_run: &str,
-    ctx: &RunContext,
-) -> Result<Cost> {
-    let path: PathBuf = RunDir::new(&ctx.results_dir, teacher_run).checkpoint_path();
-    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)?;
-    let head = format!("heads.{}.", info.task);
-    let params = tensors
-        .iter()
-        .filter(|(k, _)| {
-            (k.starts_with("backbone.") && !crate::train::optim::is_buffer(k))
-                || k.starts_with(&head)
-        })
-        .map(|(_, t)| t.elem_count() as u64)
-        .sum();
-    let s = info.image_size;
-    let x = Tensor::zeros((1, CHANNELS, s, s), candle_core::DType::F32, &Device::Cpu)?;
-    let (r, macs) = count_macs(|| -> candle_core::Result<Tensor> {
-        let f = teacher.backbone().forward_t(&x, false)?;
-        teacher.logits(&info.task, &f)
-    });
-    r?;
-    Ok(Cost { params, macs })
 }
 
 /// The report `harness export` prints.

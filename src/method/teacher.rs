@@ -8,17 +8,22 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::feature_cache::{FeatureCache, DEFAULT_BUDGET_BYTES};
+use crate::analysis::cost::{count_macs, Cost};
 use crate::data::batch::Batch;
+use crate::data::CHANNELS;
 use crate::error::{Error, Result};
 use crate::model::heads::TaskHeads;
 use crate::model::{build_backbone, Backbone};
 use crate::spec::run::RunSpec;
+use crate::train::optim::is_buffer;
 
 pub struct Teacher {
     backbone: Box<dyn Backbone>,
     heads: TaskHeads,
     task_keys: Vec<String>,
     cache: FeatureCache,
+    /// Trainable parameters of the backbone (batch-norm statistics excluded).
+    backbone_params: u64,
 }
 
 impl Teacher {
@@ -36,6 +41,11 @@ impl Teacher {
                 checkpoint.display()
             ))
         })?;
+        let backbone_params = tensors
+            .iter()
+            .filter(|(k, _)| k.starts_with("backbone.") && !is_buffer(k))
+            .map(|(_, t)| t.elem_count() as u64)
+            .sum();
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let backbone = build_backbone(&spec.model, vb.pp("backbone"))?;
         let dim = backbone.feature_dim();
@@ -45,11 +55,19 @@ impl Teacher {
             heads,
             task_keys: tasks.iter().map(|(k, _)| k.clone()).collect(),
             cache: FeatureCache::new(dim, DEFAULT_BUDGET_BYTES),
+            backbone_params,
         })
     }
 
     pub fn feature_dim(&self) -> usize {
         self.backbone.feature_dim()
+    }
+
+    fn task(&self, key: &str) -> candle_core::Result<usize> {
+        match self.task_keys.iter().position(|k| k == key) {
+            Some(t) => Ok(t),
+            None => candle_core::bail!("the foundation model has no head for task `{key}`"),
+        }
     }
 
     /// Pooled features of the batch's images (cached, no gradient).
@@ -59,23 +77,21 @@ impl Teacher {
 
     /// The teacher's logits for task `key` from its features.
     pub fn logits(&self, key: &str, features: &Tensor) -> candle_core::Result<Tensor> {
-        let Some(t) = self.task_keys.iter().position(|k| k == key) else {
-            candle_core::bail!("the foundation model has no head for task `{key}`");
-        };
-        self.heads.forward(t, features)
+        self.heads.forward(self.task(key)?, features)
     }
 
-    /// The backbone, for cost measurements.
-    pub fn backbone(&self) -> &dyn Backbone {
-        self.backbone.as_ref()
-    }
-
-    /// The head of task `key`, for cost measurements.
-    pub fn task_index(&self, key: &str) -> Option<usize> {
-        self.task_keys.iter().position(|k| k == key)
-    }
-
-    pub fn heads(&self) -> &TaskHeads {
-        &self.heads
+    /// Parameters and multiply-accumulates per `image_size` image of the backbone plus
+    /// task `key`'s head.
+    pub fn cost(&self, key: &str, image_size: usize, device: &Device) -> crate::Result<Cost> {
+        let t = self.task(key)?;
+        let x = Tensor::zeros((1, CHANNELS, image_size, image_size), DType::F32, device)?;
+        let (r, macs) = count_macs(|| -> candle_core::Result<Tensor> {
+            self.heads.forward(t, &self.backbone.forward_t(&x, false)?)
+        });
+        r?;
+        Ok(Cost {
+            params: self.backbone_params + self.heads.params(t) as u64,
+            macs,
+        })
     }
 }

@@ -18,6 +18,12 @@ impl TaskHeads {
         Ok(Self { heads })
     }
 
+    /// Parameters of head `task` (weight and bias).
+    pub fn params(&self, task: usize) -> usize {
+        let h = &self.heads[task];
+        h.weight().elem_count() + h.bias().map_or(0, |b| b.elem_count())
+    }
+
     /// Logits of head `task` (index into the run's task list).
     pub fn forward(&self, task: usize, features: &Tensor) -> Result<Tensor> {
         let head = &self.heads[task];
