@@ -15,10 +15,9 @@ use serde::Serialize;
 
 use super::{median, timed_repeats};
 use crate::data::batch::{task_groups, Batch, SplitName};
-use crate::error::Result;
-use crate::method::hard_sharing::{HardSharingMethod, WeightingKind};
+use crate::error::{Error, Result};
 use crate::method::weighting::StepContext;
-use crate::method::{mtl, BuildContext, Method};
+use crate::method::{self, mtl, BuildContext, Method};
 use crate::model::init::SeededInit;
 use crate::model::shufflenet::REFERENCE_1X;
 use crate::spec::run::{ModelConfig, OptimConfig, OptimizerKind, Schedule, Stem};
@@ -52,10 +51,11 @@ pub struct BalanceReport {
     pub results: Vec<BalanceResult>,
 }
 
-const KINDS: [(&str, WeightingKind); 3] = [
-    ("equal (MTL)", WeightingKind::Equal),
-    ("MoCo-MTL", WeightingKind::MoCo),
-    ("Aligned-MTL", WeightingKind::Aligned),
+/// (row label, method key): each method's own weighting, with its default settings.
+const KINDS: [(&str, &str); 3] = [
+    ("equal (MTL)", "mtl"),
+    ("MoCo-MTL", "mocomtl"),
+    ("Aligned-MTL", "alignedmtl"),
 ];
 
 /// A mixed batch: sample i of task (i·7 + i/T) mod T, random pixels and labels.
@@ -115,18 +115,14 @@ pub fn run(o: &BalanceBenchOptions, mut progress: impl FnMut(&str)) -> Result<Ba
     };
     let mut optim = Optimizer::new(&cfg, params);
     let batch = mixed_batch(o, &dev)?;
-    let mut weightings: Vec<_> = KINDS
+    let mut weightings = KINDS
         .iter()
-        .map(|(_, kind)| {
-            HardSharingMethod {
-                key: "bench",
-                granularity: crate::method::Granularity::Joint,
-                weighting: *kind,
-                defaults: Default::default(),
-            }
-            .weighting(&Default::default(), o.tasks)
+        .map(|(_, key)| {
+            let m = method::lookup(key)
+                .ok_or_else(|| Error::Failed(format!("method `{key}` is not built in")))?;
+            Ok(m.weighting(&m.default_options(), o.tasks))
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let mut step_no = 0u64;
     let mut step = |i: usize| -> Result<()> {
         step_no += 1;
