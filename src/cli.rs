@@ -276,8 +276,11 @@ where
                 )));
             }
             let opts = report_options(g, &registry, experiment.clone(), *format, reports_dir);
-            let text = report::render_reports(&opts, Some(&current))?;
-            print!("{text}");
+            let rendered = report::render_reports(&opts, Some(&current))?;
+            print!("{}", rendered.stdout);
+            for file in &rendered.files {
+                eprintln!("wrote {}", file.display());
+            }
             Ok(0)
         }
         Command::Bench { what } => cmd_bench(what),

@@ -10,16 +10,18 @@ pub const HEADER: &str =
     "experiment,pretrain,profile,data_kind,method,method_name,task,task_name,mean,std,n_seeds";
 
 /// Renders the data lines of one table (no header), each ending with a newline. Means and
-/// standard deviations are accuracy in percent with 4 decimals; `std` is empty for a single
-/// seed, and `mean`/`std` are empty with `n_seeds` 0 for a missing cell.
+/// standard deviations carry two more decimals than the Markdown table (accuracy in percent
+/// with 4, task weights with 5); `std` is empty for a single seed, and `mean`/`std` are empty
+/// with `n_seeds` 0 for a missing cell.
 pub fn render_rows(table: &Table) -> String {
+    let d = table.decimals() + 2;
     let mut out = String::new();
     for row in &table.rows {
         for (column, cell) in table.columns.iter().zip(&row.cells) {
             let (mean, std, n) = match cell {
                 Some(s) => (
-                    format!("{:.4}", s.mean),
-                    s.std.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                    format!("{:.d$}", s.mean),
+                    s.std.map(|v| format!("{v:.d$}")).unwrap_or_default(),
                     s.n,
                 ),
                 None => (String::new(), String::new(), 0),

@@ -12,14 +12,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use polars::prelude::*;
 
-use super::table::{ColumnHead, Row, Summary, Table, TableKey};
+use super::table::{ColumnHead, Quantity, Row, Summary, Table, TableKey};
 use super::ReportOptions;
 use crate::error::{Error, Result};
 
 /// Task key of run-level rows; they are not a task column.
 const RUN_LEVEL_TASK: &str = "all";
 
-/// The final test accuracy of one task in one run.
+/// The final value of one task in one run: its test accuracy, or (for the task-weights
+/// table) the weight its method gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub key: TableKey,
@@ -29,8 +30,8 @@ pub struct Sample {
     pub task: String,
     /// Epoch of the row kept (the run's last epoch for this task).
     pub epoch: u32,
-    /// Accuracy as a fraction (0..1).
-    pub accuracy: f64,
+    /// In the unit shown: accuracy in percent, a task weight as it is.
+    pub value: f64,
     pub synthetic: bool,
 }
 
@@ -59,18 +60,10 @@ pub fn load_samples(metrics: LazyFrame, experiment: Option<&str>) -> Result<Vec<
         selected = selected.filter(col("experiment").eq(lit(name)));
     }
     let by_epoch = || SortMultipleOptions::default();
+    let mut keys = RunColumns::NAMES.map(col).to_vec();
+    keys.push(col("task"));
     let df = selected
-        .group_by([
-            col("experiment"),
-            col("pretrain"),
-            col("profile"),
-            col("method"),
-            col("stage"),
-            col("foundation"),
-            col("run_id"),
-            col("seed"),
-            col("task"),
-        ])
+        .group_by(keys)
         .agg([
             col("epoch").max().alias("epoch"),
             col("value")
@@ -84,52 +77,83 @@ pub fn load_samples(metrics: LazyFrame, experiment: Option<&str>) -> Result<Vec<
         ])
         .collect()?;
 
-    let text = |name: &str| -> Result<Vec<String>> {
-        Ok(df
-            .column(name)?
-            .str()?
-            .iter()
-            .map(|v| v.unwrap_or_default().to_owned())
-            .collect())
-    };
-    let experiment = text("experiment")?;
-    let pretrain = text("pretrain")?;
-    let profile = text("profile")?;
-    let method = text("method")?;
-    let stage = text("stage")?;
-    let foundation = text("foundation")?;
-    let run_id = text("run_id")?;
-    let task = text("task")?;
-    let seed: Vec<Option<u64>> = df.column("seed")?.u64()?.iter().collect();
+    let runs = RunColumns::read(&df)?;
+    let task = strings(&df, "task")?;
     let epoch: Vec<Option<u32>> = df.column("epoch")?.u32()?.iter().collect();
     let value: Vec<Option<f64>> = df.column("value")?.f64()?.iter().collect();
-    let synthetic: Vec<Option<bool>> = df.column("synthetic")?.bool()?.iter().collect();
 
     let mut samples = Vec::with_capacity(df.height());
     for i in 0..df.height() {
-        let (Some(seed), Some(epoch), Some(accuracy)) = (seed[i], epoch[i], value[i]) else {
+        let (Some(seed), Some(epoch), Some(fraction)) = (runs.seed[i], epoch[i], value[i]) else {
             return Err(Error::input(format!(
                 "run {}: a decomposition accuracy row for task `{}` has a null seed, epoch or \
                  value; its metrics.parquet is damaged, delete the run folder to re-run it",
-                run_id[i], task[i]
+                runs.run_id[i], task[i]
             )));
         };
-        samples.push(Sample {
-            key: TableKey {
-                experiment: experiment[i].clone(),
-                pretrain: pretrain[i].clone(),
-                profile: profile[i].clone(),
-            },
-            method: row_key(&stage[i], &method[i], &foundation[i]),
-            run_id: run_id[i].clone(),
-            seed,
-            task: task[i].clone(),
-            epoch,
-            accuracy,
-            synthetic: synthetic[i].unwrap_or(false),
-        });
+        samples.push(runs.sample(i, seed, task[i].clone(), epoch, 100.0 * fraction));
     }
     Ok(samples)
+}
+
+/// The run-describing columns of a grouped metrics frame (`experiment, pretrain, profile,
+/// method, stage, foundation, run_id, seed` and the aggregated `synthetic`), row by row.
+pub struct RunColumns {
+    experiment: Vec<String>,
+    pretrain: Vec<String>,
+    profile: Vec<String>,
+    method: Vec<String>,
+    stage: Vec<String>,
+    foundation: Vec<String>,
+    pub run_id: Vec<String>,
+    pub seed: Vec<Option<u64>>,
+    synthetic: Vec<Option<bool>>,
+}
+
+impl RunColumns {
+    /// The columns that describe a run (group by them to get one row per run).
+    pub const NAMES: [&'static str; 8] = [
+        "experiment",
+        "pretrain",
+        "profile",
+        "method",
+        "stage",
+        "foundation",
+        "run_id",
+        "seed",
+    ];
+
+    pub fn read(df: &DataFrame) -> Result<Self> {
+        Ok(RunColumns {
+            experiment: strings(df, "experiment")?,
+            pretrain: strings(df, "pretrain")?,
+            profile: strings(df, "profile")?,
+            method: strings(df, "method")?,
+            stage: strings(df, "stage")?,
+            foundation: strings(df, "foundation")?,
+            run_id: strings(df, "run_id")?,
+            seed: df.column("seed")?.u64()?.iter().collect(),
+            synthetic: df.column("synthetic")?.bool()?.iter().collect(),
+        })
+    }
+
+    /// The sample of row `i`'s run for `task`.
+    pub fn sample(&self, i: usize, seed: u64, task: String, epoch: u32, value: f64) -> Sample {
+        Sample {
+            key: TableKey {
+                experiment: self.experiment[i].clone(),
+                pretrain: self.pretrain[i].clone(),
+                profile: self.profile[i].clone(),
+            },
+            method: row_key(&self.stage[i], &self.method[i], &self.foundation[i]),
+            run_id: self.run_id[i].clone(),
+            seed,
+            task,
+            epoch,
+            value,
+            synthetic: self.synthetic[i].unwrap_or(false),
+        }
+    }
 }
 
 /// The row a run belongs to: its method, the method and its teacher (`stlkd@resnet50`)
@@ -164,18 +188,25 @@ fn row_name(key: &str, opts: &ReportOptions, teachers: usize) -> String {
 }
 
 /// Lays samples out as tables, one per (experiment, pre-training set, profile), in key order.
-pub fn build_tables(samples: &[Sample], opts: &ReportOptions) -> Vec<Table> {
+/// The last column is `Avg` (per seed, the mean over the tasks) for accuracies and `Sum` (per
+/// seed, the total weight) for task weights.
+pub fn build_tables(samples: &[Sample], opts: &ReportOptions, quantity: Quantity) -> Vec<Table> {
     let mut groups: BTreeMap<&TableKey, Vec<&Sample>> = BTreeMap::new();
     for s in samples {
         groups.entry(&s.key).or_default().push(s);
     }
     groups
         .into_iter()
-        .map(|(key, group)| build_table(key, &group, opts))
+        .map(|(key, group)| build_table(key, &group, opts, quantity))
         .collect()
 }
 
-fn build_table(key: &TableKey, samples: &[&Sample], opts: &ReportOptions) -> Table {
+fn build_table(
+    key: &TableKey,
+    samples: &[&Sample],
+    opts: &ReportOptions,
+    quantity: Quantity,
+) -> Table {
     let registry: &[(String, String)] = opts
         .task_order
         .get(&key.pretrain)
@@ -192,7 +223,7 @@ fn build_table(key: &TableKey, samples: &[&Sample], opts: &ReportOptions) -> Tab
         &opts.method_order,
     );
 
-    // method -> seed -> task -> accuracies (percent) of the runs with that seed.
+    // method -> seed -> task -> values of the runs with that seed.
     let mut values: BTreeMap<&str, BTreeMap<u64, BTreeMap<&str, Vec<f64>>>> = BTreeMap::new();
     for s in samples {
         values
@@ -202,7 +233,7 @@ fn build_table(key: &TableKey, samples: &[&Sample], opts: &ReportOptions) -> Tab
             .or_default()
             .entry(s.task.as_str())
             .or_default()
-            .push(100.0 * s.accuracy);
+            .push(s.value);
     }
 
     let rows = methods
@@ -220,8 +251,9 @@ fn build_table(key: &TableKey, samples: &[&Sample], opts: &ReportOptions) -> Tab
                     Summary::of(&seed_means)
                 })
                 .collect();
-            // Avg: per seed, the mean over the table's tasks, only for seeds that have them all.
-            let seed_avgs: Vec<f64> = per_seed
+            // Avg (Sum): per seed, the mean (sum) over the table's tasks, only for seeds that
+            // have them all.
+            let seed_totals: Vec<f64> = per_seed
                 .values()
                 .filter(|by_task| tasks.iter().all(|(t, _)| by_task.contains_key(t.as_str())))
                 .map(|by_task| {
@@ -229,10 +261,13 @@ fn build_table(key: &TableKey, samples: &[&Sample], opts: &ReportOptions) -> Tab
                         .iter()
                         .map(|(t, _)| mean(&by_task[t.as_str()]))
                         .collect();
-                    mean(&task_means)
+                    match quantity {
+                        Quantity::Accuracy => mean(&task_means),
+                        Quantity::TaskWeight => task_means.iter().sum(),
+                    }
                 })
                 .collect();
-            cells.push(Summary::of(&seed_avgs));
+            cells.push(Summary::of(&seed_totals));
             // With one foundation model a method has one row: its key is the method's.
             let key = match method.split_once('@') {
                 Some((m, _)) if teachers <= 1 && m != FOUNDATION_ROW => m.to_string(),
@@ -251,13 +286,20 @@ fn build_table(key: &TableKey, samples: &[&Sample], opts: &ReportOptions) -> Tab
         .into_iter()
         .map(|(key, name)| ColumnHead { key, name })
         .collect();
-    columns.push(ColumnHead {
-        key: "avg".into(),
-        name: "Avg".into(),
+    columns.push(match quantity {
+        Quantity::Accuracy => ColumnHead {
+            key: "avg".into(),
+            name: "Avg".into(),
+        },
+        Quantity::TaskWeight => ColumnHead {
+            key: "sum".into(),
+            name: "Sum".into(),
+        },
     });
 
     Table {
         key: key.clone(),
+        quantity,
         columns,
         rows,
         synthetic: samples.iter().any(|s| s.synthetic),
@@ -307,6 +349,16 @@ fn order_methods<'a>(present: impl Iterator<Item = &'a str>, order: &[String]) -
     let mut ordered: Vec<String> = present.iter().map(|s| s.to_string()).collect();
     ordered.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
     ordered
+}
+
+/// A string column as owned values (null as empty).
+fn strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
+    Ok(df
+        .column(name)?
+        .str()?
+        .iter()
+        .map(|v| v.unwrap_or_default().to_owned())
+        .collect())
 }
 
 fn mean(values: &[f64]) -> f64 {

@@ -13,8 +13,9 @@ pub fn render(table: &Table) -> String {
     }
     out.push_str("\\begin{table}[t]\n\\centering\n");
     let mut caption = format!(
-        "{}: decomposition accuracy (\\%) on {}, profile {}. {}.",
+        "{}: {} on {}, profile {}. {}.",
         escape(&table.key.experiment),
+        escape(table.quantity_text()),
         escape(&table.key.pretrain),
         escape(&table.key.profile),
         escape(&table.caption())
@@ -38,8 +39,10 @@ pub fn render(table: &Table) -> String {
         out.push_str(&escape(&row.name));
         for (c, cell) in row.cells.iter().enumerate() {
             let text = match cell {
-                Some(s) if table.is_best(r, c) => format!("\\textbf{{{}}}", cell_text(s)),
-                Some(s) => cell_text(s),
+                Some(s) if table.is_best(r, c) => {
+                    format!("\\textbf{{{}}}", cell_text(s, table.decimals()))
+                }
+                Some(s) => cell_text(s, table.decimals()),
                 None => "--".to_owned(),
             };
             out.push_str(&format!(" & {text}"));
@@ -50,11 +53,11 @@ pub fn render(table: &Table) -> String {
     out
 }
 
-/// `61.23 $\pm$ 1.05`, or just `61.23` for a single seed.
-fn cell_text(s: &Summary) -> String {
+/// `61.23 $\pm$ 1.05`, or just `61.23` for a single seed (with 2 `decimals`).
+fn cell_text(s: &Summary, decimals: usize) -> String {
     match s.std {
-        Some(std) => format!("{:.2} $\\pm$ {:.2}", s.mean, std),
-        None => format!("{:.2}", s.mean),
+        Some(std) => format!("{:.d$} $\\pm$ {:.d$}", s.mean, std, d = decimals),
+        None => format!("{:.d$}", s.mean, d = decimals),
     }
 }
 

@@ -27,8 +27,10 @@ pub fn render(table: &Table) -> String {
         out.push_str(&format!("| {} |", escape(&row.name)));
         for (c, cell) in row.cells.iter().enumerate() {
             let text = match cell {
-                Some(s) if table.is_best(r, c) => format!("**{}**", cell_text(s)),
-                Some(s) => cell_text(s),
+                Some(s) if table.is_best(r, c) => {
+                    format!("**{}**", cell_text(s, table.decimals()))
+                }
+                Some(s) => cell_text(s, table.decimals()),
                 None => MISSING.to_owned(),
             };
             out.push_str(&format!(" {text} |"));
@@ -38,11 +40,11 @@ pub fn render(table: &Table) -> String {
     out
 }
 
-/// `61.23 ± 1.05`, or just `61.23` for a single seed.
-pub fn cell_text(s: &Summary) -> String {
+/// `61.23 ± 1.05`, or just `61.23` for a single seed (with 2 `decimals`).
+pub fn cell_text(s: &Summary, decimals: usize) -> String {
     match s.std {
-        Some(std) => format!("{:.2} ± {:.2}", s.mean, std),
-        None => format!("{:.2}", s.mean),
+        Some(std) => format!("{:.d$} ± {:.d$}", s.mean, std, d = decimals),
+        None => format!("{:.d$}", s.mean, d = decimals),
     }
 }
 

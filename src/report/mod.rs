@@ -4,6 +4,8 @@
 //! [`crate::store::metrics::scan_all`] scans every `metrics.parquet` lazily,
 //! [`decomposition`] selects the rows a table needs and lays them out as [`table::Table`]s,
 //! and one writer per format ([`markdown`], [`csv`], [`latex`]) turns a table into text.
+//! The task-weights tables of the gradient-balancing methods ([`task_weighting`]) go through
+//! the same layout and writers.
 //! Every table built even partly from synthetic data carries a banner saying so, in every
 //! format, so that smoke-profile numbers are never mistaken for a reproduction of the paper.
 
@@ -12,6 +14,7 @@ pub mod decomposition;
 pub mod latex;
 pub mod markdown;
 pub mod table;
+pub mod task_weighting;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::store::metrics::scan_all;
 use crate::util::fs::write_atomic;
 
-use table::Table;
+use table::{Quantity, Table};
 
 /// Output format of `harness report --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,7 +49,7 @@ impl Format {
 pub struct ReportOptions {
     /// The run store, `results/`.
     pub results_dir: PathBuf,
-    /// Where rendered files go: `<reports_dir>/<experiment>/decomposition.<ext>`.
+    /// Where rendered files go: `<reports_dir>/<experiment>/{decomposition,task_weights}.<ext>`.
     pub reports_dir: PathBuf,
     /// Only this experiment, when given; an unknown name is bad input.
     pub experiment: Option<String>,
@@ -61,13 +64,23 @@ pub struct ReportOptions {
     pub method_display: BTreeMap<String, String>,
 }
 
-/// Renders the decomposition tables of the scanned runs (all runs, or only `run_ids`), writes
-/// one file per experiment to `<reports_dir>/<experiment>/decomposition.<md|csv|tex>`
-/// (atomically, creating folders) and returns the full text for stdout.
+/// What `harness report` produced: the text for stdout and the files it wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    /// Markdown and LaTeX: the decomposition tables, then the task-weights tables. CSV: the
+    /// decomposition rows only (one header per stream); the weights are in their own file.
+    pub stdout: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// Renders the tables of the scanned runs (all runs, or only `run_ids`) and writes, per
+/// experiment, `<reports_dir>/<experiment>/decomposition.<md|csv|tex>` and, when
+/// gradient-balancing runs logged task weights, `task_weights.<ext>` beside it (atomically,
+/// creating folders).
 ///
-/// Returns an empty string, and writes nothing, when no run has decomposition test
-/// accuracies yet. Errors: no metrics at all, or an unknown `experiment`, are bad input.
-pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Result<String> {
+/// Returns empty text, and writes nothing, when no run has decomposition test accuracies
+/// yet. Errors: no metrics at all, or an unknown `experiment`, are bad input.
+pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Result<Rendered> {
     let metrics = scan_all(&opts.results_dir, run_ids)?;
     if let Some(wanted) = &opts.experiment {
         let known = decomposition::experiments(metrics.clone())?;
@@ -79,36 +92,67 @@ pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Resul
             )));
         }
     }
-    let samples = decomposition::load_samples(metrics, opts.experiment.as_deref())?;
-    let tables = decomposition::build_tables(&samples, opts);
+    let experiment = opts.experiment.as_deref();
+    let samples = decomposition::load_samples(metrics.clone(), experiment)?;
+    let accuracy = decomposition::build_tables(&samples, opts, Quantity::Accuracy);
+    let weight_samples =
+        task_weighting::load_weight_samples(&opts.results_dir, metrics, experiment)?;
+    let weights = decomposition::build_tables(&weight_samples, opts, Quantity::TaskWeight);
 
+    let mut rendered = Rendered::default();
+    let mut on_stdout = |text: &str| {
+        let separator = opts.format != Format::Csv && !rendered.stdout.is_empty();
+        if separator {
+            rendered.stdout.push('\n');
+        }
+        rendered.stdout.push_str(text);
+    };
+    let mut files = Vec::new();
+    let accuracy_files = write_per_experiment(opts, &accuracy, "decomposition")?;
+    let weight_files = write_per_experiment(opts, &weights, "task_weights")?;
+    if opts.format == Format::Csv && !accuracy.is_empty() {
+        on_stdout(&format!("{}\n", csv::HEADER));
+    }
+    for (path, body) in &accuracy_files {
+        on_stdout(body);
+        files.push(path.clone());
+    }
+    for (path, body) in &weight_files {
+        if opts.format != Format::Csv {
+            on_stdout(body);
+        }
+        files.push(path.clone());
+    }
+    rendered.files = files;
+    Ok(rendered)
+}
+
+/// Writes `<reports_dir>/<experiment>/<stem>.<ext>` for every experiment of `tables` and
+/// returns (path, rendered body without the CSV header) in experiment order.
+fn write_per_experiment(
+    opts: &ReportOptions,
+    tables: &[Table],
+    stem: &str,
+) -> Result<Vec<(PathBuf, String)>> {
     let mut by_experiment: BTreeMap<&str, Vec<&Table>> = BTreeMap::new();
-    for table in &tables {
+    for table in tables {
         by_experiment
             .entry(table.key.experiment.as_str())
             .or_default()
             .push(table);
     }
-
-    let mut stdout = String::new();
-    if opts.format == Format::Csv && !tables.is_empty() {
-        stdout.push_str(csv::HEADER);
-        stdout.push('\n');
-    }
+    let mut out = Vec::new();
     for (experiment, tables) in by_experiment {
         let body = render_tables(&tables, opts.format);
         let file_text = match opts.format {
             Format::Csv => format!("{}\n{body}", csv::HEADER),
             Format::Markdown | Format::Latex => body.clone(),
         };
-        let path = report_path(&opts.reports_dir, experiment, opts.format);
+        let path = report_path(&opts.reports_dir, experiment, stem, opts.format);
         write_atomic(&path, file_text.as_bytes())?;
-        if opts.format != Format::Csv && !stdout.is_empty() {
-            stdout.push('\n');
-        }
-        stdout.push_str(&body);
+        out.push((path, body));
     }
-    Ok(stdout)
+    Ok(out)
 }
 
 /// The tables of one experiment in one format (CSV without its header).
@@ -127,9 +171,9 @@ fn render_tables(tables: &[&Table], format: Format) -> String {
     }
 }
 
-/// `<reports_dir>/<experiment>/decomposition.<ext>`. The experiment name becomes a folder,
-/// so characters that could escape `reports_dir` or trouble a file system are replaced.
-fn report_path(reports_dir: &Path, experiment: &str, format: Format) -> PathBuf {
+/// `<reports_dir>/<experiment>/<stem>.<ext>`. The experiment name becomes a folder, so
+/// characters that could escape `reports_dir` or trouble a file system are replaced.
+fn report_path(reports_dir: &Path, experiment: &str, stem: &str, format: Format) -> PathBuf {
     let mut folder: String = experiment
         .chars()
         .map(|c| {
@@ -145,7 +189,7 @@ fn report_path(reports_dir: &Path, experiment: &str, format: Format) -> PathBuf 
     }
     reports_dir
         .join(folder)
-        .join(format!("decomposition.{}", format.extension()))
+        .join(format!("{stem}.{}", format.extension()))
 }
 
 #[cfg(test)]

@@ -56,10 +56,21 @@ pub struct TableKey {
     pub profile: String,
 }
 
+/// What a table's cells measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantity {
+    /// Test accuracy in percent, higher is better (the paper's tables).
+    Accuracy,
+    /// The weight a gradient-balancing method gave each task, averaged over the steps of the
+    /// run's last epoch: a description of the method, with no "best".
+    TaskWeight,
+}
+
 /// One results table, ready to render.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     pub key: TableKey,
+    pub quantity: Quantity,
     pub columns: Vec<ColumnHead>,
     pub rows: Vec<Row>,
     /// True when any row behind the table came from synthetic data.
@@ -87,7 +98,10 @@ impl Table {
             .filter_map(|r| r.cells.get(col).copied().flatten())
             .map(|s| s.mean)
             .collect();
-        if means.len() < 2 || self.rows.get(row).is_some_and(|r| r.reference) {
+        if self.quantity != Quantity::Accuracy
+            || means.len() < 2
+            || self.rows.get(row).is_some_and(|r| r.reference)
+        {
             return false;
         }
         let best = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -110,11 +124,30 @@ impl Table {
         }
     }
 
+    /// What the cells are, for titles and captions.
+    pub fn quantity_text(&self) -> &'static str {
+        match self.quantity {
+            Quantity::Accuracy => "decomposition accuracy (%)",
+            Quantity::TaskWeight => "task weights (mean over the last epoch's steps)",
+        }
+    }
+
+    /// Decimals shown in a cell: accuracies in percent need 2, weights near 1/T need 3.
+    pub fn decimals(&self) -> usize {
+        match self.quantity {
+            Quantity::Accuracy => 2,
+            Quantity::TaskWeight => 3,
+        }
+    }
+
     /// The title line, without any markup.
     pub fn title(&self) -> String {
         format!(
-            "{} · decomposition accuracy (%) on {} · profile {}",
-            self.key.experiment, self.key.pretrain, self.key.profile
+            "{} · {} on {} · profile {}",
+            self.key.experiment,
+            self.quantity_text(),
+            self.key.pretrain,
+            self.key.profile
         )
     }
 
@@ -200,6 +233,7 @@ mod tests {
                 pretrain: "p".into(),
                 profile: "smoke".into(),
             },
+            quantity: Quantity::Accuracy,
             columns: vec![
                 ColumnHead {
                     key: "a".into(),

@@ -1,0 +1,69 @@
+//! The task-weights table: how each gradient-balancing method (MoCo-MTL's λ, Aligned-MTL's
+//! α) weighted the tasks, from the `task_weights.parquet` its runs log at every step.
+//!
+//! A run's value for a task is the mean of its weights over the steps of the run's last
+//! epoch (the balance the method settled on; the weights of the first steps say more about
+//! the initialisation). Seeds are then pooled exactly as for accuracies, by the same
+//! [`build_tables`](super::decomposition::build_tables), so the rows, columns and seed
+//! counts of both tables agree. The last column is the total weight: 1 for MoCo-MTL's
+//! simplex weights, the overall step scale for Aligned-MTL's.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use super::decomposition::{RunColumns, Sample};
+use crate::error::{Error, Result};
+use crate::store::run_dir::RunDir;
+use crate::store::task_weights::read_task_weights;
+
+/// One sample per (run, task) of every decomposition run in `metrics` (restricted to
+/// `experiment` when given) that logged task weights. Runs of equal weighting log none and
+/// give none.
+pub fn load_weight_samples(
+    results_dir: &Path,
+    metrics: LazyFrame,
+    experiment: Option<&str>,
+) -> Result<Vec<Sample>> {
+    let mut selected = metrics.filter(col("stage").eq(lit("decompose")));
+    if let Some(name) = experiment {
+        selected = selected.filter(col("experiment").eq(lit(name)));
+    }
+    let df = selected
+        .group_by(RunColumns::NAMES.map(col))
+        .agg([col("data_kind")
+            .eq(lit("synthetic"))
+            .any(true)
+            .alias("synthetic")])
+        .collect()?;
+    let runs = RunColumns::read(&df)?;
+
+    let mut samples = Vec::new();
+    for i in 0..df.height() {
+        let path = RunDir::new(results_dir, &runs.run_id[i]).task_weights_path();
+        if !path.exists() {
+            continue;
+        }
+        let Some(seed) = runs.seed[i] else {
+            return Err(Error::input(format!(
+                "run {}: its metrics.parquet has a null seed; delete the run folder to re-run it",
+                runs.run_id[i]
+            )));
+        };
+        let rows = read_task_weights(&path)?;
+        let Some(last) = rows.iter().map(|r| r.epoch).max() else {
+            continue;
+        };
+        let mut by_task: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.epoch == last) {
+            let (sum, n) = by_task.entry(r.task.as_str()).or_default();
+            *sum += r.weight;
+            *n += 1;
+        }
+        for (task, (sum, n)) in by_task {
+            samples.push(runs.sample(i, seed, task.to_owned(), last, sum / n as f64));
+        }
+    }
+    Ok(samples)
+}
