@@ -96,6 +96,30 @@ impl MoCo {
         }
     }
 
+    /// Y (T × D, f32) and λ (T, f64), for the checkpoint; `None` before the first step.
+    pub fn state(&self) -> Option<(Vec<f32>, usize, Vec<f64>)> {
+        let dim = self.y.first().map_or(0, Vec::len);
+        if dim == 0 || self.y.iter().any(|r| r.len() != dim) {
+            return None;
+        }
+        Some((self.y.concat(), dim, self.lambda.clone()))
+    }
+
+    /// Restores [`MoCo::state`]; refuses a state of another task count.
+    pub fn restore(&mut self, y: &[f32], dim: usize, lambda: &[f64]) -> Result<(), String> {
+        let t = self.lambda.len();
+        if lambda.len() != t || y.len() != t * dim {
+            return Err(format!(
+                "MoCo-MTL state for {} tasks and {} values, expected {t} tasks",
+                lambda.len(),
+                y.len()
+            ));
+        }
+        self.y = y.chunks(dim.max(1)).map(<[f32]>::to_vec).collect();
+        self.lambda = lambda.to_vec();
+        Ok(())
+    }
+
     /// Update λ at step `k` and return (λ, shared gradient Yᵀλ).
     pub fn finish(&mut self, k: u64) -> (Vec<f64>, Vec<f32>) {
         let t = self.y.len();

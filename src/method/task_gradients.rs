@@ -11,7 +11,7 @@
 //! pass's own store is dropped once its gradients are taken.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor, Var};
 
 use super::aligned::aligned;
 use super::moco::{MoCo, MocoConfig, StepDecay};
@@ -54,6 +54,10 @@ fn take_flat(store: &mut GradStore, vars: &[Var]) -> Result<Vec<f32>> {
     Ok(out)
 }
 
+/// Checkpoint names of MoCo-MTL's state.
+const MOCO_Y: &str = "weighting.moco.y";
+const MOCO_LAMBDA: &str = "weighting.moco.lambda";
+
 impl Weighting for GradientBalancing {
     fn name(&self) -> &'static str {
         match self.balance {
@@ -62,7 +66,54 @@ impl Weighting for GradientBalancing {
         }
     }
 
-    fn backward(&mut self, losses: &[Tensor], ctx: &StepContext) -> Result<(GradStore, Vec<f64>)> {
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let Balance::MoCo(m, _) = &self.balance else {
+            return Ok(Vec::new());
+        };
+        let Some((y, dim, lambda)) = m.state() else {
+            return Ok(Vec::new());
+        };
+        let dev = candle_core::Device::Cpu;
+        Ok(vec![
+            (
+                MOCO_Y.into(),
+                Tensor::from_vec(y, (lambda.len(), dim), &dev)?,
+            ),
+            (MOCO_LAMBDA.into(), Tensor::new(lambda.as_slice(), &dev)?),
+        ])
+    }
+
+    fn load_state(
+        &mut self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+    ) -> std::result::Result<(), String> {
+        let Balance::MoCo(m, _) = &mut self.balance else {
+            return Ok(());
+        };
+        let (Some(y), Some(lambda)) = (tensors.get(MOCO_Y), tensors.get(MOCO_LAMBDA)) else {
+            return Err(format!(
+                "it lacks MoCo-MTL's running estimate (`{MOCO_Y}`, `{MOCO_LAMBDA}`), \
+                 so the run cannot continue exactly where it stopped"
+            ));
+        };
+        let read = || -> Result<(Vec<f32>, usize, Vec<f64>)> {
+            let dim = y.dims().last().copied().unwrap_or(0);
+            Ok((
+                y.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
+                dim,
+                lambda.to_dtype(DType::F64)?.to_vec1()?,
+            ))
+        };
+        let (y, dim, lambda) =
+            read().map_err(|e| format!("its MoCo-MTL state is unreadable ({e})"))?;
+        m.restore(&y, dim, &lambda)
+    }
+
+    fn backward(
+        &mut self,
+        losses: &[Tensor],
+        ctx: &StepContext,
+    ) -> Result<(GradStore, Vec<(usize, f64)>)> {
         let dim: usize = ctx.shared.iter().map(|v| v.elem_count()).sum();
         let shared_ids: std::collections::HashSet<_> =
             ctx.shared.iter().map(|v| v.as_tensor().id()).collect();
@@ -122,7 +173,7 @@ impl Weighting for GradientBalancing {
                         *gi += (*w * *ri as f64) as f32;
                     }
                 }
-                (a.weights, g)
+                (ctx.tasks.iter().copied().zip(a.weights).collect(), g)
             }
             Balance::MoCo(m, _) => {
                 for (t, p) in present.iter().enumerate() {
@@ -130,8 +181,9 @@ impl Weighting for GradientBalancing {
                         m.absorb(t, k, None, dim);
                     }
                 }
+                // Every λ_t weighs its row of Y, present in the batch or not.
                 let (lambda, g) = m.finish(k);
-                (ctx.tasks.iter().map(|&t| lambda[t]).collect(), g)
+                (lambda.into_iter().enumerate().collect(), g)
             }
         };
         // A store holding only a throw-away scalar, to be filled with the final gradients.
@@ -191,7 +243,7 @@ mod tests {
         let (grads, weights) = al.backward(&[la.clone(), lb.clone()], &ctx).unwrap();
         let rows = vec![vec![2f32, 0., 2.], vec![0f32, 1., 1.]];
         let a = aligned(&rows);
-        assert_eq!(weights, a.weights);
+        assert_eq!(weights, vec![(0, a.weights[0]), (1, a.weights[1])]);
         let want: Vec<f32> = (0..3)
             .map(|d| (a.weights[0] * rows[0][d] as f64 + a.weights[1] * rows[1][d] as f64) as f32)
             .collect();
@@ -227,10 +279,41 @@ mod tests {
         reference.absorb(0, 1, Some((&rows[0], 12.0)), 3);
         reference.absorb(1, 1, Some((&rows[1], 2.0)), 3);
         let (lambda, g) = reference.finish(1);
-        assert_eq!(weights, lambda);
+        assert_eq!(weights, vec![(0, lambda[0]), (1, lambda[1])]);
         assert_eq!(
             grads.get(w.as_tensor()).unwrap().to_vec1::<f32>().unwrap(),
             g
         );
+    }
+
+    /// MoCo's state survives a checkpoint round trip; a checkpoint without it is refused
+    /// rather than silently restarting Y and λ.
+    #[test]
+    fn moco_state_round_trips_and_is_required() {
+        let mut a = GradientBalancing::moco(MocoConfig::default(), 2);
+        assert!(
+            a.state().unwrap().is_empty(),
+            "nothing before the first step"
+        );
+        if let Balance::MoCo(m, _) = &mut a.balance {
+            m.absorb(0, 1, Some((&[1.0, 2.0, 3.0], 0.5)), 3);
+            m.absorb(1, 1, None, 3);
+            m.finish(1);
+        }
+        let tensors: std::collections::HashMap<String, Tensor> =
+            a.state().unwrap().into_iter().collect();
+        let mut b = GradientBalancing::moco(MocoConfig::default(), 2);
+        b.load_state(&tensors).unwrap();
+        let (Balance::MoCo(ma, _), Balance::MoCo(mb, _)) = (&a.balance, &b.balance) else {
+            unreachable!()
+        };
+        assert_eq!(ma.state(), mb.state());
+        let err = GradientBalancing::moco(MocoConfig::default(), 2)
+            .load_state(&Default::default())
+            .unwrap_err();
+        assert!(err.contains("lacks MoCo-MTL's running estimate"), "{err}");
+        let mut three = GradientBalancing::moco(MocoConfig::default(), 3);
+        assert!(three.load_state(&tensors).is_err(), "another task count");
+        assert!(GradientBalancing::aligned().state().unwrap().is_empty());
     }
 }

@@ -3,6 +3,8 @@
 //! [`super::task_gradients::GradientBalancing`] (MoCo-MTL, Aligned-MTL) differentiates each
 //! task's loss on its own and combines the per-task gradients of the shared parameters.
 
+use std::collections::HashMap;
+
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
@@ -26,9 +28,27 @@ pub struct StepContext<'a> {
 
 pub trait Weighting: Send {
     fn name(&self) -> &'static str;
-    /// Gradients for one step and the weight of every loss term (in `ctx.tasks` order),
-    /// logged per step.
-    fn backward(&mut self, losses: &[Tensor], ctx: &StepContext) -> Result<(GradStore, Vec<f64>)>;
+    /// Gradients for one step and, logged per step, the weight of every task the update
+    /// used as (local task, weight): the loss terms' tasks, or all tasks for a method
+    /// whose update also draws on absent ones (MoCo-MTL's running estimate).
+    fn backward(
+        &mut self,
+        losses: &[Tensor],
+        ctx: &StepContext,
+    ) -> Result<(GradStore, Vec<(usize, f64)>)>;
+    /// State carried from step to step (MoCo-MTL's Y and λ), saved in the checkpoint under
+    /// `weighting.*` names so a resumed run continues exactly where it stopped.
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Vec::new())
+    }
+    /// Restores [`Weighting::state`] from a checkpoint's tensors; a message when the state
+    /// the weighting needs is missing or does not fit.
+    fn load_state(
+        &mut self,
+        _tensors: &HashMap<String, Tensor>,
+    ) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Σ_t L_t with unit weights: the task loss of METHODS.md.
@@ -39,9 +59,16 @@ impl Weighting for Equal {
         "equal"
     }
 
-    fn backward(&mut self, losses: &[Tensor], _ctx: &StepContext) -> Result<(GradStore, Vec<f64>)> {
+    fn backward(
+        &mut self,
+        losses: &[Tensor],
+        ctx: &StepContext,
+    ) -> Result<(GradStore, Vec<(usize, f64)>)> {
         let total = sum(losses)?;
-        Ok((total.backward()?, vec![1.0; losses.len()]))
+        Ok((
+            total.backward()?,
+            ctx.tasks.iter().map(|&t| (t, 1.0)).collect(),
+        ))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Checkpoints in safetensors: every variable of the run (parameters and batch-norm
 //! statistics, under their `VarBuilder` names), the optimiser state (`optim.*`) and the
-//! training position (`meta.epoch`, `meta.steps`), written atomically after every epoch so a
-//! killed run resumes from its last finished epoch.
+//! training position (`meta.epoch`, `meta.steps`) and the weighting's state between steps
+//! (`weighting.*`, MoCo-MTL's), written atomically after every epoch so a killed run resumes
+//! from its last finished epoch exactly as if it had not stopped.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 
 use crate::error::{Error, Result};
+use crate::method::weighting::Weighting;
 use crate::train::optim::Optimizer;
 
 /// Where training stands according to a checkpoint.
@@ -18,12 +20,18 @@ pub struct Position {
     pub steps: u64,
 }
 
-pub fn save(path: &Path, map: &VarMap, optim: &Optimizer, pos: &Position) -> Result<()> {
+pub fn save(
+    path: &Path,
+    map: &VarMap,
+    optim: &Optimizer,
+    weighting: &dyn Weighting,
+    pos: &Position,
+) -> Result<()> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, var) in map.data().lock().expect("var map lock").iter() {
         tensors.insert(name.clone(), var.as_tensor().clone());
     }
-    for (name, t) in optim.state() {
+    for (name, t) in optim.state().into_iter().chain(weighting.state()?) {
         tensors.insert(name, t);
     }
     let dev = Device::Cpu;
@@ -35,9 +43,15 @@ pub fn save(path: &Path, map: &VarMap, optim: &Optimizer, pos: &Position) -> Res
     Ok(())
 }
 
-/// Load a checkpoint into `map` and `optim`; returns the training position. A checkpoint
-/// that cannot be read is reported, not trusted.
-pub fn load(path: &Path, map: &VarMap, optim: &mut Optimizer, device: &Device) -> Result<Position> {
+/// Load a checkpoint into `map`, `optim` and `weighting`; returns the training position. A
+/// checkpoint that cannot be read, or lacks what the run needs, is reported, not trusted.
+pub fn load(
+    path: &Path,
+    map: &VarMap,
+    optim: &mut Optimizer,
+    weighting: &mut dyn Weighting,
+    device: &Device,
+) -> Result<Position> {
     let tensors = load_vars(path, map, device)?;
     let epochs_done = tensors
         .get("meta.epoch")
@@ -50,6 +64,14 @@ pub fn load(path: &Path, map: &VarMap, optim: &mut Optimizer, device: &Device) -
         .transpose()?
         .unwrap_or(0);
     optim.load_state(|n| tensors.get(n).cloned(), steps);
+    if epochs_done > 0 {
+        weighting.load_state(&tensors).map_err(|why| {
+            Error::Failed(format!(
+                "{}: {why}; delete the checkpoint to restart the run",
+                path.display()
+            ))
+        })?;
+    }
     Ok(Position { epochs_done, steps })
 }
 

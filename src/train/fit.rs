@@ -46,10 +46,11 @@ pub trait FitHooks {
         values: Vec<EpochValue>,
         map: &VarMap,
         optim: &Optimizer,
+        weighting: &dyn Weighting,
     ) -> Result<()>;
     fn step(&mut self, p: &StepProgress);
     /// The weight the method gave each task's loss at one optimiser step.
-    fn task_weights(&mut self, _epoch: u32, _step: u64, _tasks: &[usize], _weights: &[f64]) {}
+    fn task_weights(&mut self, _epoch: u32, _step: u64, _weights: &[(usize, f64)]) {}
 }
 
 pub struct FitArgs<'a> {
@@ -112,7 +113,7 @@ pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
                 epoch: epoch + 1,
             };
             let (grads, weights) = a.weighting.backward(&terms.losses, &ctx)?;
-            hooks.task_weights(epoch, step as u64 + 1, &terms.tasks, &weights);
+            hooks.task_weights(epoch, step as u64 + 1, &weights);
             let lr = learning_rate(&a.cfg.optim, step, total_steps, warmup);
             a.optim.step(&grads, lr)?;
             samples += batch.size;
@@ -178,7 +179,7 @@ pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
                 });
             }
         }
-        hooks.epoch_done(epoch, values, a.map, a.optim)?;
+        hooks.epoch_done(epoch, values, a.map, a.optim, a.weighting)?;
     }
     Ok(FitOutcome::Done)
 }

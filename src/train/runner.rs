@@ -165,9 +165,9 @@ struct Hooks<'a> {
 }
 
 impl FitHooks for Hooks<'_> {
-    fn task_weights(&mut self, epoch: u32, step: u64, tasks: &[usize], weights: &[f64]) {
+    fn task_weights(&mut self, epoch: u32, step: u64, weights: &[(usize, f64)]) {
         if let Some(rows) = &mut self.weights {
-            rows.extend(tasks.iter().zip(weights).map(|(&t, &w)| WeightRow {
+            rows.extend(weights.iter().map(|&(t, w)| WeightRow {
                 epoch: epoch + 1,
                 step,
                 task: self.task_keys[t].clone(),
@@ -182,6 +182,7 @@ impl FitHooks for Hooks<'_> {
         values: Vec<EpochValue>,
         map: &VarMap,
         optim: &Optimizer,
+        weighting: &dyn Weighting,
     ) -> Result<()> {
         let wall = self.started.elapsed().as_secs_f64();
         for v in values {
@@ -220,6 +221,7 @@ impl FitHooks for Hooks<'_> {
             &self.dir.checkpoint_path(),
             map,
             optim,
+            weighting,
             &Position {
                 epochs_done: epoch + 1,
                 steps: optim.steps,
@@ -300,7 +302,13 @@ fn train(
     let mut weight_rows = (weighting.name() != "equal").then(Vec::new);
     let mut start_epoch = 0;
     if dir.checkpoint_path().exists() {
-        let pos = checkpoint::load(&dir.checkpoint_path(), &map, &mut optim, &device)?;
+        let pos = checkpoint::load(
+            &dir.checkpoint_path(),
+            &map,
+            &mut optim,
+            weighting.as_mut(),
+            &device,
+        )?;
         start_epoch = pos.epochs_done.min(spec.train.epochs);
         if dir.metrics_path().exists() {
             rows = read_metrics(&dir.metrics_path())?;

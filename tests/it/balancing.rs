@@ -3,7 +3,7 @@
 
 use kdbench::store::task_weights::read_task_weights;
 
-use crate::common::{assert_bad_input, stderr, tiny_experiment, Workspace};
+use crate::common::{assert_bad_input, stderr, stdout, tiny_experiment, Workspace};
 
 #[test]
 fn gradient_balancing_methods_train_and_log_task_weights() {
@@ -30,19 +30,44 @@ fn gradient_balancing_methods_train_and_log_task_weights() {
     assert_eq!(files.len(), 2);
     for (spec, rows) in files {
         assert!(!rows.is_empty());
-        // 2 epochs, every row of a step a present task of that step.
         assert_eq!(rows.iter().map(|r| r.epoch).max(), Some(2));
+        let tasks: std::collections::BTreeSet<&str> =
+            rows.iter().map(|r| r.task.as_str()).collect();
+        let steps: std::collections::BTreeSet<u64> = rows.iter().map(|r| r.step).collect();
         if spec.contains("\"mocomtl\"") {
             assert!(
                 spec.contains("\"simplex\"") && spec.contains("\"epoch\""),
                 "{spec}"
             );
-            // λ lies on the simplex: weights in [0, 1].
+            // λ lies on the simplex: weights in [0, 1], every task's at every step (MoCo's
+            // update uses all rows of Y), summing to 1.
             assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r.weight)));
+            assert_eq!(rows.len(), tasks.len() * steps.len());
+            for s in &steps {
+                let total: f64 = rows.iter().filter(|r| r.step == *s).map(|r| r.weight).sum();
+                assert!((total - 1.0).abs() < 1e-9, "step {s}: {total}");
+            }
         } else {
             assert!(rows.iter().all(|r| r.weight.is_finite()));
         }
     }
+
+    // The report shows how each method weighted the tasks; λ on the simplex sums to 1.
+    let o = ws.run(&["report", "--format", "markdown"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let at = text
+        .find("## balance · task weights (mean over the last epoch's steps)")
+        .unwrap_or_else(|| panic!("{text}"));
+    let weights = &text[at..];
+    let moco = weights
+        .lines()
+        .find(|l| l.starts_with("| MoCo-MTL |"))
+        .unwrap_or_else(|| panic!("{weights}"));
+    assert!(moco.ends_with("| 1.000 |"), "{moco}");
+    assert!(weights.contains("| Aligned-MTL |"), "{weights}");
+    assert!(ws.path().join("reports/balance/task_weights.md").exists());
+    assert!(stderr(&o).contains("task_weights.md"), "{}", stderr(&o));
 }
 
 #[test]
@@ -96,4 +121,69 @@ fn balance_bench_prints_times_memory_and_ratios() {
         serde_json::from_str(&std::fs::read_to_string(ws.path().join("b.json")).unwrap()).unwrap();
     assert_eq!(json[1]["results"].as_array().unwrap().len(), 3);
     assert_bad_input(&ws.run(&["bench", "balance", "--tasks", "1"]), &["--tasks"]);
+}
+
+/// MoCo-MTL carries Y and λ from step to step: killed after an epoch and resumed, a run must
+/// give bit for bit the metrics and task weights of a run that never stopped (the state
+/// travels in the checkpoint).
+#[test]
+fn moco_resumed_after_kill_matches_an_uninterrupted_run() {
+    let text = tiny_experiment("resume", &["mocomtl"], &[0])
+        .replace("epochs = 2", "epochs = 5")
+        .replace("max_train_per_task = 24", "max_train_per_task = 48");
+    let whole = Workspace::new();
+    whole.write("exp.toml", &text);
+    let o = whole.run(&["run", "exp.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let resumed = Workspace::new();
+    resumed.write("exp.toml", &text);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("harness"))
+        .args(["run", "exp.toml"])
+        .current_dir(resumed.path())
+        .env_remove("HARNESS_DATA_DIR")
+        .env("RAYON_NUM_THREADS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let run_dir = loop {
+        let found = std::fs::read_dir(resumed.path().join("results"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("checkpoint.safetensors").exists());
+        if let Some(dir) = found {
+            break dir;
+        }
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    child.kill().unwrap(); // SIGKILL, after the first epoch's checkpoint
+    child.wait().unwrap();
+    let o = resumed.run(&["run", "exp.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = std::fs::read_to_string(run_dir.join("log.txt")).unwrap();
+    assert!(log.contains("resuming after epoch"), "{log}");
+
+    let values = |ws: &Workspace| -> Vec<(u32, String, String, String, u64)> {
+        let rows = kdbench::store::metrics::read_metrics(&ws.metrics_files()[0]).unwrap();
+        rows.into_iter()
+            .filter(|r| r.metric != "samples_per_s" && r.metric != "epoch_time_s")
+            .map(|r| (r.epoch, r.split, r.task, r.metric, r.value.to_bits()))
+            .collect()
+    };
+    let (a, b) = (values(&whole), values(&resumed));
+    assert_eq!(a.iter().map(|r| r.0).max(), Some(5));
+    assert_eq!(
+        a, b,
+        "a resumed MoCo-MTL run must match an uninterrupted one"
+    );
+    let weights = |ws: &Workspace| {
+        let dir = ws.metrics_files()[0].parent().unwrap().to_path_buf();
+        read_task_weights(&dir.join("task_weights.parquet")).unwrap()
+    };
+    assert_eq!(weights(&whole), weights(&resumed));
 }
