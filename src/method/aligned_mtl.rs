@@ -14,5 +14,6 @@ pub const ALIGNED_MTL: HardSharingMethod = HardSharingMethod {
         kd: None,
         low_rank: None,
         moco: None,
+        kf: None,
     },
 };

@@ -36,6 +36,16 @@ impl FeatureCache {
     /// `B × dim` features of the batch's rows from `net` in evaluation mode, without
     /// gradient; only rows not seen before are computed.
     pub fn features(&self, net: &dyn Backbone, batch: &Batch) -> Result<Tensor> {
+        self.features_with(batch, |x| net.forward_t(x, false))
+    }
+
+    /// As [`FeatureCache::features`], with the rows computed by `compute` (images → `n ×
+    /// dim`), which must be a function of each image alone.
+    pub fn features_with(
+        &self,
+        batch: &Batch,
+        compute: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let key = |i: usize| (batch.split, batch.items[i].0, batch.items[i].1);
         let missing: Vec<u32> = {
             let rows = self.rows.lock().expect("feature cache");
@@ -48,7 +58,7 @@ impl FeatureCache {
         if !missing.is_empty() {
             let idx = Tensor::from_slice(&missing, missing.len(), batch.x.device())?;
             let x = batch.x.index_select(&idx, 0)?;
-            let f = net.forward_t(&x, false)?.detach();
+            let f = compute(&x)?.detach();
             if f.dim(1)? != self.dim {
                 candle_core::bail!(
                     "frozen network gives {} features, expected {}",

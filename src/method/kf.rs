@@ -4,12 +4,13 @@
 //! architecture at a quarter of its widths, projected to z_c's width, features z_t).
 //! Task t predicts with head_t(z_c + z_t).
 //!
-//! Loss of a task's samples: label-smoothed CE (ε = 0.1) of head_t(z_c + z_t); KD from the
-//! teacher's head for the task (weight `kd_alpha` = 0.1, T = `kd_temperature` = 10, as in
-//! their CIFAR configs); InfoMax between the teacher's features (through a trained linear
-//! projection) and z_c over the batch (weight 1); InfoMin of z_t (weight 1e-3); and the
-//! auxiliary CE of a second head on z_t alone (weight 1). Matched stages are reduced to
-//! the pooled features here (the reference matches several).
+//! Loss of a task's samples ([`KfConfig`], defaults from the reference's CIFAR configs):
+//! label-smoothed CE (ε = 0.1) of head_t(z_c + z_t); KD from the teacher's head for the task
+//! (weight `kd_alpha` = 0.1, T = `kd_temperature` = 10); InfoMax between teacher and CKN at
+//! their last `infomax_stages` = 3 stages, as the reference: each stage globally pooled, the
+//! teacher's through a trained Linear → BatchNorm → ReLU → Linear onto the CKN stage's
+//! width, the mean over the stages weighted 1; InfoMin of z_t (weight 1e-3); and the
+//! auxiliary CE of a second head on z_t alone (weight 1).
 //!
 //! An expert is CKN + TSN_t + head_t: two networks, more parameters than one student,
 //! which is the LoRKD paper's point against it.
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
 
 use super::kd_loss::soft_kl;
 use super::kf_loss::{info_max, info_min, label_smoothed_ce};
@@ -26,14 +28,42 @@ use super::teacher::Teacher;
 use super::weighting::{Equal, Weighting};
 use super::{BuildContext, Granularity, Method, TaskLosses, TaskModel};
 use crate::data::batch::Batch;
+use crate::model::batch_norm::{batch_norm2d, BatchNorm2d};
 use crate::model::heads::TaskHeads;
 use crate::model::{build_backbone, Backbone};
 use crate::spec::run::{KdConfig, MethodOptions, ModelConfig};
 
-const LABEL_SMOOTHING: f64 = 0.1;
-const INFOMAX_WEIGHT: f64 = 1.0;
-const INFOMIN_WEIGHT: f64 = 1e-3;
-const AUX_WEIGHT: f64 = 1.0;
+/// KF's settings (`[method.kf]`); the defaults are the reference's CIFAR configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KfConfig {
+    /// ε of the label-smoothed CE on head_t(z_c + z_t).
+    pub label_smoothing: f64,
+    /// Weight of InfoMax (teacher → CKN), averaged over the matched stages.
+    pub infomax_weight: f64,
+    /// How many last stages of teacher and CKN InfoMax matches (fewer when a network has
+    /// fewer stages).
+    pub infomax_stages: usize,
+    /// Weight of InfoMin on each z_t.
+    pub infomin_weight: f64,
+    /// Weight of the auxiliary CE of head_aux_t(z_t).
+    pub aux_weight: f64,
+}
+
+impl KfConfig {
+    pub const DEFAULT: KfConfig = KfConfig {
+        label_smoothing: 0.1,
+        infomax_weight: 1.0,
+        infomax_stages: 3,
+        infomin_weight: 1e-3,
+        aux_weight: 1.0,
+    };
+}
+
+impl Default for KfConfig {
+    fn default() -> Self {
+        KfConfig::DEFAULT
+    }
+}
 
 /// The task-specific networks' architecture: the student's at a quarter of its widths
 /// (at least 4 channels; even where ShuffleNetV2 splits channels in halves).
@@ -67,31 +97,83 @@ impl TaskNet {
     }
 }
 
+/// InfoMax's projection of one teacher stage onto a CKN stage, as the reference's:
+/// Linear → BatchNorm1d → ReLU → Linear.
+struct StageProjection {
+    fc1: Linear,
+    bn: BatchNorm2d,
+    fc2: Linear,
+}
+
+impl StageProjection {
+    fn new(from: usize, to: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc1: candle_nn::linear(from, to, vb.pp("fc1"))?,
+            bn: batch_norm2d(to, vb.pp("bn"))?,
+            fc2: candle_nn::linear(to, to, vb.pp("fc2"))?,
+        })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.fc1.forward(x)?;
+        let (b, c) = h.dims2()?;
+        // A batch norm over (B, C) is the 2-d one over (B, C, 1, 1).
+        let h = self.bn.forward_relu(&h.reshape((b, c, 1, 1))?, train)?;
+        self.fc2.forward(&h.reshape((b, c))?)
+    }
+}
+
+/// What KF learns from the teacher: its logits (KD) and its stages (InfoMax).
+struct KfTeacher {
+    teacher: Arc<Teacher>,
+    /// (teacher stage, CKN stage, projection) of every matched pair, last stages last.
+    matched: Vec<(usize, usize, StageProjection)>,
+    temperature: f64,
+    kd_weight: f64,
+}
+
 pub struct Kf {
     ckn: Box<dyn Backbone>,
     tsn: Vec<TaskNet>,
     heads: TaskHeads,
     aux: TaskHeads,
     task_keys: Vec<String>,
-    teacher: Option<(Arc<Teacher>, Linear, f64, f64)>,
+    cfg: KfConfig,
+    teacher: Option<KfTeacher>,
 }
 
 impl Kf {
     pub fn new(ctx: &BuildContext, vb: VarBuilder) -> Result<Self> {
         let ckn = build_backbone(ctx.model, vb.pp("backbone"))?;
         let dim = ckn.feature_dim();
+        let cfg = ctx.options.kf.unwrap_or_default();
         let tsn = ctx
             .tasks
             .iter()
             .map(|(k, _)| TaskNet::new(ctx.model, dim, vb.pp("tsn").pp(k), vb.pp("tsn_proj").pp(k)))
             .collect::<Result<_>>()?;
         let teacher = match (&ctx.teacher, ctx.options.kd) {
-            (Some(t), Some(KdConfig::Logit { temperature, alpha })) => Some((
-                t.clone(),
-                candle_nn::linear(t.feature_dim(), dim, vb.pp("kf_teacher_proj"))?,
-                temperature,
-                alpha,
-            )),
+            (Some(t), Some(KdConfig::Logit { temperature, alpha })) => {
+                let (t_dims, s_dims) = (t.stage_dims(), ckn.stage_dims());
+                let n = cfg.infomax_stages.min(t_dims.len()).min(s_dims.len());
+                let matched = (0..n)
+                    .map(|j| {
+                        let (ti, si) = (t_dims.len() - n + j, s_dims.len() - n + j);
+                        let proj = StageProjection::new(
+                            t_dims[ti],
+                            s_dims[si],
+                            vb.pp("kf_teacher_proj").pp(j.to_string()),
+                        )?;
+                        Ok((ti, si, proj))
+                    })
+                    .collect::<Result<_>>()?;
+                Some(KfTeacher {
+                    teacher: t.clone(),
+                    matched,
+                    temperature,
+                    kd_weight: alpha,
+                })
+            }
             (Some(_), Some(KdConfig::Feature { .. })) => {
                 candle_core::bail!("KF distils logits: use kd = \"logit\" (its default)")
             }
@@ -103,22 +185,38 @@ impl Kf {
             heads: TaskHeads::new(dim, ctx.tasks, vb.pp("heads"))?,
             aux: TaskHeads::new(dim, ctx.tasks, vb.pp("aux_heads"))?,
             task_keys: ctx.tasks.iter().map(|(k, _)| k.clone()).collect(),
+            cfg,
             teacher,
         })
+    }
+
+    /// CKN features z_c and, with a teacher, the teacher's features and the InfoMax term
+    /// (the mean over the matched stages).
+    fn common(&self, batch: &Batch, train: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+        let Some(kt) = &self.teacher else {
+            return Ok((self.ckn.forward_t(&batch.x, train)?, None));
+        };
+        let mut student = self.ckn.stage_features_t(&batch.x, train)?;
+        let mut teacher = kt.teacher.stage_features(batch)?;
+        let mut terms = Vec::with_capacity(kt.matched.len());
+        for (ti, si, proj) in &kt.matched {
+            terms.push(info_max(
+                &proj.forward_t(&teacher[*ti], train)?,
+                &student[*si],
+            )?);
+        }
+        let im = (Tensor::stack(&terms, 0)?.sum_all()? / terms.len().max(1) as f64)?;
+        let (Some(z_c), Some(f)) = (student.pop(), teacher.pop()) else {
+            candle_core::bail!("a network gave no stage features");
+        };
+        Ok((z_c, Some((f, im))))
     }
 }
 
 impl TaskModel for Kf {
     fn task_losses(&self, batch: &Batch, train: bool) -> Result<TaskLosses> {
-        let z_c = self.ckn.forward_t(&batch.x, train)?;
-        let teacher = match &self.teacher {
-            Some((t, proj, temperature, weight)) => {
-                let f = t.features(batch)?;
-                let im = info_max(&proj.forward(&f)?, &z_c)?;
-                Some((t, f, im, *temperature, *weight))
-            }
-            None => None,
-        };
+        let (z_c, teacher) = self.common(batch, train)?;
+        let cfg = &self.cfg;
         let mut out = TaskLosses::new();
         for g in &batch.groups {
             let x = batch.x.index_select(&g.rows, 0)?;
@@ -126,18 +224,20 @@ impl TaskModel for Kf {
             let logits = self
                 .heads
                 .forward(g.task, &(z_c.index_select(&g.rows, 0)? + &z_t)?)?;
-            let mut loss = label_smoothed_ce(&logits, &g.labels, LABEL_SMOOTHING)?;
+            let mut loss = label_smoothed_ce(&logits, &g.labels, cfg.label_smoothing)?;
             let aux = candle_nn::loss::cross_entropy(&self.aux.forward(g.task, &z_t)?, &g.labels)?;
-            loss = (loss + (aux * AUX_WEIGHT)?)?;
+            loss = (loss + (aux * cfg.aux_weight)?)?;
             if g.count >= 2 {
                 // Batch statistics need two samples.
-                loss = (loss + (info_min(&z_t)? * INFOMIN_WEIGHT)?)?;
+                loss = (loss + (info_min(&z_t)? * cfg.infomin_weight)?)?;
             }
-            if let Some((t, f, im, temperature, weight)) = &teacher {
-                let t_logits = t.logits(&self.task_keys[g.task], &f.index_select(&g.rows, 0)?)?;
-                let kd = soft_kl(&logits, &t_logits, *temperature)?;
+            if let (Some((f, im)), Some(kt)) = (&teacher, &self.teacher) {
+                let t_logits = kt
+                    .teacher
+                    .logits(&self.task_keys[g.task], &f.index_select(&g.rows, 0)?)?;
+                let kd = soft_kl(&logits, &t_logits, kt.temperature)?;
                 // InfoMax is a batch term: each task carries its share of it.
-                loss = ((loss + (kd * *weight)?)? + (im * INFOMAX_WEIGHT)?)?;
+                loss = ((loss + (kd * kt.kd_weight)?)? + (im * cfg.infomax_weight)?)?;
             }
             out.push_group(g, batch.size, loss, &logits)?;
         }
@@ -169,6 +269,7 @@ impl Method for KfMethod {
             }),
             low_rank: None,
             moco: None,
+            kf: Some(KfConfig::DEFAULT),
         }
     }
     fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> Result<Box<dyn TaskModel>> {

@@ -23,5 +23,6 @@ pub const LORKD: HardSharingMethod = HardSharingMethod {
             alpha: 16.0,
         }),
         moco: None,
+        kf: None,
     },
 };

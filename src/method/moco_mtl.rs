@@ -17,5 +17,6 @@ pub const MOCO_MTL: HardSharingMethod = HardSharingMethod {
         kd: None,
         low_rank: None,
         moco: Some(MocoConfig::DEFAULT),
+        kf: None,
     },
 };

@@ -13,5 +13,6 @@ pub const MTL: HardSharingMethod = HardSharingMethod {
         kd: None,
         low_rank: None,
         moco: None,
+        kf: None,
     },
 };

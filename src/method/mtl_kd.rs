@@ -15,5 +15,6 @@ pub const MTL_KD: HardSharingMethod = HardSharingMethod {
         kd: Some(FEATURE_KD),
         low_rank: None,
         moco: None,
+        kf: None,
     },
 };

@@ -22,6 +22,9 @@ pub struct Teacher {
     heads: TaskHeads,
     task_keys: Vec<String>,
     cache: FeatureCache,
+    /// Every stage's pooled features side by side (filled only by methods that match
+    /// stages, KF).
+    stage_cache: FeatureCache,
     /// Trainable parameters of the backbone (batch-norm statistics excluded).
     backbone_params: u64,
 }
@@ -50,11 +53,13 @@ impl Teacher {
         let backbone = build_backbone(&spec.model, vb.pp("backbone"))?;
         let dim = backbone.feature_dim();
         let heads = TaskHeads::new(dim, tasks, vb.pp("heads"))?;
+        let stage_dim = backbone.stage_dims().iter().sum();
         Ok(Teacher {
             backbone,
             heads,
             task_keys: tasks.iter().map(|(k, _)| k.clone()).collect(),
             cache: FeatureCache::new(dim, DEFAULT_BUDGET_BYTES),
+            stage_cache: FeatureCache::new(stage_dim, DEFAULT_BUDGET_BYTES),
             backbone_params,
         })
     }
@@ -73,6 +78,26 @@ impl Teacher {
     /// Pooled features of the batch's images (cached, no gradient).
     pub fn features(&self, batch: &Batch) -> candle_core::Result<Tensor> {
         self.cache.features(self.backbone.as_ref(), batch)
+    }
+
+    /// Widths of the teacher's stage features, first stage first.
+    pub fn stage_dims(&self) -> Vec<usize> {
+        self.backbone.stage_dims()
+    }
+
+    /// Pooled features of every stage of the batch's images (cached, no gradient); the
+    /// last are [`Teacher::features`].
+    pub fn stage_features(&self, batch: &Batch) -> candle_core::Result<Vec<Tensor>> {
+        let all = self.stage_cache.features_with(batch, |x| {
+            Tensor::cat(&self.backbone.stage_features_t(x, false)?, 1)
+        })?;
+        let mut offset = 0;
+        let mut out = Vec::new();
+        for d in self.backbone.stage_dims() {
+            out.push(all.narrow(1, offset, d)?.contiguous()?);
+            offset += d;
+        }
+        Ok(out)
     }
 
     /// The teacher's logits for task `key` from its features.

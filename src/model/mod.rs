@@ -19,6 +19,7 @@ pub mod resnet;
 pub mod shufflenet;
 mod simd;
 pub mod slice_conv;
+pub mod stages;
 #[cfg(test)]
 mod test_support;
 pub mod vit;
@@ -42,6 +43,16 @@ pub const CONV_ARCHS: &[&str] = &["resnet", "resnet_bottleneck", "shufflenetv2"]
 pub trait Backbone: Send + Sync {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor>;
     fn feature_dim(&self) -> usize;
+    /// Globally pooled features at the end of every stage, `B × stage_dims()[s]` each; the
+    /// last is [`Backbone::forward_t`]'s output, computed the same way (KF matches a
+    /// teacher's stages to its student's). A network without stages gives that one.
+    fn stage_features_t(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        Ok(vec![self.forward_t(x, train)?])
+    }
+    /// Widths of [`Backbone::stage_features_t`]'s features, first stage first.
+    fn stage_dims(&self) -> Vec<usize> {
+        vec![self.feature_dim()]
+    }
 }
 
 /// Build the backbone named by `cfg.arch` (validated beforehand against [`ARCHS`]).
@@ -130,4 +141,54 @@ pub(crate) unsafe fn output_f32(len: usize) -> Vec<f32> {
     // contract, no element is read before it is written.
     unsafe { v.set_len(len) };
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    use super::*;
+    use crate::spec::run::Stem;
+
+    /// Every convolutional network gives one pooled feature per stage, of the widths it
+    /// reports; the last is `forward_t`'s output to the bit, in training and evaluation.
+    #[test]
+    fn stage_features_end_with_the_output() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (3, 3, 16, 16), &dev).unwrap();
+        for (cfg, dims) in [
+            (
+                ModelConfig::conv("resnet", &[4, 8, 12], &[1, 2, 1], Stem::Cifar),
+                vec![4, 8, 12],
+            ),
+            (
+                ModelConfig::conv("resnet_bottleneck", &[4, 8], &[2, 1], Stem::Imagenet),
+                vec![16, 32],
+            ),
+            (
+                ModelConfig::conv("shufflenetv2", &[8, 8, 16, 24, 32], &[1, 2, 1], Stem::Cifar),
+                vec![8, 16, 32],
+            ),
+        ] {
+            let map = VarMap::new();
+            let net =
+                build_backbone(&cfg, VarBuilder::from_varmap(&map, DType::F32, &dev)).unwrap();
+            assert_eq!(net.stage_dims(), dims, "{}", cfg.arch);
+            for train in [false, true] {
+                let stages = net.stage_features_t(&x, train).unwrap();
+                let shapes: Vec<(usize, usize)> =
+                    stages.iter().map(|s| s.dims2().unwrap()).collect();
+                let want: Vec<(usize, usize)> = dims.iter().map(|&d| (3, d)).collect();
+                assert_eq!(shapes, want, "{}", cfg.arch);
+                let out = net.forward_t(&x, train).unwrap();
+                assert_eq!(
+                    stages.last().unwrap().to_vec2::<f32>().unwrap(),
+                    out.to_vec2::<f32>().unwrap(),
+                    "{}",
+                    cfg.arch
+                );
+            }
+        }
+    }
 }

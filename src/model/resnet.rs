@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 
 use super::batch_norm::{batch_norm2d, BatchNorm2d as BatchNorm};
 use super::conv_layer::{ConvKind, ConvLayer};
+use super::stages::Stages;
 use super::{max_pool_3x3_s2, Backbone};
 use crate::data::CHANNELS;
 use crate::spec::run::{ModelConfig, Stem};
@@ -123,6 +124,7 @@ pub struct ResNet {
     max_pool: bool,
     blocks: Vec<ResidualBlock>,
     feature_dim: usize,
+    stages: Stages,
 }
 
 impl ResNet {
@@ -159,24 +161,42 @@ impl ResNet {
             max_pool,
             blocks,
             feature_dim: cin,
+            stages: Stages::new(
+                &cfg.depths,
+                cfg.widths.iter().map(|w| w * block.expansion()).collect(),
+            ),
         })
+    }
+
+    /// The pooled output, and the pooled output of every stage when `stages` is given.
+    fn run(&self, x: &Tensor, train: bool, mut stages: Option<&mut Vec<Tensor>>) -> Result<Tensor> {
+        let mut y = self.bn1.after_conv_relu(self.conv1.as_ref(), x, train)?;
+        if self.max_pool {
+            y = max_pool_3x3_s2(&y)?;
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            y = b.forward_t(&y, train)?;
+            self.stages.tap(i, self.blocks.len(), &y, &mut stages)?;
+        }
+        y.mean((2, 3))
     }
 }
 
 impl Backbone for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = self.bn1.after_conv_relu(self.conv1.as_ref(), x, train)?;
-        if self.max_pool {
-            y = max_pool_3x3_s2(&y)?;
-        }
-        for b in &self.blocks {
-            y = b.forward_t(&y, train)?;
-        }
-        y.mean((2, 3))
+        self.run(x, train, None)
     }
 
     fn feature_dim(&self) -> usize {
         self.feature_dim
+    }
+
+    fn stage_features_t(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        self.stages.collect(|out| self.run(x, train, out))
+    }
+
+    fn stage_dims(&self) -> Vec<usize> {
+        self.stages.dims()
     }
 }
 

@@ -16,6 +16,7 @@ use super::channel_ops::{interleave, second_half};
 use super::conv_cpu::ConvGeometry;
 use super::conv_layer::{ConvKind, ConvLayer};
 use super::depthwise::{depthwise_conv2d, DepthwiseConv2d};
+use super::stages::Stages;
 use super::{max_pool_3x3_s2, Backbone};
 use crate::data::CHANNELS;
 use crate::spec::run::{ModelConfig, Stem};
@@ -144,6 +145,8 @@ pub struct ShuffleNetV2 {
     units: Vec<InvertedResidual>,
     last: (ConvLayer, BatchNorm2d),
     feature_dim: usize,
+    /// The last stage's output is taken after `conv5`, so its width is the final one.
+    stages: Stages,
 }
 
 impl ShuffleNetV2 {
@@ -193,12 +196,22 @@ impl ShuffleNetV2 {
             units,
             last,
             feature_dim,
+            stages: Stages::new(
+                &cfg.depths,
+                cfg.widths[1..stages]
+                    .iter()
+                    .copied()
+                    .chain([feature_dim])
+                    .collect(),
+            ),
         })
     }
 }
 
-impl Backbone for ShuffleNetV2 {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl ShuffleNetV2 {
+    /// The pooled output, and the pooled output of every stage when `stages` is given (the
+    /// last stage's taken after `conv5`, so it is the output).
+    fn run(&self, x: &Tensor, train: bool, mut stages: Option<&mut Vec<Tensor>>) -> Result<Tensor> {
         let mut y = self
             .stem
             .1
@@ -206,8 +219,9 @@ impl Backbone for ShuffleNetV2 {
         if self.max_pool {
             y = max_pool_3x3_s2(&y)?;
         }
-        for u in &self.units {
+        for (i, u) in self.units.iter().enumerate() {
             y = u.forward_t(&y, train)?;
+            self.stages.tap(i, self.units.len(), &y, &mut stages)?;
         }
         let y = self
             .last
@@ -215,9 +229,23 @@ impl Backbone for ShuffleNetV2 {
             .after_conv_relu(self.last.0.as_ref(), &y, train)?;
         y.mean((2, 3))
     }
+}
+
+impl Backbone for ShuffleNetV2 {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.run(x, train, None)
+    }
 
     fn feature_dim(&self) -> usize {
         self.feature_dim
+    }
+
+    fn stage_features_t(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        self.stages.collect(|out| self.run(x, train, out))
+    }
+
+    fn stage_dims(&self) -> Vec<usize> {
+        self.stages.dims()
     }
 }
 

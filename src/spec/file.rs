@@ -174,4 +174,19 @@ pub struct MethodFile {
     /// MoCo-MTL: step sizes decay by `iteration` (default) or `epoch`.
     #[serde(default)]
     pub step_decay: Option<Spanned<String>>,
+    /// KF: ε of the label-smoothed CE (0.1).
+    #[serde(default)]
+    pub label_smoothing: Option<Spanned<f64>>,
+    /// KF: weight of InfoMax, teacher → CKN (1.0).
+    #[serde(default)]
+    pub infomax_weight: Option<Spanned<f64>>,
+    /// KF: how many last stages InfoMax matches (3).
+    #[serde(default)]
+    pub infomax_stages: Option<Spanned<usize>>,
+    /// KF: weight of InfoMin on the task features (1e-3).
+    #[serde(default)]
+    pub infomin_weight: Option<Spanned<f64>>,
+    /// KF: weight of the auxiliary CE on the task features (1.0).
+    #[serde(default)]
+    pub aux_weight: Option<Spanned<f64>>,
 }

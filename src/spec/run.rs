@@ -189,6 +189,9 @@ pub struct MethodOptions {
     /// MoCo-MTL's weighting settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moco: Option<crate::method::moco::MocoConfig>,
+    /// KF's loss weights and matched stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kf: Option<crate::method::kf::KfConfig>,
 }
 
 impl MethodOptions {

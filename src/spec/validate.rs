@@ -546,6 +546,54 @@ impl Validator<'_> {
                 |k| format!("[method.{mname}] {k}: only MoCo-MTL has these settings; remove it"),
             )?;
         }
+        if let Some(mut kf) = base.kf.or(defaults.kf) {
+            if let Some(v) = &m.label_smoothing {
+                let e = self.non_negative(v, &field("label_smoothing"))?;
+                if e >= 1.0 {
+                    return self.err(
+                        v.span(),
+                        format!("{} must be in [0, 1)", field("label_smoothing")),
+                    );
+                }
+                kf.label_smoothing = e;
+            }
+            let weight = |v: &Option<Spanned<f64>>, k: &str, d: f64| -> Result<f64> {
+                v.as_ref()
+                    .map(|v| self.non_negative(v, &field(k)))
+                    .transpose()
+                    .map(|w| w.unwrap_or(d))
+            };
+            kf.infomax_weight = weight(&m.infomax_weight, "infomax_weight", kf.infomax_weight)?;
+            kf.infomin_weight = weight(&m.infomin_weight, "infomin_weight", kf.infomin_weight)?;
+            kf.aux_weight = weight(&m.aux_weight, "aux_weight", kf.aux_weight)?;
+            if let Some(n) = &m.infomax_stages {
+                kf.infomax_stages = self.positive(n, &field("infomax_stages"))?;
+            }
+            out.kf = Some(kf);
+        } else {
+            self.refuse(
+                &[
+                    (
+                        "label_smoothing",
+                        m.label_smoothing.as_ref().map(|v| v.span()),
+                    ),
+                    (
+                        "infomax_weight",
+                        m.infomax_weight.as_ref().map(|v| v.span()),
+                    ),
+                    (
+                        "infomax_stages",
+                        m.infomax_stages.as_ref().map(|v| v.span()),
+                    ),
+                    (
+                        "infomin_weight",
+                        m.infomin_weight.as_ref().map(|v| v.span()),
+                    ),
+                    ("aux_weight", m.aux_weight.as_ref().map(|v| v.span())),
+                ],
+                |k| format!("[method.{mname}] {k}: only KF has this setting; remove it"),
+            )?;
+        }
         if let Some(d) = base.low_rank.or(defaults.low_rank) {
             let rank = match &m.rank {
                 Some(r) => self.positive(r, &field("rank"))?,

@@ -334,6 +334,26 @@ fn kf_trains_and_exports_its_two_network_expert() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("2 trained"), "{}", stderr(&o));
     let kf = run_of(&ws, "kf");
+    // InfoMax matches both stages of teacher and student (fewer than the default 3), each
+    // through its own projection; the settings are part of the run's spec.
+    let dir = ws.path().join("results").join(&kf);
+    let spec = std::fs::read_to_string(dir.join("spec.json")).unwrap();
+    assert!(spec.contains("\"infomax_stages\": 3"), "{spec}");
+    let ckpt = candle_core::safetensors::load(
+        dir.join("checkpoint.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let mut projections: Vec<&str> = ckpt
+        .keys()
+        .filter_map(|k| k.strip_prefix("kf_teacher_proj."))
+        .filter_map(|k| k.split('.').next())
+        .collect();
+    projections.sort();
+    projections.dedup();
+    assert_eq!(projections, ["0", "1"]);
+    // teacher stage 2 (8 × 4 bottleneck channels) → student stage 2 (8 channels)
+    assert_eq!(ckpt["kf_teacher_proj.1.fc1.weight"].dims(), [8, 32]);
     let o = ws.run(&[
         "export",
         &kf,
@@ -368,5 +388,33 @@ fn kf_trains_and_exports_its_two_network_expert() {
     assert_bad_input(
         &ws.run(&["run", "feature.toml"]),
         &["feature.toml:", "KF distils the teacher's logits"],
+    );
+    for (extra, needles) in [
+        (
+            "\n[method.kf]\ninfomax_stages = 0\n",
+            ["method.kf.infomax_stages", "kf.toml:"],
+        ),
+        (
+            "\n[method.kf]\nlabel_smoothing = 1.0\n",
+            ["method.kf.label_smoothing must be in [0, 1)", "kf.toml:"],
+        ),
+        (
+            "\n[method.kf]\ninfomin_weight = -1.0\n",
+            ["method.kf.infomin_weight", "kf.toml:"],
+        ),
+    ] {
+        ws.write(
+            "kf.toml",
+            &distill_experiment("kf", &["kf"], "[\"decompose\"]", extra),
+        );
+        assert_bad_input(&ws.run(&["run", "kf.toml"]), &needles);
+    }
+    ws.write(
+        "mtl.toml",
+        &(tiny_experiment("m", &["mtl"], &[0]) + "\n[method.mtl]\naux_weight = 1.0\n"),
+    );
+    assert_bad_input(
+        &ws.run(&["run", "mtl.toml"]),
+        &["mtl.toml:", "aux_weight: only KF has this setting"],
     );
 }
