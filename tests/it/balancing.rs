@@ -119,7 +119,22 @@ fn balance_bench_prints_times_memory_and_ratios() {
     }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ws.path().join("b.json")).unwrap()).unwrap();
-    assert_eq!(json[1]["results"].as_array().unwrap().len(), 3);
+    let results = json[1]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    // The memory bound: per-task gradients for T tasks hold at most T + 1 copies
+    // of the shared parameters beyond MTL's step (within the step plus between steps).
+    let copy = 4.0 * json[1]["shared_params"].as_f64().unwrap();
+    let mtl_peak = results[0]["peak_step_bytes"].as_f64().unwrap();
+    for r in &results[1..] {
+        let extra = (r["peak_step_bytes"].as_f64().unwrap() - mtl_peak).max(0.0)
+            + r["state_bytes"].as_f64().unwrap();
+        assert!(
+            extra / copy <= 3.0,
+            "{}: {} copies",
+            r["weighting"],
+            extra / copy
+        );
+    }
     assert_bad_input(&ws.run(&["bench", "balance", "--tasks", "1"]), &["--tasks"]);
 }
 
