@@ -21,7 +21,7 @@ use crate::spec::expand::expand;
 use crate::spec::run::{RunSpec, Stage};
 use crate::spec::validate::{self, Experiment};
 use crate::store::run_dir::RunDir;
-use crate::store::status::Status;
+use crate::store::status::{pid_alive, State, Status};
 use crate::train::runner::{open_device, RunContext};
 
 #[derive(Parser, Debug)]
@@ -639,11 +639,21 @@ fn cmd_status(g: &GlobalArgs) -> Result<u8> {
         return Ok(0);
     }
     rows.sort_by(|a, b| a.label.cmp(&b.label));
+    let mut interrupted = 0;
     for s in &rows {
+        // A run whose process is gone (killed, machine restarted) is not running: the next
+        // `harness run` resumes it from its last checkpoint.
+        let state = match (s.state, s.pid) {
+            (State::Running, Some(pid)) if !pid_alive(pid) => {
+                interrupted += 1;
+                "interrupted"
+            }
+            (st, _) => st.as_str(),
+        };
         println!(
-            "{:<16}  {:<8}  {:>3}/{:<3} epochs  {:>8}  {}{}",
+            "{:<16}  {:<11}  {:>3}/{:<3} epochs  {:>8}  {}{}",
             s.run_id,
-            s.state.as_str(),
+            state,
             s.epochs_done,
             s.epochs_total,
             s.wall_time_s
@@ -654,6 +664,11 @@ fn cmd_status(g: &GlobalArgs) -> Result<u8> {
                 .as_ref()
                 .map(|e| format!("  — {e}"))
                 .unwrap_or_default()
+        );
+    }
+    if interrupted > 0 {
+        eprintln!(
+            "{interrupted} interrupted: `harness run FILE` resumes those FILE still plans, from their last finished epoch"
         );
     }
     Ok(0)

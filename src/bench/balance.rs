@@ -216,7 +216,8 @@ pub fn render_text(o: &BalanceBenchOptions, r: &BalanceReport) -> String {
             )),
             fmt(
                 // A peak a few bytes under MTL's is no extra copy (and not "-0.0").
-                peak.zip(base_peak).map(|(p, b)| ((p - b) / model_bytes).max(0.0)),
+                peak.zip(base_peak)
+                    .map(|(p, b)| ((p - b) / model_bytes).max(0.0)),
                 &|x| format!("{x:.1}")
             ),
             fmt(

@@ -178,6 +178,13 @@ fn moco_resumed_after_kill_matches_an_uninterrupted_run() {
     };
     child.kill().unwrap(); // SIGKILL, after the first epoch's checkpoint
     child.wait().unwrap();
+    let o = resumed.run(&["status"]);
+    assert!(
+        stdout(&o).contains("interrupted") && stderr(&o).contains("1 interrupted"),
+        "a killed run is not shown as running:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
     let o = resumed.run(&["run", "exp.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let log = std::fs::read_to_string(run_dir.join("log.txt")).unwrap();
