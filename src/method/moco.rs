@@ -73,6 +73,11 @@ impl MoCo {
         }
     }
 
+    /// What the step sizes' k counts.
+    pub fn decay(&self) -> StepDecay {
+        self.cfg.decay
+    }
+
     /// Fold task `t`'s gradient (loss `loss`) into Y at step `k` (1-based); `None` for a
     /// task absent from the batch.
     pub fn absorb(&mut self, t: usize, k: u64, grad: Option<(&[f32], f64)>, dim: usize) {

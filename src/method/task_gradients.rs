@@ -20,7 +20,7 @@ use super::weighting::{StepContext, Weighting};
 /// How the per-task gradients are combined.
 pub enum Balance {
     Aligned,
-    MoCo(MoCo, StepDecay),
+    MoCo(MoCo),
 }
 
 pub struct GradientBalancing {
@@ -36,7 +36,7 @@ impl GradientBalancing {
 
     pub fn moco(cfg: MocoConfig, tasks: usize) -> Self {
         GradientBalancing {
-            balance: Balance::MoCo(MoCo::new(cfg, tasks), cfg.decay),
+            balance: Balance::MoCo(MoCo::new(cfg, tasks)),
         }
     }
 }
@@ -59,15 +59,8 @@ const MOCO_Y: &str = "weighting.moco.y";
 const MOCO_LAMBDA: &str = "weighting.moco.lambda";
 
 impl Weighting for GradientBalancing {
-    fn name(&self) -> &'static str {
-        match self.balance {
-            Balance::Aligned => "aligned",
-            Balance::MoCo(..) => "moco",
-        }
-    }
-
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let Balance::MoCo(m, _) = &self.balance else {
+        let Balance::MoCo(m) = &self.balance else {
             return Ok(Vec::new());
         };
         let Some((y, dim, lambda)) = m.state() else {
@@ -87,7 +80,7 @@ impl Weighting for GradientBalancing {
         &mut self,
         tensors: &std::collections::HashMap<String, Tensor>,
     ) -> std::result::Result<(), String> {
-        let Balance::MoCo(m, _) = &mut self.balance else {
+        let Balance::MoCo(m) = &mut self.balance else {
             return Ok(());
         };
         let (Some(y), Some(lambda)) = (tensors.get(MOCO_Y), tensors.get(MOCO_LAMBDA)) else {
@@ -126,7 +119,7 @@ impl Weighting for GradientBalancing {
         let mut rows: Vec<Vec<f32>> = Vec::new();
         let mut present = vec![false; ctx.num_tasks];
         let k = match &self.balance {
-            Balance::MoCo(_, StepDecay::Epoch) => ctx.epoch as u64,
+            Balance::MoCo(m) if m.decay() == StepDecay::Epoch => ctx.epoch as u64,
             _ => ctx.step,
         }
         .max(1);
@@ -149,7 +142,7 @@ impl Weighting for GradientBalancing {
             present[t] = true;
             match &mut self.balance {
                 Balance::Aligned => rows.push(flat),
-                Balance::MoCo(m, _) => {
+                Balance::MoCo(m) => {
                     // MoCo scales each normalised gradient by the task's loss: its mean
                     // over the task's samples, as with LibMTL's per-task batches, not the
                     // term's share of the mixed batch (which made the updates ~T× smaller).
@@ -175,7 +168,7 @@ impl Weighting for GradientBalancing {
                 }
                 (ctx.tasks.iter().copied().zip(a.weights).collect(), g)
             }
-            Balance::MoCo(m, _) => {
+            Balance::MoCo(m) => {
                 for (t, p) in present.iter().enumerate() {
                     if !p {
                         m.absorb(t, k, None, dim);
@@ -295,7 +288,7 @@ mod tests {
             a.state().unwrap().is_empty(),
             "nothing before the first step"
         );
-        if let Balance::MoCo(m, _) = &mut a.balance {
+        if let Balance::MoCo(m) = &mut a.balance {
             m.absorb(0, 1, Some((&[1.0, 2.0, 3.0], 0.5)), 3);
             m.absorb(1, 1, None, 3);
             m.finish(1);
@@ -304,7 +297,7 @@ mod tests {
             a.state().unwrap().into_iter().collect();
         let mut b = GradientBalancing::moco(MocoConfig::default(), 2);
         b.load_state(&tensors).unwrap();
-        let (Balance::MoCo(ma, _), Balance::MoCo(mb, _)) = (&a.balance, &b.balance) else {
+        let (Balance::MoCo(ma), Balance::MoCo(mb)) = (&a.balance, &b.balance) else {
             unreachable!()
         };
         assert_eq!(ma.state(), mb.state());

@@ -27,7 +27,11 @@ pub struct StepContext<'a> {
 }
 
 pub trait Weighting: Send {
-    fn name(&self) -> &'static str;
+    /// Whether the task weights change from step to step, so the run logs them to
+    /// `task_weights.parquet` (equal weighting's are all 1).
+    fn logs_weights(&self) -> bool {
+        true
+    }
     /// Gradients for one step and, logged per step, the weight of every task the update
     /// used as (local task, weight): the loss terms' tasks, or all tasks for a method
     /// whose update also draws on absent ones (MoCo-MTL's running estimate).
@@ -55,8 +59,8 @@ pub trait Weighting: Send {
 pub struct Equal;
 
 impl Weighting for Equal {
-    fn name(&self) -> &'static str {
-        "equal"
+    fn logs_weights(&self) -> bool {
+        false
     }
 
     fn backward(

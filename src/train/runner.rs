@@ -299,7 +299,7 @@ fn train(
     let mut optim = Optimizer::new(&spec.train.optim, params);
 
     let mut rows = Vec::new();
-    let mut weight_rows = (weighting.name() != "equal").then(Vec::new);
+    let mut weight_rows = weighting.logs_weights().then(Vec::new);
     let mut start_epoch = 0;
     if dir.checkpoint_path().exists() {
         let pos = checkpoint::load(
