@@ -2,13 +2,17 @@
 //! (LoRKD) of medical foundation models. The binary `harness` is a thin wrapper around
 //! [`cli::run`]; everything else lives in this library so integration tests and later
 //! front-ends (Slurm `exec`, benches) share one code path.
+//!
+//! `unsafe` is refused everywhere but in [`kernels`] and the counting allocator
+//! ([`util::alloc`]), which opt in with `#![allow(unsafe_code)]`.
+#![deny(unsafe_code)]
 
-pub mod analysis;
 pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;
 pub mod expert;
+pub mod kernels;
 pub mod method;
 pub mod model;
 pub mod report;

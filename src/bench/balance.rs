@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::method::weighting::StepContext;
 use crate::method::{self, mtl, BuildContext, Method};
 use crate::model::init::SeededInit;
-use crate::model::shufflenet::REFERENCE_1X;
+use crate::model::nets::shufflenet::REFERENCE_1X;
 use crate::spec::run::{ModelConfig, OptimConfig, OptimizerKind, Schedule, Stem};
 use crate::train::optim::{params_of, Optimizer};
 use crate::util::alloc;

@@ -12,10 +12,10 @@ use serde::Serialize;
 
 use super::{median, timed_repeats};
 use crate::error::Result;
-use crate::model::conv::conv2d_with;
-use crate::model::conv_cpu::ConvGeometry;
+use crate::kernels::conv::ConvGeometry;
 use crate::model::init::SeededInit;
-use crate::model::lowrank::{EksConv, EksForm, LowRank};
+use crate::model::layers::conv::conv2d_with;
+use crate::model::layers::lowrank::{EksConv, EksForm, LowRank};
 
 /// What `harness bench eks` measures.
 #[derive(Debug, Clone, Serialize)]

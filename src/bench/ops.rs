@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::workload::Workload;
 use super::{median, timed_repeats};
-use crate::model::batch_norm::batch_norm2d;
-use crate::model::conv::conv2d_no_bias;
 use crate::model::init::SeededInit;
+use crate::model::layers::batch_norm::batch_norm2d;
+use crate::model::layers::conv::conv2d_no_bias;
 
 /// One operation at one shape.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -153,7 +153,7 @@ impl candle_core::CustomOp1 for ProbeDot {
         s: &candle_core::CpuStorage,
         l: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let y = crate::model::contiguous_f32(s, l, "output")?;
+        let y = crate::kernels::buffers::contiguous_f32(s, l, "output")?;
         let probe = self.0.flatten_all()?.to_vec1::<f32>()?;
         if probe.len() != y.len() {
             candle_core::bail!(
@@ -208,13 +208,14 @@ pub fn measure(op: &OpSpec, min_secs: f64) -> crate::Result<OpTimes> {
     };
     let forward: Box<LayerFn> = match op.kind {
         "dwconv" => {
-            let geometry = crate::model::conv_cpu::ConvGeometry {
+            let geometry = crate::kernels::conv::ConvGeometry {
                 k: op.k,
                 stride: op.stride,
                 padding: op.padding,
                 dilation: 1,
             };
-            let c = crate::model::depthwise::depthwise_conv2d(op.cin, geometry, vb.pp("op"))?;
+            let c =
+                crate::model::layers::depthwise::depthwise_conv2d(op.cin, geometry, vb.pp("op"))?;
             Box::new(move |x| c.forward(x))
         }
         "conv" => {

@@ -12,13 +12,13 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 use super::{plain_student_params, write, ExpertInfo, PlainExpert, FORMAT};
-use crate::analysis::cost::{human, Cost};
 use crate::data::batch::{Item, SplitName, TaskView};
 use crate::data::source;
 use crate::error::{Error, Result};
 use crate::method::{self, expert};
+use crate::model::cost::{human, Cost};
 use crate::model::init::SeededInit;
-use crate::model::lowrank::EksForm;
+use crate::model::layers::lowrank::EksForm;
 use crate::spec::run::{RunSpec, Stage};
 use crate::store::run_dir::RunDir;
 use crate::store::status::State;

@@ -17,9 +17,9 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::{Linear, VarMap};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::cost::{count_macs, Cost};
 use crate::data::CHANNELS;
 use crate::error::{Error, Result};
+use crate::model::cost::{count_macs, Cost};
 use crate::model::init::SeededInit;
 use crate::model::{build_backbone, weights, Backbone};
 use crate::spec::run::{ModelConfig, Normalize};
@@ -152,11 +152,11 @@ impl PlainExpert {
         let mut f = self.backbone.forward_t(x, false)?;
         if let Some((net, proj)) = &self.tsn {
             let (out, inp) = proj.weight().dims2()?;
-            crate::analysis::cost::record_macs((x.dim(0)? * out * inp) as u64);
+            crate::model::cost::record_macs((x.dim(0)? * out * inp) as u64);
             f = (f + proj.forward(&net.forward_t(x, false)?)?)?;
         }
         let (classes, dim) = self.head.weight().dims2()?;
-        crate::analysis::cost::record_macs((f.dim(0)? * classes * dim) as u64);
+        crate::model::cost::record_macs((f.dim(0)? * classes * dim) as u64);
         self.head.forward(&f)
     }
 
@@ -201,7 +201,7 @@ mod tests {
 
     use super::*;
     use crate::method::{self, BuildContext};
-    use crate::model::lowrank::EksForm;
+    use crate::model::layers::lowrank::EksForm;
     use crate::spec::run::{ModelConfig, Stem};
 
     fn info(model: &ModelConfig, classes: usize) -> ExpertInfo {

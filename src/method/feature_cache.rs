@@ -102,8 +102,8 @@ mod tests {
     use candle_nn::{VarBuilder, VarMap};
 
     use super::*;
-    use crate::analysis::cost::count_macs;
     use crate::model::build_backbone;
+    use crate::model::cost::count_macs;
     use crate::spec::run::{ModelConfig, Stem};
 
     fn batch(items: Vec<(usize, usize)>, x: &Tensor) -> Batch {

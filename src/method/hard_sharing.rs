@@ -18,10 +18,10 @@ use super::teacher::Teacher;
 use super::weighting::{Equal, Weighting};
 use super::{BuildContext, Granularity, Method, TaskLosses, TaskModel};
 use crate::data::batch::Batch;
-use crate::model::conv_layer::{ConvKind, Routing};
-use crate::model::heads::TaskHeads;
 use crate::model::init::SeededInit;
-use crate::model::lowrank::LowRank;
+use crate::model::layers::conv_layer::{ConvKind, Routing};
+use crate::model::layers::heads::TaskHeads;
+use crate::model::layers::lowrank::LowRank;
 use crate::model::{build_backbone_with, Backbone};
 use crate::spec::run::{KdConfig, MethodOptions};
 
@@ -221,7 +221,7 @@ impl TaskModel for HardSharing {
         self.heads.forward(task, &f)
     }
 
-    fn set_eks_form(&self, form: crate::model::lowrank::EksForm) {
+    fn set_eks_form(&self, form: crate::model::layers::lowrank::EksForm) {
         if let Some(r) = &self.routing {
             r.set_form(form);
         }

@@ -28,8 +28,8 @@ use super::teacher::Teacher;
 use super::weighting::{Equal, Weighting};
 use super::{BuildContext, Granularity, Method, TaskLosses, TaskModel};
 use crate::data::batch::Batch;
-use crate::model::batch_norm::{batch_norm2d, BatchNorm2d};
-use crate::model::heads::TaskHeads;
+use crate::model::layers::batch_norm::{batch_norm2d, BatchNorm2d};
+use crate::model::layers::heads::TaskHeads;
 use crate::model::{build_backbone, Backbone};
 use crate::spec::run::{KdConfig, MethodOptions, ModelConfig};
 

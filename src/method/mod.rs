@@ -150,7 +150,7 @@ pub trait TaskModel {
     }
     /// Networks with low-rank experts: apply them in `form` from now on (the forms are
     /// equivalent; checks use the unmerged ones). Others ignore it.
-    fn set_eks_form(&self, _form: crate::model::lowrank::EksForm) {}
+    fn set_eks_form(&self, _form: crate::model::layers::lowrank::EksForm) {}
 }
 
 /// A decomposition method.

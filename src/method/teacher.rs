@@ -8,11 +8,11 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::feature_cache::{FeatureCache, DEFAULT_BUDGET_BYTES};
-use crate::analysis::cost::{count_macs, Cost};
 use crate::data::batch::Batch;
 use crate::data::CHANNELS;
 use crate::error::{Error, Result};
-use crate::model::heads::TaskHeads;
+use crate::model::cost::{count_macs, Cost};
+use crate::model::layers::heads::TaskHeads;
 use crate::model::{build_backbone, Backbone};
 use crate::spec::run::RunSpec;
 use crate::train::optim::is_buffer;

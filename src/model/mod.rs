@@ -1,37 +1,20 @@
-//! Networks, one per file, built from a candle `VarBuilder` so parameter names are the
-//! checkpoint keys. [`init`] provides the seeded variable initialisation that makes CPU
-//! runs reproducible bit for bit.
+//! Layers ([`layers`]) and networks ([`nets`]) built from a candle `VarBuilder`, so
+//! parameter names are the checkpoint keys; the factory that builds a configured backbone;
+//! the seeded variable initialisation ([`init`]) that makes CPU runs reproducible bit for
+//! bit; pre-trained weight loading ([`weights`]) and the MAC counter ([`cost`]). On the CPU
+//! the layers run the kernels of [`crate::kernels`]; elsewhere candle's own ops.
 
-pub mod batch_norm;
-pub mod channel_ops;
-pub mod conv;
-pub mod conv_bn;
-pub mod conv_cpu;
-pub mod conv_layer;
-pub mod depthwise;
-pub mod gemm;
-pub mod heads;
+pub mod cost;
 pub mod init;
-mod lane_sums;
-mod layout;
-pub mod lowrank;
-pub mod resnet;
-pub mod shufflenet;
-mod simd;
-pub mod slice_conv;
-pub mod stages;
-#[cfg(test)]
-mod test_support;
-pub mod vit;
+pub mod layers;
+pub mod nets;
 pub mod weights;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-pub use slice_conv::SliceConv;
-
 use crate::spec::run::ModelConfig;
-use conv_layer::ConvKind;
+use layers::conv_layer::ConvKind;
 
 /// Architectures the harness can build, as named in experiment files.
 pub const ARCHS: &[&str] = &["resnet", "resnet_bottleneck", "shufflenetv2", "vit"];
@@ -66,81 +49,19 @@ pub fn build_backbone_with(
     kind: &ConvKind,
     vb: VarBuilder,
 ) -> Result<Box<dyn Backbone>> {
-    use resnet::{Block, ResNet};
+    use nets::resnet::{Block, ResNet};
     match (cfg.arch.as_str(), kind) {
         ("resnet", _) => Ok(Box::new(ResNet::new(cfg, Block::Basic, kind, vb)?)),
         ("resnet_bottleneck", _) => Ok(Box::new(ResNet::new(cfg, Block::Bottleneck, kind, vb)?)),
-        ("shufflenetv2", _) => Ok(Box::new(shufflenet::ShuffleNetV2::new(cfg, kind, vb)?)),
-        ("vit", ConvKind::Plain) => Ok(Box::new(vit::VisionTransformer::new(cfg, vb)?)),
+        ("shufflenetv2", _) => Ok(Box::new(nets::shufflenet::ShuffleNetV2::new(
+            cfg, kind, vb,
+        )?)),
+        ("vit", ConvKind::Plain) => Ok(Box::new(nets::vit::VisionTransformer::new(cfg, vb)?)),
         ("vit", _) => candle_core::bail!(
             "low-rank experts apply to convolutional students ({CONV_ARCHS:?}), not to vit"
         ),
         (other, _) => candle_core::bail!("unknown architecture `{other}` (known: {ARCHS:?})"),
     }
-}
-
-/// The ImageNet stems' 3×3 stride-2 max-pool with padding 1 (edge values repeated, which
-/// gives the same maxima as PyTorch's −∞ padding).
-pub(crate) fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
-    x.pad_with_same(2, 1, 1)?
-        .pad_with_same(3, 1, 1)?
-        .max_pool2d_with_stride(3, 2)
-}
-
-/// The f32 elements of a contiguous CPU tensor (for the fused CPU kernels).
-pub(crate) fn contiguous_f32<'a>(
-    s: &'a candle_core::CpuStorage,
-    l: &candle_core::Layout,
-    what: &str,
-) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (candle_core::CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
-        _ => candle_core::bail!("fused CPU kernel needs a contiguous f32 {what}"),
-    }
-}
-
-/// Run `f` on the f32 elements of CPU tensors (as the backward passes of the fused kernels
-/// need them), copying only those that are not contiguous.
-pub(crate) fn with_f32<const N: usize, R>(
-    tensors: [&Tensor; N],
-    f: impl FnOnce([&[f32]; N]) -> Result<R>,
-) -> Result<R> {
-    let owned = tensors
-        .iter()
-        .map(|t| {
-            if t.is_contiguous() {
-                Ok((*t).clone())
-            } else {
-                t.contiguous()
-            }
-        })
-        .collect::<Result<Vec<Tensor>>>()?;
-    let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
-    let mut slices = Vec::with_capacity(N);
-    for (storage, layout) in &guards {
-        match &**storage {
-            candle_core::Storage::Cpu(s) => slices.push(contiguous_f32(s, layout, "tensor")?),
-            _ => candle_core::bail!("fused CPU kernel called on a non-CPU tensor"),
-        }
-    }
-    let slices: [&[f32]; N] = slices.try_into().expect("one slice per tensor");
-    f(slices)
-}
-
-/// A vector of `len` floats for a kernel to overwrite completely, without first filling it
-/// with zeros (which cost about 5% of a training step, as candle's own CPU backend found).
-///
-/// # Safety
-/// The caller writes every element before reading any, and before the vector leaves the
-/// kernel.
-// The lint guards against reading such a vector; the contract above forbids exactly that.
-#[allow(clippy::uninit_vec)]
-pub(crate) unsafe fn output_f32(len: usize) -> Vec<f32> {
-    let mut v = Vec::with_capacity(len);
-    // SAFETY: the capacity is `len`; f32 has no invalid bit patterns and, by the caller's
-    // contract, no element is read before it is written.
-    unsafe { v.set_len(len) };
-    v
 }
 
 #[cfg(test)]

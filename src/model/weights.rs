@@ -139,9 +139,9 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
-    use crate::model::batch_norm::batch_norm2d;
-    use crate::model::conv::conv2d_no_bias;
     use crate::model::init::SeededInit;
+    use crate::model::layers::batch_norm::batch_norm2d;
+    use crate::model::layers::conv::conv2d_no_bias;
 
     /// A conv + batch norm model's variables.
     fn model() -> VarMap {

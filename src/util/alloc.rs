@@ -4,6 +4,8 @@
 //! stacks and pages the system allocator keeps. The binary installs it; each allocation costs
 //! two relaxed atomic operations.
 
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -16,7 +16,7 @@ use candle_nn::VarBuilder;
 use super::conv::conv2d_no_bias;
 use super::conv_bn::FusableConv;
 use super::lowrank::{EksConv, EksForm, LowRank};
-use super::SliceConv;
+use crate::kernels::slice_conv::SliceConv;
 
 /// A convolution layer of a network: plain, or with low-rank experts.
 pub type ConvLayer = Box<dyn FusableConv + Send + Sync>;

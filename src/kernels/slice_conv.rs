@@ -4,7 +4,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::{contiguous_f32, with_f32};
+use super::buffers::{contiguous_f32, with_f32};
 
 /// Input gradient and weight gradient of a kernel's backward pass, where computed.
 pub type ConvGrads = (Option<Vec<f32>>, Option<Vec<f32>>);

@@ -28,7 +28,7 @@ impl TaskHeads {
     pub fn forward(&self, task: usize, features: &Tensor) -> Result<Tensor> {
         let head = &self.heads[task];
         let (classes, dim) = head.weight().dims2()?;
-        crate::analysis::cost::record_macs((features.dim(0)? * classes * dim) as u64);
+        crate::model::cost::record_macs((features.dim(0)? * classes * dim) as u64);
         head.forward(features)
     }
 }

@@ -5,8 +5,8 @@
 //! than PyTorch, see FACTS.md); on other devices it is candle's `conv2d` (cuDNN on CUDA).
 
 use super::conv_bn::FusableConv;
-use super::conv_cpu::{ConvGeometry, FusedConv};
-use super::slice_conv::{SliceConv, SliceConvOp};
+use crate::kernels::conv::{ConvGeometry, FusedConv};
+use crate::kernels::slice_conv::{SliceConv, SliceConvOp};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -106,7 +106,7 @@ pub fn conv2d_weight(x: &Tensor, w: &Tensor, g: ConvGeometry) -> Result<Tensor> 
     }
     let (b, _, h, wd) = x.dims4()?;
     let (ho, wo) = (g.out_len(h).unwrap_or(0), g.out_len(wd).unwrap_or(0));
-    crate::analysis::cost::record_macs((b * cout * ho * wo * cin * g.k * g.k) as u64);
+    crate::model::cost::record_macs((b * cout * ho * wo * cin * g.k * g.k) as u64);
     if x.device().is_cpu() {
         let wmat = w.reshape((cout, cin * g.k * g.k))?;
         return x
@@ -119,7 +119,7 @@ pub fn conv2d_weight(x: &Tensor, w: &Tensor, g: ConvGeometry) -> Result<Tensor> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_support::{
+    use crate::kernels::test_support::{
         as64, assert_matches, check_finite_differences, direct_conv, probe_loss, vec,
     };
     use candle_core::{Device, Var};

@@ -1,23 +1,18 @@
-//! A convolution and the batch norm after it (and its ReLU) as one CPU custom op.
-//!
-//! candle's backward pass accumulates every gradient into a zero-filled tensor with an
-//! addition, and keeps it until the pass ends. Run as two ops, each convolution's output
-//! was such a node: a full-size zero fill, an addition and an extra live gradient per
-//! layer. Fused, the convolution's output gradient goes straight from the batch norm's
-//! backward into the convolution's, inside the op. The kernels are the same ones the
-//! separate ops run ([`SliceConv`], [`FusedBatchNorm`]), so the numbers are identical.
+//! A convolution followed by its batch norm (and its ReLU): on the CPU one fused op
+//! ([`crate::kernels::conv_bn`]), which saves the zero-filled gradient node candle keeps for
+//! every convolution output; the numbers are identical to running the two layers.
 //!
 //! The residual tail (`relu(bn(conv(x)) + residual)`) stays two ops: candle's custom ops
 //! take at most three operands, and packing the weight with `[γ; β]` into one operand
 //! copied every such weight on every step (the full-width ResNet-18's step peak rose from
 //! 1.34× to 1.51× PyTorch's). Other devices also run the layers one after the other.
 
-use std::sync::Mutex;
+use candle_core::{Module, Result, Tensor};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
-
-use super::batch_norm::{BatchNorm2d, FusedBatchNorm, Tail};
-use super::{contiguous_f32, with_f32, SliceConv};
+use super::batch_norm::BatchNorm2d;
+use crate::kernels::batch_norm::Tail;
+use crate::kernels::conv_bn::ConvBn;
+use crate::kernels::slice_conv::SliceConv;
 
 /// A convolution layer that can run inside [`conv_bn`].
 pub trait FusableConv: Module {
@@ -54,93 +49,43 @@ pub(crate) fn conv_bn(
     let (kernel, weight) = conv.cpu_kernel()?;
     let bn_op = bn.fused_op(tail, train)?;
     let stats = bn_op.stats.clone();
-    let op = ConvBn {
-        kernel,
-        bn: bn_op,
-        conv_out: Mutex::new(None),
-    };
+    let op = ConvBn::new(kernel, bn_op);
     let out = x
         .contiguous()?
         .apply_op3(&weight.contiguous()?, &bn.gamma_beta()?, op)?;
     let (b, _, h, w) = out.dims4()?;
-    crate::analysis::cost::record_macs((out.elem_count() * weight.dim(1)?) as u64);
+    crate::model::cost::record_macs((out.elem_count() * weight.dim(1)?) as u64);
     bn.record(&stats, b * h * w, train)?;
     Ok(out)
 }
 
-/// Operands: the input, the weight as the kernel reads it, and `[γ; β]`.
-struct ConvBn {
-    kernel: Box<dyn SliceConv>,
-    bn: FusedBatchNorm,
-    /// The convolution's output, which the batch norm's backward needs. Kept (not taken)
-    /// so a graph can be differentiated more than once.
-    conv_out: Mutex<Option<Vec<f32>>>,
-}
-
-impl CustomOp3 for ConvBn {
-    fn name(&self) -> &'static str {
-        "conv-batch-norm"
+// The fused forms of the batch norm live beside the dispatch they call, so the batch norm
+// itself does not depend on convolutions.
+impl BatchNorm2d {
+    /// `bn(conv(x))` as one op on the CPU (see [`conv_bn`]).
+    pub fn after_conv(&self, conv: &dyn FusableConv, x: &Tensor, train: bool) -> Result<Tensor> {
+        conv_bn(conv, self, x, None, Tail::None, train)
     }
 
-    fn cpu_fwd(
+    /// `relu(bn(conv(x)))` as one op on the CPU.
+    pub fn after_conv_relu(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, "input")?;
-        let w = contiguous_f32(s2, l2, "weight")?;
-        let gb = contiguous_f32(s3, l3, "batch-norm weight and bias")?;
-        let shape = self.kernel.out_shape(l1, l2)?;
-        let (b, c, h, wd) = shape.dims4()?;
-        if gb.len() != 2 * c {
-            candle_core::bail!(
-                "conv_bn: {} batch-norm parameters for {c} channels",
-                gb.len()
-            );
-        }
-        let y = self.kernel.forward_slices(x, l1, w, l2)?;
-        let out = self.bn.forward(&y, gb, None, (b, c, h * wd));
-        *self.conv_out.lock().expect("conv output") = Some(y);
-        Ok((CpuStorage::F32(out), shape))
-    }
-
-    fn bwd(
-        &self,
+        conv: &dyn FusableConv,
         x: &Tensor,
-        w: &Tensor,
-        gb: &Tensor,
-        out: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, c, h, wd) = out.dims4()?;
-        let saved = self.conv_out.lock().expect("conv output");
-        let Some(y) = saved.as_ref() else {
-            candle_core::bail!("conv_bn: backward before forward");
-        };
-        let (dx, dw, dgb) = with_f32([x, w, gb, out, grad], |[xv, wv, gbv, ov, gv]| {
-            let (dy, dgb, _) = self.bn.backward(y, gbv, ov, gv, (b, c, h * wd));
-            let (dx, dw) = self.kernel.backward_slices(
-                (xv, x.layout()),
-                (wv, w.layout()),
-                &dy,
-                x.track_op(),
-                true,
-            )?;
-            let Some(dw) = dw else {
-                candle_core::bail!("conv_bn: the kernel returned no weight gradient");
-            };
-            Ok((dx, dw, dgb))
-        })?;
-        let dev = x.device();
-        Ok((
-            dx.map(|v| Tensor::from_vec(v, x.dims(), dev)).transpose()?,
-            Some(Tensor::from_vec(dw, w.dims(), dev)?),
-            Some(Tensor::from_vec(dgb, gb.dims(), dev)?),
-        ))
+        train: bool,
+    ) -> Result<Tensor> {
+        conv_bn(conv, self, x, None, Tail::Relu, train)
+    }
+
+    /// `relu(bn(conv(x)) + residual)` as one op on the CPU.
+    pub fn after_conv_add_relu(
+        &self,
+        conv: &dyn FusableConv,
+        x: &Tensor,
+        residual: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        conv_bn(conv, self, x, Some(residual), Tail::AddRelu, train)
     }
 }
 
@@ -150,11 +95,11 @@ mod tests {
     use candle_nn::VarMap;
 
     use super::*;
-    use crate::model::batch_norm::batch_norm2d;
-    use crate::model::conv::conv2d_no_bias;
-    use crate::model::conv_cpu::ConvGeometry;
-    use crate::model::depthwise::depthwise_conv2d;
+    use crate::kernels::conv::ConvGeometry;
     use crate::model::init::SeededInit;
+    use crate::model::layers::batch_norm::batch_norm2d;
+    use crate::model::layers::conv::conv2d_no_bias;
+    use crate::model::layers::depthwise::depthwise_conv2d;
 
     /// A layer pair built twice from the same seed: once run fused, once as two ops.
     struct Pair {

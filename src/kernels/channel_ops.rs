@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, with_f32};
+use super::buffers::{contiguous_f32, with_f32};
 
 /// `x[:, C/2:]` (a copy), for `x` of shape `(B, C, H, W)` with even `C`.
 pub fn second_half(x: &Tensor) -> Result<Tensor> {
@@ -146,7 +146,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-    use crate::model::test_support::max_abs_diff;
+    use crate::kernels::test_support::max_abs_diff;
 
     /// Values and gradients equal candle's narrow / stack / reshape composition.
     #[test]

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use super::conv_cpu::ConvGeometry;
+use super::conv::ConvGeometry;
 
 /// The elements of a tensor.
 pub fn vec(t: &Tensor) -> Vec<f32> {

@@ -18,9 +18,9 @@
 use candle_core::{Layout, Result, Shape};
 use rayon::prelude::*;
 
+use super::buffers::output_f32;
 use super::gemm::{self, strided, IndirectA, IndirectB};
 use super::layout::{fold, transpose, unfold};
-use super::output_f32;
 use super::slice_conv::{ConvGrads, SliceConv};
 
 /// Kernel size, stride, padding and dilation of a square convolution.

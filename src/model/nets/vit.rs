@@ -12,10 +12,10 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, Init, LayerNorm, LayerNormConfig, Linear, VarBuilder};
 
-use super::conv::{conv2d_no_bias, Conv2d};
-use super::Backbone;
-use crate::analysis::cost;
 use crate::data::CHANNELS;
+use crate::model::cost;
+use crate::model::layers::conv::{conv2d_no_bias, Conv2d};
+use crate::model::Backbone;
 use crate::spec::run::ModelConfig;
 
 /// ViT-B/16 as in BioMedCLIP: (width, blocks, heads, patch).

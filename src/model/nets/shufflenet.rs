@@ -11,14 +11,15 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::batch_norm::{batch_norm2d, BatchNorm2d};
-use super::channel_ops::{interleave, second_half};
-use super::conv_cpu::ConvGeometry;
-use super::conv_layer::{ConvKind, ConvLayer};
-use super::depthwise::{depthwise_conv2d, DepthwiseConv2d};
-use super::stages::Stages;
-use super::{max_pool_3x3_s2, Backbone};
 use crate::data::CHANNELS;
+use crate::kernels::channel_ops::{interleave, second_half};
+use crate::kernels::conv::ConvGeometry;
+use crate::model::layers::batch_norm::{batch_norm2d, BatchNorm2d};
+use crate::model::layers::conv_layer::{ConvKind, ConvLayer};
+use crate::model::layers::depthwise::{depthwise_conv2d, DepthwiseConv2d};
+use crate::model::layers::pool::max_pool_3x3_s2;
+use crate::model::layers::stages::Stages;
+use crate::model::Backbone;
 use crate::spec::run::{ModelConfig, Stem};
 
 /// ShuffleNetV2 1.0× as in the reference code: `(widths, depths)`.
@@ -255,7 +256,7 @@ mod tests {
     use candle_nn::VarMap;
 
     use super::*;
-    use crate::model::conv_layer::ConvKind;
+    use crate::model::layers::conv_layer::ConvKind;
 
     fn config(widths: &[usize], depths: &[usize], stem: Stem) -> ModelConfig {
         ModelConfig::conv("shufflenetv2", widths, depths, stem)

@@ -9,11 +9,12 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::batch_norm::{batch_norm2d, BatchNorm2d as BatchNorm};
-use super::conv_layer::{ConvKind, ConvLayer};
-use super::stages::Stages;
-use super::{max_pool_3x3_s2, Backbone};
 use crate::data::CHANNELS;
+use crate::model::layers::batch_norm::{batch_norm2d, BatchNorm2d as BatchNorm};
+use crate::model::layers::conv_layer::{ConvKind, ConvLayer};
+use crate::model::layers::pool::max_pool_3x3_s2;
+use crate::model::layers::stages::Stages;
+use crate::model::Backbone;
 use crate::spec::run::{ModelConfig, Stem};
 
 fn bn(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {

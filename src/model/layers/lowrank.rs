@@ -21,7 +21,7 @@ use candle_core::{DType, IndexOp, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use super::conv::{conv2d_weight, Conv2d};
-use super::conv_cpu::ConvGeometry;
+use crate::kernels::conv::ConvGeometry;
 
 /// How an [`EksConv`] applies the experts to a mixed batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,9 +229,9 @@ mod tests {
     use candle_nn::VarMap;
 
     use super::*;
-    use crate::model::conv::conv2d_with;
+    use crate::kernels::test_support::{max_abs, max_abs_diff};
     use crate::model::init::SeededInit;
-    use crate::model::test_support::{max_abs, max_abs_diff};
+    use crate::model::layers::conv::conv2d_with;
 
     const LOW: LowRank = LowRank {
         rank: 2,
