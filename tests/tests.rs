@@ -1,6 +1,10 @@
-//! One integration-test binary (as in ripgrep): every test drives the real `harness` binary
-//! in a fresh temporary directory on tiny synthetic or test-written experiments.
+//! One integration-test binary (as in ripgrep): the tests drive the real `harness` binary
+//! in a fresh temporary directory on tiny synthetic or test-written experiments; the
+//! validator's tests call its public parse function, and the architecture test reads the
+//! sources.
 
+#[path = "it/architecture.rs"]
+mod architecture;
 #[path = "it/balancing.rs"]
 mod balancing;
 #[path = "it/bench.rs"]
@@ -19,3 +23,5 @@ mod real_data;
 mod run;
 #[path = "it/students.rs"]
 mod students;
+#[path = "it/validate.rs"]
+mod validate;

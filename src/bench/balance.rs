@@ -20,7 +20,7 @@ use crate::method::weighting::StepContext;
 use crate::method::{self, mtl, BuildContext, Method};
 use crate::model::init::SeededInit;
 use crate::model::nets::shufflenet::REFERENCE_1X;
-use crate::spec::run::{ModelConfig, OptimConfig, OptimizerKind, Schedule, Stem};
+use crate::spec::run::{Arch, ModelConfig, OptimConfig, OptimizerKind, Schedule, Stem};
 use crate::train::optim::{params_of, Optimizer};
 use crate::util::alloc;
 use crate::util::rng::SplitMix64;
@@ -81,7 +81,7 @@ fn mixed_batch(o: &BalanceBenchOptions, dev: &Device) -> Result<Batch> {
 pub fn run(o: &BalanceBenchOptions, mut progress: impl FnMut(&str)) -> Result<BalanceReport> {
     let dev = Device::Cpu;
     let (w, d) = REFERENCE_1X;
-    let model = ModelConfig::conv("shufflenetv2", &w, &d, Stem::Cifar);
+    let model = ModelConfig::conv(Arch::ShuffleNetV2, &w, &d, Stem::Cifar);
     let heads: Vec<(String, usize)> = (0..o.tasks).map(|t| (format!("t{t}"), o.classes)).collect();
     let options = Default::default();
     let map = VarMap::new();

@@ -11,6 +11,7 @@ use super::{median, timed_repeats};
 use crate::model::init::SeededInit;
 use crate::model::layers::batch_norm::batch_norm2d;
 use crate::model::layers::conv::conv2d_no_bias;
+use crate::spec::run::Arch;
 
 /// One operation at one shape.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -106,7 +107,7 @@ pub fn depthwise() -> Vec<OpSpec> {
 /// architectures have none listed here: ShuffleNetV2's distinctive operations are the
 /// [`depthwise`] ones, timed in their own section.
 pub fn of(w: &Workload) -> Vec<OpSpec> {
-    if w.arch != "resnet" {
+    if w.arch != Arch::Resnet {
         return Vec::new();
     }
     let b = w.batch_size;

@@ -5,7 +5,7 @@
 use candle_core::{Device, Result, Tensor};
 
 use super::{Dataset, Split};
-use crate::spec::run::Normalize;
+use crate::data::settings::Normalize;
 use crate::util::rng::SplitMix64;
 
 /// A batch on the device. `x` is normalised to roughly zero mean and unit variance.

@@ -17,8 +17,9 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::load::hex;
 use crate::error::{Error, Result};
+use crate::util::fs::write_atomic;
+use crate::util::hash::hex;
 
 /// File name of the cache inside the data root.
 pub const CACHE_FILE: &str = ".harness-checksums.json";
@@ -92,14 +93,11 @@ fn read_cache(path: &Path) -> CacheFile {
     }
 }
 
-/// Writes the cache atomically: a temporary file next to it, then a rename.
-fn write_cache(path: &Path, cache: &CacheFile) -> std::io::Result<()> {
-    let tmp = path.with_file_name(format!("{CACHE_FILE}.{}.tmp", std::process::id()));
-    let text = serde_json::to_vec_pretty(cache).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+/// Writes the cache atomically.
+fn write_cache(path: &Path, cache: &CacheFile) -> Result<()> {
+    let text = serde_json::to_vec_pretty(cache)
+        .map_err(|e| Error::Failed(format!("cannot serialise {}: {e}", path.display())))?;
+    write_atomic(path, &text)
 }
 
 /// The sha256 of `file`, from the cache in `data_dir` when the file's size and mtime still

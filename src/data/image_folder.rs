@@ -18,10 +18,14 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::load::{derive_seed, select_indices, Caps, Resampler, SplitMix64, SPLITS};
 use super::registry::TaskEntry;
+use super::resample::Resampler;
+use super::sampling::{select_indices, SPLITS};
+use super::settings::SplitCaps;
 use super::{Split, TaskData, CHANNELS};
 use crate::error::{Error, Result};
+use crate::util::rng::SplitMix64;
+use crate::util::seed::derive_seed;
 
 /// Fractions of the single-pool split.
 const TRAIN_FRACTION: f64 = 0.7;
@@ -238,7 +242,7 @@ pub fn load_image_folder(
     task: &TaskEntry,
     dir: &Path,
     image_size: usize,
-    caps: &Caps,
+    caps: &SplitCaps,
     seed: u64,
 ) -> Result<TaskData> {
     let index = index_folder(task, dir, seed)?;
@@ -326,7 +330,7 @@ mod tests {
         std::fs::write(dir.path().join("a/readme.txt"), b"ignored").unwrap();
         std::fs::create_dir_all(dir.path().join(".hidden")).unwrap();
 
-        let t = load_image_folder(&task(2), dir.path(), 16, &Caps::default(), 3).unwrap();
+        let t = load_image_folder(&task(2), dir.path(), 16, &SplitCaps::default(), 3).unwrap();
         assert_eq!((t.train.len(), t.val.len(), t.test.len()), (14, 2, 4));
         for split in [&t.train, &t.val, &t.test] {
             assert_eq!(split.images.len(), split.len() * 3 * 16 * 16);
@@ -347,7 +351,7 @@ mod tests {
         assert_ne!(a.splits, c.splits);
         assert_eq!(a.classes, ["a", "b"]);
 
-        let caps = Caps {
+        let caps = SplitCaps {
             train: Some(3),
             val: Some(0),
             test: None,
@@ -378,7 +382,7 @@ mod tests {
             ),
             (21, 3, 6)
         );
-        let t = load_image_folder(&task(3), dir.path(), 12, &Caps::default(), 0).unwrap();
+        let t = load_image_folder(&task(3), dir.path(), 12, &SplitCaps::default(), 0).unwrap();
         // JPEG is lossy, but a flat image stays close to flat.
         assert!(t.test.images.iter().all(|&v| v.abs_diff(200) <= 3));
     }
@@ -402,7 +406,7 @@ mod tests {
         write_image(&dir.path().join("a/0.png"), 4, 4, 1, false);
         std::fs::create_dir_all(dir.path().join("b")).unwrap();
         std::fs::write(dir.path().join("b/broken.png"), b"not a png at all").unwrap();
-        let err = load_image_folder(&task(2), dir.path(), 4, &Caps::default(), 0).unwrap_err();
+        let err = load_image_folder(&task(2), dir.path(), 4, &SplitCaps::default(), 0).unwrap_err();
         assert!(err.to_string().contains("broken.png"), "{err}");
         assert_eq!(err.exit_code(), 2);
     }

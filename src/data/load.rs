@@ -3,10 +3,9 @@
 //! harness at them, or how to run without them), verifies declared checksums, dispatches to
 //! the format loaders and assembles one [`Dataset`].
 //!
-//! It also holds what the loaders share: the seeded sample selection used for caps and
-//! splits (a small splitmix64 generator, so results do not depend on an external crate's
-//! algorithm), and the resampler that turns any `H × W × C` image into the `3 × S × S`
-//! layout every network consumes.
+//! What the format loaders share lives in [`super::sampling`] (seeded selection for caps
+//! and splits) and [`super::resample`] (any `H × W × C` image to the `3 × S × S` layout
+//! every network consumes).
 //!
 //! A data fingerprint ([`real_fingerprint`]) is part of every run id, so a changed file
 //! invalidates cached results without hashing gigabytes on every run.
@@ -14,12 +13,14 @@
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::registry::{DatasetEntry, Format, TaskEntry};
-use super::{checksum, image_folder, npz, DataKind, Dataset, TaskData, CHANNELS};
+use super::settings::SplitCaps;
+use super::{checksum, image_folder, medmnist, DataKind, Dataset, TaskData};
 use crate::error::{Error, Result};
+use crate::util::hash::hex;
+use crate::util::seed::derive_seed;
 
 /// Environment variable naming the data root when `--data-dir` is not given.
 pub const DATA_DIR_ENV: &str = "HARNESS_DATA_DIR";
@@ -37,26 +38,6 @@ pub fn resolve_data_dir(flag: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Per task, per split maximum number of samples (`None` = all).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Caps {
-    pub train: Option<usize>,
-    pub val: Option<usize>,
-    pub test: Option<usize>,
-}
-
-impl Caps {
-    /// The cap of a split by name (`train`, `val`, `test`).
-    pub fn for_split(&self, split: &str) -> Option<usize> {
-        match split {
-            "train" => self.train,
-            "val" => self.val,
-            "test" => self.test,
-            _ => None,
-        }
-    }
-}
-
 /// How to load a real data set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RealLoadOptions {
@@ -64,13 +45,10 @@ pub struct RealLoadOptions {
     pub data_dir: PathBuf,
     /// Side length every image is resampled to.
     pub image_size: usize,
-    pub caps: Caps,
+    pub caps: SplitCaps,
     /// Seeds the choice of capped subsets and of splits for folders without split folders.
     pub split_seed: u64,
 }
-
-/// The names of the three splits, in [`TaskData`] order.
-pub const SPLITS: [&str; 3] = ["train", "val", "test"];
 
 /// Loads every task of `entry` from the files under `opts.data_dir`.
 ///
@@ -130,7 +108,7 @@ fn load_task(entry: &DatasetEntry, task: &TaskEntry, opts: &RealLoadOptions) -> 
                     path.display()
                 )));
             }
-            npz::load_medmnist(task, &path, opts.image_size, &opts.caps, seed)
+            medmnist::load_medmnist(task, &path, opts.image_size, &opts.caps, seed)
         }
         Format::ImageFolder => {
             if !path.is_dir() {
@@ -223,216 +201,10 @@ pub fn real_fingerprint(entry: &DatasetEntry, data_dir: &Path) -> Result<String>
     Ok(hex(&h.finalize()))
 }
 
-// ------------------------------------------------------------------------------------------
-// Seeded selection.
-
-pub use crate::util::hash::hex;
-pub(crate) use crate::util::rng::SplitMix64;
-
-/// Derives a seed for one purpose (e.g. one file and split) from the user's seed, so that
-/// different tasks and splits draw independent subsets. FNV-1a over the parts, then mixed.
-pub(crate) fn derive_seed(base: u64, parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for part in parts {
-        for &b in part.as_bytes().iter().chain(std::iter::once(&0xFF)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01B3);
-        }
-    }
-    SplitMix64::new(base ^ h.rotate_left(17)).next_u64()
-}
-
-/// Indices of the samples to keep out of `n`: all of them without a cap (or when the cap is
-/// at least `n`), else the first `cap` of a seeded permutation. Always ascending.
-pub(crate) fn select_indices(n: usize, cap: Option<usize>, seed: u64) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..n).collect();
-    match cap {
-        Some(cap) if cap < n => {
-            SplitMix64::new(seed).shuffle(&mut idx);
-            idx.truncate(cap);
-            idx.sort_unstable();
-            idx
-        }
-        _ => idx,
-    }
-}
-
-// ------------------------------------------------------------------------------------------
-// Resampling.
-
-/// One axis of a separable resampler: for each output pixel, the first input pixel and the
-/// weights of the input pixels it averages.
-#[derive(Debug, Clone)]
-struct AxisKernel {
-    starts: Vec<usize>,
-    weights: Vec<Vec<f32>>,
-}
-
-impl AxisKernel {
-    /// Triangle (bilinear) filter with pixel centres at `i + 0.5`. When shrinking, the
-    /// filter is widened by the scale factor so every input pixel contributes (antialiased
-    /// bilinear, as PIL does); when enlarging it is plain bilinear interpolation.
-    fn new(input: usize, output: usize) -> Self {
-        let scale = input as f64 / output as f64;
-        let support = scale.max(1.0);
-        let mut starts = Vec::with_capacity(output);
-        let mut weights = Vec::with_capacity(output);
-        for o in 0..output {
-            let centre = (o as f64 + 0.5) * scale;
-            let lo = ((centre - support).floor().max(0.0)) as usize;
-            let hi = ((centre + support).ceil() as usize).min(input);
-            let mut w: Vec<f32> = Vec::with_capacity(hi.saturating_sub(lo));
-            let mut total = 0.0f64;
-            for x in lo..hi {
-                let d = ((x as f64 + 0.5 - centre) / support).abs();
-                let v = (1.0 - d).max(0.0);
-                total += v;
-                w.push(v as f32);
-            }
-            if total > 0.0 {
-                for v in &mut w {
-                    *v = (f64::from(*v) / total) as f32;
-                }
-                starts.push(lo);
-                weights.push(w);
-            } else {
-                // Cannot happen for input >= 1, but keep the nearest pixel to be safe.
-                let nearest = (centre.floor() as usize).min(input - 1);
-                starts.push(nearest);
-                weights.push(vec![1.0]);
-            }
-        }
-        AxisKernel { starts, weights }
-    }
-}
-
-/// Converts `H × W × C` interleaved `u8` images (C = 1 gray, 3 RGB, 4 RGBA; alpha dropped)
-/// to planar `3 × S × S`, resampling when the size differs. Built once per input size.
-#[derive(Debug, Clone)]
-pub(crate) struct Resampler {
-    in_h: usize,
-    in_w: usize,
-    out: usize,
-    rows: Option<AxisKernel>,
-    cols: Option<AxisKernel>,
-}
-
-impl Resampler {
-    pub(crate) fn new(in_h: usize, in_w: usize, out: usize) -> Self {
-        let same = in_h == out && in_w == out;
-        Resampler {
-            in_h,
-            in_w,
-            out,
-            rows: (!same).then(|| AxisKernel::new(in_h, out)),
-            cols: (!same).then(|| AxisKernel::new(in_w, out)),
-        }
-    }
-
-    /// Writes one image into `dst` (length `3 × S × S`).
-    pub(crate) fn to_chw(&self, src: &[u8], channels: usize, dst: &mut [u8]) {
-        let (h, w, s) = (self.in_h, self.in_w, self.out);
-        debug_assert_eq!(src.len(), h * w * channels);
-        debug_assert_eq!(dst.len(), CHANNELS * s * s);
-        let plane = s * s;
-        for c in 0..CHANNELS {
-            // Gray images are replicated; RGBA drops alpha.
-            let sc = if channels == 1 { 0 } else { c };
-            let out = &mut dst[c * plane..(c + 1) * plane];
-            match (&self.rows, &self.cols) {
-                (Some(rows), Some(cols)) => {
-                    // Horizontal pass into f32, then vertical pass with rounding.
-                    let mut tmp = vec![0.0f32; h * s];
-                    for y in 0..h {
-                        let line = &src[y * w * channels..(y + 1) * w * channels];
-                        for (ox, (start, ws)) in cols.starts.iter().zip(&cols.weights).enumerate() {
-                            let mut acc = 0.0f32;
-                            for (k, wt) in ws.iter().enumerate() {
-                                acc += wt * f32::from(line[(start + k) * channels + sc]);
-                            }
-                            tmp[y * s + ox] = acc;
-                        }
-                    }
-                    for (oy, (start, ws)) in rows.starts.iter().zip(&rows.weights).enumerate() {
-                        for ox in 0..s {
-                            let mut acc = 0.0f32;
-                            for (k, wt) in ws.iter().enumerate() {
-                                acc += wt * tmp[(start + k) * s + ox];
-                            }
-                            out[oy * s + ox] = (acc + 0.5).clamp(0.0, 255.0) as u8;
-                        }
-                    }
-                }
-                _ => {
-                    for (i, px) in out.iter_mut().enumerate() {
-                        *px = src[i * channels + sc];
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::registry::Registry;
-
-    #[test]
-    fn selection_is_deterministic_and_capped() {
-        assert_eq!(select_indices(5, None, 1), [0, 1, 2, 3, 4]);
-        assert_eq!(select_indices(5, Some(9), 1), [0, 1, 2, 3, 4]);
-        let a = select_indices(1000, Some(10), 7);
-        let b = select_indices(1000, Some(10), 7);
-        let c = select_indices(1000, Some(10), 8);
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert_eq!(a.len(), 10);
-        assert!(a.windows(2).all(|w| w[0] < w[1]));
-        assert_ne!(derive_seed(1, &["a"]), derive_seed(1, &["b"]));
-        assert_ne!(derive_seed(1, &["ab", "c"]), derive_seed(1, &["a", "bc"]));
-    }
-
-    #[test]
-    fn splitmix_matches_reference_values() {
-        // Reference outputs of splitmix64 seeded with 0 (Vigna's C implementation).
-        let mut r = SplitMix64::new(0);
-        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
-        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
-    }
-
-    #[test]
-    fn resampler_identity_gray_and_rgba() {
-        let src: Vec<u8> = (0..4u8).collect(); // 2×2 gray
-        let mut dst = vec![0u8; 3 * 4];
-        Resampler::new(2, 2, 2).to_chw(&src, 1, &mut dst);
-        assert_eq!(dst, [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3]);
-
-        // RGBA drops alpha; 1×2 → 1×1 averages the two pixels (resampling path).
-        let rgba = [10u8, 20, 30, 255, 11, 21, 31, 0];
-        let mut one = [0u8; 3];
-        Resampler::new(1, 2, 1).to_chw(&rgba, 4, &mut one);
-        assert_eq!(one, [11, 21, 31]);
-        Resampler::new(1, 1, 1).to_chw(&rgba[..4], 4, &mut one);
-        assert_eq!(one, [10, 20, 30]);
-    }
-
-    #[test]
-    fn resampler_shrinks_by_averaging_and_keeps_constants() {
-        // 4×4 checkerboard of 0/200 shrunk to 2×2: every output is a blend near 100, where
-        // point sampling would give 0 or 200.
-        let src: Vec<u8> = (0..16)
-            .map(|i| if (i / 4 + i % 4) % 2 == 0 { 0 } else { 200 })
-            .collect();
-        let mut dst = vec![0u8; 3 * 4];
-        Resampler::new(4, 4, 2).to_chw(&src, 1, &mut dst);
-        assert!(dst.iter().all(|&v| (80..=120).contains(&v)), "{dst:?}");
-
-        let flat = vec![77u8; 28 * 28 * 3];
-        let mut big = vec![0u8; 3 * 64 * 64];
-        Resampler::new(28, 28, 64).to_chw(&flat, 3, &mut big);
-        assert!(big.iter().all(|&v| v == 77));
-    }
 
     #[test]
     fn missing_data_error_explains_what_to_do() {
@@ -443,7 +215,7 @@ mod tests {
         let opts = RealLoadOptions {
             data_dir: dir.path().to_path_buf(),
             image_size: 28,
-            caps: Caps::default(),
+            caps: SplitCaps::default(),
             split_seed: 0,
         };
         let err = load_real(ds, &opts).unwrap_err();
@@ -465,7 +237,7 @@ mod tests {
 
     /// A data root with one npz task (checksum declared) and one image-folder task.
     fn mini_root(dir: &Path, sha: &str) -> Registry {
-        use crate::data::npz::{write_npz, NpyArray, NpyData};
+        use crate::data::numpy::{write_npz, NpyArray, NpyData};
         let mut arrays = Vec::new();
         for (split, n) in [("train", 5usize), ("val", 2), ("test", 3)] {
             let imgs = NpyArray::new(vec![n, 8, 8], NpyData::U8(vec![9; n * 64])).unwrap();
@@ -536,7 +308,7 @@ path = "f"
         let opts = RealLoadOptions {
             data_dir: dir.path().to_path_buf(),
             image_size: 4,
-            caps: Caps {
+            caps: SplitCaps {
                 train: Some(2),
                 val: None,
                 test: None,
@@ -572,10 +344,5 @@ path = "f"
         let err = load_real(bad.dataset("mini").unwrap(), &opts).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
-    }
-
-    #[test]
-    fn hex_encodes() {
-        assert_eq!(hex(&[0x00, 0xAB, 0x0F]), "00ab0f");
     }
 }

@@ -10,13 +10,19 @@ pub mod batch;
 pub mod checksum;
 pub mod image_folder;
 pub mod load;
-pub mod npz;
+pub mod medmnist;
+pub mod numpy;
 pub mod registry;
 pub mod registry_render;
+pub mod resample;
+pub mod sampling;
+pub mod settings;
 pub mod source;
 pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 /// Whether numbers came from real files or from the synthetic generator. Recorded on every
 /// metrics row; reports print a banner whenever any row is synthetic.
@@ -81,9 +87,32 @@ pub struct Dataset {
     pub tasks: Vec<TaskData>,
 }
 
+/// A task as a network's head needs it: (task key, number of classes).
+pub type TaskHead = (String, usize);
+
 impl Dataset {
     /// Bytes of one image.
     pub fn image_bytes(&self) -> usize {
         CHANNELS * self.image_size * self.image_size
+    }
+
+    /// The tasks a run names, in its order: their positions in this data set and, as a
+    /// network's heads need them, (task key, number of classes). A key the data set lacks
+    /// (a registry edited after the run was planned) is bad input.
+    pub fn task_heads(&self, keys: &[String]) -> Result<(Vec<usize>, Vec<TaskHead>)> {
+        let mut positions = Vec::with_capacity(keys.len());
+        let mut heads = Vec::with_capacity(keys.len());
+        for key in keys {
+            let i = self
+                .tasks
+                .iter()
+                .position(|t| &t.key == key)
+                .ok_or_else(|| {
+                    Error::input(format!("data set `{}` has no task `{key}`", self.key))
+                })?;
+            positions.push(i);
+            heads.push((key.clone(), self.tasks[i].num_classes));
+        }
+        Ok((positions, heads))
     }
 }

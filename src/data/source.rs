@@ -6,21 +6,17 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::load::{load_real, real_fingerprint, Caps, RealLoadOptions};
+use super::load::{load_real, real_fingerprint, RealLoadOptions};
 use super::registry::{DatasetEntry, Registry};
+use super::sampling::SPLITS;
+use super::settings::{DataSettings, DataSpec, SplitCaps};
 use super::synthetic::{self, SyntheticOptions, TaskShape};
 use super::{DataKind, Dataset};
 use crate::error::{Error, Result};
-use crate::spec::run::{DataSpec, SplitCaps};
-use crate::spec::validate::Profile;
 
-/// Per-task caps used for synthetic data when a profile sets none: synthetic stand-ins are
-/// meant to be small.
-pub const DEFAULT_SYNTHETIC_CAPS: SplitCaps = SplitCaps {
-    train: Some(500),
-    val: Some(100),
-    test: Some(200),
-};
+/// Per-task caps of the train, val and test splits used for synthetic data when a profile
+/// sets none: synthetic stand-ins are meant to be small.
+pub const DEFAULT_SYNTHETIC_CAPS: [usize; 3] = [500, 100, 200];
 
 /// The synthetic generator's seed: fixed so that every training seed sees the same data and
 /// seed-to-seed variance is training variance only.
@@ -50,12 +46,15 @@ fn task_shapes(e: &DatasetEntry) -> Vec<TaskShape> {
 }
 
 fn synthetic_options(spec_caps: SplitCaps, image_size: usize, difficulty: f64) -> SyntheticOptions {
-    let d = DEFAULT_SYNTHETIC_CAPS;
+    let mut caps = DEFAULT_SYNTHETIC_CAPS;
+    for (cap, split) in caps.iter_mut().zip(SPLITS) {
+        if let Some(c) = spec_caps.for_split(split) {
+            *cap = c;
+        }
+    }
     SyntheticOptions {
         image_size,
-        train_cap: spec_caps.train.or(d.train).unwrap_or(500),
-        val_cap: spec_caps.val.or(d.val).unwrap_or(100),
-        test_cap: spec_caps.test.or(d.test).unwrap_or(200),
+        caps,
         difficulty,
         seed: SYNTHETIC_DATA_SEED,
     }
@@ -65,10 +64,10 @@ fn synthetic_options(spec_caps: SplitCaps, image_size: usize, difficulty: f64) -
 pub fn data_spec(
     registry: &Registry,
     dataset: &str,
-    profile: &Profile,
+    profile: &DataSettings,
     data_dir: &Path,
 ) -> Result<DataSpec> {
-    let (kind, image_size, caps) = (profile.data, profile.image_size, profile.caps);
+    let (kind, image_size, caps) = (profile.kind, profile.image_size, profile.caps);
     let e = entry(registry, dataset)?;
     let (fingerprint, difficulty) = match kind {
         DataKind::Synthetic => (
@@ -112,11 +111,7 @@ pub fn load(registry: &Registry, spec: &DataSpec, data_dir: &Path) -> Result<Arc
             let opts = RealLoadOptions {
                 data_dir: data_dir.to_path_buf(),
                 image_size: spec.image_size,
-                caps: Caps {
-                    train: spec.caps.train,
-                    val: spec.caps.val,
-                    test: spec.caps.test,
-                },
+                caps: spec.caps,
                 split_seed: 0,
             };
             let d = Arc::new(load_real(e, &opts)?);

@@ -110,19 +110,7 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
     }
     let task = pick_task(&spec, a.task)?;
     let data = source::load(&a.ctx.registry, &spec.data, &a.ctx.data_dir)?;
-    let heads: Vec<(String, usize)> = spec
-        .tasks
-        .iter()
-        .map(|k| {
-            data.tasks
-                .iter()
-                .find(|t| &t.key == k)
-                .map(|t| (k.clone(), t.num_classes))
-                .ok_or_else(|| {
-                    Error::Failed(format!("data set `{}` has no task `{k}`", spec.pretrain))
-                })
-        })
-        .collect::<Result<_>>()?;
+    let (_, heads) = data.task_heads(&spec.tasks)?;
 
     // The run's own network, as trained.
     let map = VarMap::new();
@@ -135,9 +123,7 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
             None,
         ),
         Stage::Decompose => {
-            let m = method::lookup(&spec.method).ok_or_else(|| {
-                Error::input(format!("method `{}` is not implemented", spec.method))
-            })?;
+            let m = method::require(&spec.method)?;
             (
                 m.export_expert(&map, &spec.tasks, task, &spec.options)?,
                 m.expert_tsn(&spec.model),

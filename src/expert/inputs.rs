@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::data::image_folder::decode;
-use crate::data::load::Resampler;
-use crate::data::npz::{NpyData, NpzFile};
+use crate::data::numpy::{NpyData, NpzFile};
+use crate::data::resample::Resampler;
 use crate::data::CHANNELS;
 use crate::error::{Error, Result};
 

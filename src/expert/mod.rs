@@ -17,13 +17,15 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::{Linear, VarMap};
 use serde::{Deserialize, Serialize};
 
+use crate::data::settings::Normalize;
 use crate::data::CHANNELS;
 use crate::error::{Error, Result};
 use crate::model::cost::{count_macs, Cost};
 use crate::model::init::SeededInit;
+use crate::model::layers::batch_norm::is_buffer;
 use crate::model::{build_backbone, weights, Backbone};
-use crate::spec::run::{ModelConfig, Normalize};
-use crate::train::optim::is_buffer;
+use crate::spec::run::ModelConfig;
+use crate::util::fs::replace_atomically;
 
 /// Version tag of the file layout.
 pub const FORMAT: &str = "kdbench-expert/1";
@@ -187,11 +189,10 @@ pub fn plain_student_params(info: &ExpertInfo, device: &Device) -> Result<u64> {
 pub fn write(path: &Path, tensors: &BTreeMap<String, Tensor>, info: &ExpertInfo) -> Result<()> {
     let json = serde_json::to_string(info).map_err(|e| Error::Failed(e.to_string()))?;
     let meta = HashMap::from([(METADATA_KEY.to_string(), json)]);
-    let tmp = path.with_extension("safetensors.tmp");
     let data: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    safetensors::serialize_to_file(data, Some(meta), &tmp)
-        .map_err(|e| Error::Failed(format!("{}: cannot write the expert: {e}", path.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    replace_atomically(path, |tmp| {
+        safetensors::serialize_to_file(data, Some(meta), tmp).map_err(std::io::Error::other)
+    })
 }
 
 #[cfg(test)]
@@ -202,7 +203,7 @@ mod tests {
     use super::*;
     use crate::method::{self, BuildContext};
     use crate::model::layers::lowrank::EksForm;
-    use crate::spec::run::{ModelConfig, Stem};
+    use crate::spec::run::{Arch, ModelConfig, Stem};
 
     fn info(model: &ModelConfig, classes: usize) -> ExpertInfo {
         ExpertInfo {
@@ -234,9 +235,9 @@ mod tests {
     fn merged_expert_equals_unmerged_with_plain_parameter_count() {
         let dev = Device::Cpu;
         let students = [
-            ModelConfig::conv("resnet", &[8, 16], &[1, 1], Stem::Cifar),
-            ModelConfig::conv("shufflenetv2", &[8, 16, 32, 24], &[1, 2], Stem::Cifar),
-            ModelConfig::conv("resnet_bottleneck", &[4, 8], &[1, 1], Stem::Imagenet),
+            ModelConfig::conv(Arch::Resnet, &[8, 16], &[1, 1], Stem::Cifar),
+            ModelConfig::conv(Arch::ShuffleNetV2, &[8, 16, 32, 24], &[1, 2], Stem::Cifar),
+            ModelConfig::conv(Arch::ResnetBottleneck, &[4, 8], &[1, 1], Stem::Imagenet),
         ];
         let lorkd = method::lookup("lorkd").unwrap();
         let mut options = lorkd.default_options();
@@ -301,7 +302,7 @@ mod tests {
     fn expert_files_round_trip_and_strangers_are_refused() {
         let dev = Device::Cpu;
         let dir = tempfile::tempdir().unwrap();
-        let model = ModelConfig::conv("resnet", &[4], &[1], Stem::Cifar);
+        let model = ModelConfig::conv(Arch::Resnet, &[4], &[1], Stem::Cifar);
         let (map, _, _, _) = plain_network(&info(&model, 5), &dev).unwrap();
         let tensors: BTreeMap<String, Tensor> = map
             .data()

@@ -3,7 +3,7 @@
 //! concatenation, and the backward of every slice allocates a full-size zero tensor
 //! (FACTS.md: 3.8 s per forward+backward at 64 groups), so this is its own kernel: per
 //! channel plane, padded (and split into phase planes for strides above 1) once, then one
-//! long vector operation per filter tap (see [`Phased`]).
+//! long vector operation per filter tap (see `Phased`).
 
 use candle_core::{Layout, Result, Shape};
 use rayon::prelude::*;
@@ -161,7 +161,7 @@ multiversion! {
 pub struct DepthwiseOp(pub ConvGeometry);
 
 multiversion! {
-    /// One plane on the extended grid ([`Phased`]): `out_ext[q] = Σ_tap w[tap] ·
+    /// One plane on the extended grid (`Phased`): `out_ext[q] = Σ_tap w[tap] ·
     /// xp[offs[tap] + q]`.
     fn plane_forward_ext(xp: &[f32], w: &[f32], offs: &[usize], out_ext: &mut [f32]) {
         let l = out_ext.len();

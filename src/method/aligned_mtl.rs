@@ -3,8 +3,8 @@
 //! ([`super::aligned`]). No hyperparameters.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use super::Granularity;
-use crate::spec::run::MethodOptions;
+use crate::spec::catalog::Granularity;
+use crate::spec::options::MethodOptions;
 
 pub const ALIGNED_MTL: HardSharingMethod = HardSharingMethod {
     key: "alignedmtl",
@@ -16,4 +16,5 @@ pub const ALIGNED_MTL: HardSharingMethod = HardSharingMethod {
         moco: None,
         kf: None,
     },
+    settings: &[],
 };

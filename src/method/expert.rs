@@ -11,7 +11,7 @@ use candle_core::Tensor;
 use candle_nn::VarMap;
 
 use crate::error::{Error, Result};
-use crate::spec::run::LowRankConfig;
+use crate::spec::options::LowRankConfig;
 
 /// Marks the low-rank factors of a convolution in variable names (`….lora_A.3`).
 const LORA_A: &str = ".lora_A.";

@@ -104,7 +104,7 @@ mod tests {
     use super::*;
     use crate::model::build_backbone;
     use crate::model::cost::count_macs;
-    use crate::spec::run::{ModelConfig, Stem};
+    use crate::spec::run::{Arch, ModelConfig, Stem};
 
     fn batch(items: Vec<(usize, usize)>, x: &Tensor) -> Batch {
         Batch {
@@ -123,8 +123,11 @@ mod tests {
         let dev = Device::Cpu;
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
-        let net =
-            build_backbone(&ModelConfig::conv("resnet", &[4], &[1], Stem::Cifar), vb).unwrap();
+        let net = build_backbone(
+            &ModelConfig::conv(Arch::Resnet, &[4], &[1], Stem::Cifar),
+            vb,
+        )
+        .unwrap();
         let cache = FeatureCache::new(net.feature_dim(), DEFAULT_BUDGET_BYTES);
         let x = Tensor::randn(0f32, 1.0, (3, 3, 8, 8), &dev).unwrap();
         let first = batch(vec![(0, 0), (0, 1), (1, 0)], &x);

@@ -16,14 +16,15 @@ use super::kd_loss::{hinton, soft_kl};
 use super::task_gradients::GradientBalancing;
 use super::teacher::Teacher;
 use super::weighting::{Equal, Weighting};
-use super::{BuildContext, Granularity, Method, TaskLosses, TaskModel};
+use super::{BuildContext, Method, TaskLosses, TaskModel};
 use crate::data::batch::Batch;
 use crate::model::init::SeededInit;
 use crate::model::layers::conv_layer::{ConvKind, Routing};
 use crate::model::layers::heads::TaskHeads;
 use crate::model::layers::lowrank::LowRank;
 use crate::model::{build_backbone_with, Backbone};
-use crate::spec::run::{KdConfig, MethodOptions};
+use crate::spec::catalog::{Granularity, MethodSettings, SettingGroup};
+use crate::spec::options::{KdConfig, MethodOptions};
 
 /// A method whose network is [`HardSharing`]: STL, MTL, MoCo-MTL, Aligned-MTL, STL-KD,
 /// MTL-KD and LoRKD differ only in what one run trains on (`granularity`), in how task
@@ -34,6 +35,8 @@ pub struct HardSharingMethod {
     pub granularity: Granularity,
     pub weighting: WeightingKind,
     pub defaults: MethodOptions,
+    /// What its `[method.NAME]` table may set besides the training overrides.
+    pub settings: &'static [SettingGroup],
 }
 
 /// How a hard-sharing method turns its task losses into one update.
@@ -47,7 +50,7 @@ pub enum WeightingKind {
     Aligned,
 }
 
-impl Method for HardSharingMethod {
+impl MethodSettings for HardSharingMethod {
     fn key(&self) -> &'static str {
         self.key
     }
@@ -57,6 +60,12 @@ impl Method for HardSharingMethod {
     fn default_options(&self) -> MethodOptions {
         self.defaults
     }
+    fn setting_groups(&self) -> &'static [SettingGroup] {
+        self.settings
+    }
+}
+
+impl Method for HardSharingMethod {
     fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> Result<Box<dyn TaskModel>> {
         Ok(Box::new(HardSharing::new(ctx, vb)?))
     }

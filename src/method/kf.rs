@@ -20,50 +20,21 @@ use std::sync::Arc;
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap};
-use serde::{Deserialize, Serialize};
 
 use super::kd_loss::soft_kl;
+use super::kd_settings::KD_SETTINGS;
 use super::kf_loss::{info_max, info_min, label_smoothed_ce};
 use super::teacher::Teacher;
 use super::weighting::{Equal, Weighting};
-use super::{BuildContext, Granularity, Method, TaskLosses, TaskModel};
+use super::{BuildContext, Method, TaskLosses, TaskModel};
 use crate::data::batch::Batch;
 use crate::model::layers::batch_norm::{batch_norm2d, BatchNorm2d};
 use crate::model::layers::heads::TaskHeads;
 use crate::model::{build_backbone, Backbone};
-use crate::spec::run::{KdConfig, MethodOptions, ModelConfig};
-
-/// KF's settings (`[method.kf]`); the defaults are the reference's CIFAR configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct KfConfig {
-    /// ε of the label-smoothed CE on head_t(z_c + z_t).
-    pub label_smoothing: f64,
-    /// Weight of InfoMax (teacher → CKN), averaged over the matched stages.
-    pub infomax_weight: f64,
-    /// How many last stages of teacher and CKN InfoMax matches (fewer when a network has
-    /// fewer stages).
-    pub infomax_stages: usize,
-    /// Weight of InfoMin on each z_t.
-    pub infomin_weight: f64,
-    /// Weight of the auxiliary CE of head_aux_t(z_t).
-    pub aux_weight: f64,
-}
-
-impl KfConfig {
-    pub const DEFAULT: KfConfig = KfConfig {
-        label_smoothing: 0.1,
-        infomax_weight: 1.0,
-        infomax_stages: 3,
-        infomin_weight: 1e-3,
-        aux_weight: 1.0,
-    };
-}
-
-impl Default for KfConfig {
-    fn default() -> Self {
-        KfConfig::DEFAULT
-    }
-}
+use crate::spec::catalog::{Granularity, MethodSettings, SettingGroup};
+use crate::spec::options::{KdConfig, KfConfig, MethodOptions};
+use crate::spec::run::ModelConfig;
+use crate::spec::settings::{non_negative, positive, SettingError, SettingsTable};
 
 /// The task-specific networks' architecture: the student's at a quarter of its widths
 /// (at least 4 channels; even where ShuffleNetV2 splits channels in halves).
@@ -254,7 +225,7 @@ pub struct KfMethod;
 
 pub static KF: KfMethod = KfMethod;
 
-impl Method for KfMethod {
+impl MethodSettings for KfMethod {
     fn key(&self) -> &'static str {
         "kf"
     }
@@ -272,11 +243,8 @@ impl Method for KfMethod {
             kf: Some(KfConfig::DEFAULT),
         }
     }
-    fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> Result<Box<dyn TaskModel>> {
-        Ok(Box::new(Kf::new(ctx, vb)?))
-    }
-    fn weighting(&self, _options: &MethodOptions, _tasks: usize) -> Box<dyn Weighting> {
-        Box::new(Equal)
+    fn setting_groups(&self) -> &'static [SettingGroup] {
+        &[KD_SETTINGS, KF_SETTINGS]
     }
     fn check_options(&self, options: &MethodOptions) -> std::result::Result<(), String> {
         match options.kd {
@@ -285,6 +253,15 @@ impl Method for KfMethod {
             ),
             _ => Ok(()),
         }
+    }
+}
+
+impl Method for KfMethod {
+    fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> Result<Box<dyn TaskModel>> {
+        Ok(Box::new(Kf::new(ctx, vb)?))
+    }
+    fn weighting(&self, _options: &MethodOptions, _tasks: usize) -> Box<dyn Weighting> {
+        Box::new(Equal)
     }
     fn expert_tsn(&self, student: &ModelConfig) -> Option<ModelConfig> {
         Some(tsn_config(student))
@@ -317,4 +294,45 @@ impl Method for KfMethod {
         }
         Ok(out)
     }
+}
+
+/// KF's own settings: `label_smoothing` (ε), `infomax_weight`, `infomax_stages`,
+/// `infomin_weight` and `aux_weight`.
+pub const KF_SETTINGS: SettingGroup = SettingGroup {
+    what: "KF settings",
+    keys: &[
+        "label_smoothing",
+        "infomax_weight",
+        "infomax_stages",
+        "infomin_weight",
+        "aux_weight",
+    ],
+    read: read_kf,
+};
+
+fn read_kf(
+    t: &SettingsTable,
+    base: MethodOptions,
+) -> std::result::Result<MethodOptions, SettingError> {
+    let mut kf = base.kf.unwrap_or_default();
+    if let Some(e) = t.number("label_smoothing", non_negative)? {
+        if e >= 1.0 {
+            return Err(t.error(
+                "label_smoothing",
+                format!("{} must be in [0, 1)", t.field("label_smoothing")),
+            ));
+        }
+        kf.label_smoothing = e;
+    }
+    let weight = |k: &str, d: f64| t.number(k, non_negative).map(|w| w.unwrap_or(d));
+    kf.infomax_weight = weight("infomax_weight", kf.infomax_weight)?;
+    kf.infomin_weight = weight("infomin_weight", kf.infomin_weight)?;
+    kf.aux_weight = weight("aux_weight", kf.aux_weight)?;
+    if let Some(n) = t.number("infomax_stages", positive::<usize>)? {
+        kf.infomax_stages = n;
+    }
+    Ok(MethodOptions {
+        kf: Some(kf),
+        ..base
+    })
 }

@@ -9,8 +9,17 @@
 //! the student's parameter count.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use super::{Granularity, FEATURE_KD};
-use crate::spec::run::{LowRankConfig, MethodOptions};
+use super::kd_settings::KD_SETTINGS;
+use super::FEATURE_KD;
+use crate::spec::catalog::{Granularity, SettingGroup};
+use crate::spec::options::{LowRankConfig, MethodOptions};
+use crate::spec::settings::{finite_positive, positive, SettingError, SettingsTable};
+
+/// The paper's experts: rank 4, ΔW = (16/4)·BA.
+pub const LOW_RANK_DEFAULT: LowRankConfig = LowRankConfig {
+    rank: 4,
+    alpha: 16.0,
+};
 
 pub const LORKD: HardSharingMethod = HardSharingMethod {
     key: "lorkd",
@@ -18,11 +27,28 @@ pub const LORKD: HardSharingMethod = HardSharingMethod {
     weighting: WeightingKind::Equal,
     defaults: MethodOptions {
         kd: Some(FEATURE_KD),
-        low_rank: Some(LowRankConfig {
-            rank: 4,
-            alpha: 16.0,
-        }),
+        low_rank: Some(LOW_RANK_DEFAULT),
         moco: None,
         kf: None,
     },
+    settings: &[KD_SETTINGS, LOW_RANK_SETTINGS],
 };
+
+/// `rank` (r) and `lora_alpha` (α) of the low-rank experts.
+pub const LOW_RANK_SETTINGS: SettingGroup = SettingGroup {
+    what: "low-rank expert settings",
+    keys: &["rank", "lora_alpha"],
+    read: read_low_rank,
+};
+
+fn read_low_rank(t: &SettingsTable, base: MethodOptions) -> Result<MethodOptions, SettingError> {
+    let d = base.low_rank.unwrap_or(LOW_RANK_DEFAULT);
+    let low_rank = LowRankConfig {
+        rank: t.number("rank", positive::<usize>)?.unwrap_or(d.rank),
+        alpha: t.number("lora_alpha", finite_positive)?.unwrap_or(d.alpha),
+    };
+    Ok(MethodOptions {
+        low_rank: Some(low_rank),
+        ..base
+    })
+}

@@ -10,53 +10,7 @@
 //! task's gradient and the result: T + 2 gradient-sized vectors, not 2T.
 //! A task absent from a mixed batch contributes ĝ_t = 0.
 
-use serde::{Deserialize, Serialize};
-
-/// How λ is brought back to the simplex after its gradient step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LambdaUpdate {
-    Softmax,
-    Simplex,
-}
-
-/// What the step sizes' k counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StepDecay {
-    Iteration,
-    Epoch,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct MocoConfig {
-    pub beta: f64,
-    pub beta_sigma: f64,
-    pub gamma: f64,
-    pub gamma_sigma: f64,
-    pub rho: f64,
-    pub lambda_update: LambdaUpdate,
-    pub decay: StepDecay,
-}
-
-impl MocoConfig {
-    /// LibMTL's defaults, softmax λ update, decay by iteration.
-    pub const DEFAULT: MocoConfig = MocoConfig {
-        beta: 0.5,
-        beta_sigma: 0.5,
-        gamma: 0.1,
-        gamma_sigma: 0.5,
-        rho: 0.0,
-        lambda_update: LambdaUpdate::Softmax,
-        decay: StepDecay::Iteration,
-    };
-}
-
-impl Default for MocoConfig {
-    fn default() -> Self {
-        MocoConfig::DEFAULT
-    }
-}
+use crate::spec::options::{LambdaUpdate, MocoConfig, StepDecay};
 
 pub struct MoCo {
     cfg: MocoConfig,

@@ -5,9 +5,9 @@
 //! the step-size decay in epochs instead of iterations.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use super::moco::MocoConfig;
-use super::Granularity;
-use crate::spec::run::MethodOptions;
+use crate::spec::catalog::{Granularity, SettingGroup};
+use crate::spec::options::{LambdaUpdate, MethodOptions, MocoConfig, StepDecay};
+use crate::spec::settings::{SettingError, SettingsTable};
 
 pub const MOCO_MTL: HardSharingMethod = HardSharingMethod {
     key: "mocomtl",
@@ -19,4 +19,26 @@ pub const MOCO_MTL: HardSharingMethod = HardSharingMethod {
         moco: Some(MocoConfig::DEFAULT),
         kf: None,
     },
+    settings: &[MOCO_SETTINGS],
 };
+
+/// `lambda_update = "softmax" | "simplex"` and `step_decay = "iteration" | "epoch"`.
+pub const MOCO_SETTINGS: SettingGroup = SettingGroup {
+    what: "MoCo-MTL settings",
+    keys: &["lambda_update", "step_decay"],
+    read: read_moco,
+};
+
+fn read_moco(t: &SettingsTable, base: MethodOptions) -> Result<MethodOptions, SettingError> {
+    let mut moco = base.moco.unwrap_or_default();
+    if let Some(u) = t.get::<LambdaUpdate>("lambda_update")? {
+        moco.lambda_update = u.into_inner();
+    }
+    if let Some(d) = t.get::<StepDecay>("step_decay")? {
+        moco.decay = d.into_inner();
+    }
+    Ok(MethodOptions {
+        moco: Some(moco),
+        ..base
+    })
+}

@@ -1,8 +1,9 @@
 //! Decomposition methods. As in LibMTL, a method is two separable choices: an architecture
 //! ([`TaskModel`]: what the network is and which loss terms each task contributes) and a
 //! gradient [`weighting::Weighting`] (how per-task losses become one update). Methods are
-//! looked up by name in an explicit registry ([`lookup`]); nothing outside this module asks
-//! "which method is this?".
+//! looked up by name in an explicit registry ([`lookup`], and [`CATALOG`] for the experiment
+//! layer); nothing outside this module asks "which method is this?". Each method reads its
+//! own `[method.NAME]` settings ([`MethodSettings::setting_groups`]) next to its code.
 
 pub mod aligned;
 pub mod aligned_mtl;
@@ -10,6 +11,7 @@ pub mod expert;
 pub mod feature_cache;
 pub mod hard_sharing;
 pub mod kd_loss;
+pub mod kd_settings;
 pub mod kf;
 pub mod kf_loss;
 pub mod lorkd;
@@ -30,7 +32,10 @@ use candle_core::Tensor;
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::data::batch::Batch;
-use crate::spec::run::{KdConfig, MethodOptions, ModelConfig};
+use crate::error::Result;
+use crate::spec::catalog::{not_implemented, MethodCatalog, MethodSettings};
+use crate::spec::options::{KdConfig, MethodOptions};
+use crate::spec::run::ModelConfig;
 use teacher::Teacher;
 
 /// Every method of the paper, in the paper's table order: (registry key, display name).
@@ -45,14 +50,6 @@ pub const PAPER_METHODS: [(&str, &str); 8] = [
     ("lorkd", "LoRKD"),
 ];
 
-/// Canonical key of a method name as users write it: `MoCo-MTL`, `moco_mtl` → `mocomtl`.
-pub fn canonical_key(name: &str) -> String {
-    name.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
-}
-
 /// Display name of a method key (the key itself when unknown).
 pub fn display_name(key: &str) -> String {
     PAPER_METHODS
@@ -60,15 +57,6 @@ pub fn display_name(key: &str) -> String {
         .find(|(k, _)| *k == key)
         .map(|(_, d)| d.to_string())
         .unwrap_or_else(|| key.to_string())
-}
-
-/// How a method splits a pre-training set into runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Granularity {
-    /// One independent run per task (STL family).
-    PerTask,
-    /// One run over the union of all tasks (MTL family).
-    Joint,
 }
 
 /// What a method needs to build its network for one run.
@@ -153,22 +141,12 @@ pub trait TaskModel {
     fn set_eks_form(&self, _form: crate::model::layers::lowrank::EksForm) {}
 }
 
-/// A decomposition method.
-pub trait Method: Send + Sync {
-    fn key(&self) -> &'static str;
-    fn granularity(&self) -> Granularity;
-    /// The method's settings before the experiment file's `[method.KEY]` overrides.
-    fn default_options(&self) -> MethodOptions {
-        MethodOptions::default()
-    }
+/// A decomposition method: what the experiment layer knows of it ([`MethodSettings`]: key,
+/// granularity, settings) and what training needs.
+pub trait Method: MethodSettings {
     fn build(&self, ctx: &BuildContext, vb: VarBuilder) -> candle_core::Result<Box<dyn TaskModel>>;
     /// The weighting of a run with `tasks` tasks.
     fn weighting(&self, options: &MethodOptions, tasks: usize) -> Box<dyn weighting::Weighting>;
-    /// Settings the method cannot run with, as the fix to print (checked when the
-    /// experiment file is read).
-    fn check_options(&self, _options: &MethodOptions) -> Result<(), String> {
-        Ok(())
-    }
     /// The task-specific network an expert carries besides the student (KF's TSN).
     fn expert_tsn(&self, _student: &ModelConfig) -> Option<ModelConfig> {
         None
@@ -181,7 +159,7 @@ pub trait Method: Send + Sync {
         tasks: &[String],
         task: usize,
         options: &MethodOptions,
-    ) -> crate::Result<BTreeMap<String, Tensor>> {
+    ) -> Result<BTreeMap<String, Tensor>> {
         expert::backbone_and_head(map, tasks, task, options.low_rank)
     }
 }
@@ -207,11 +185,23 @@ pub fn lookup(key: &str) -> Option<&'static dyn Method> {
     }
 }
 
-/// Keys of the implemented methods, in paper order.
-pub fn implemented() -> Vec<&'static str> {
-    PAPER_METHODS
-        .iter()
-        .map(|(k, _)| *k)
-        .filter(|k| lookup(k).is_some())
-        .collect()
+/// The implemented method `key`, or the one error for a method this build lacks.
+pub fn require(key: &str) -> Result<&'static dyn Method> {
+    lookup(key).ok_or_else(|| not_implemented(key, &CATALOG.implemented()))
+}
+
+/// The methods of this build, as the experiment layer (validation, expansion) asks for them.
+pub struct Registry;
+
+/// The catalogue to hand to `spec::validate` and `spec::expand`.
+pub const CATALOG: Registry = Registry;
+
+impl MethodCatalog for Registry {
+    fn known(&self) -> &[(&'static str, &'static str)] {
+        &PAPER_METHODS
+    }
+
+    fn lookup(&self, key: &str) -> Option<&dyn MethodSettings> {
+        lookup(key).map(|m| m as &dyn MethodSettings)
+    }
 }

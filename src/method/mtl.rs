@@ -2,8 +2,8 @@
 //! equal task weighting. The expert for task t is the shared backbone plus head_t.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use super::Granularity;
-use crate::spec::run::MethodOptions;
+use crate::spec::catalog::Granularity;
+use crate::spec::options::MethodOptions;
 
 pub const MTL: HardSharingMethod = HardSharingMethod {
     key: "mtl",
@@ -15,4 +15,5 @@ pub const MTL: HardSharingMethod = HardSharingMethod {
         moco: None,
         kf: None,
     },
+    settings: &[],
 };

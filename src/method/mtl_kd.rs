@@ -3,9 +3,10 @@
 //! by default, logit KD as an option). Expert for task t: shared backbone + head_t.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use super::Granularity;
+use super::kd_settings::KD_SETTINGS;
 use super::FEATURE_KD;
-use crate::spec::run::MethodOptions;
+use crate::spec::catalog::Granularity;
+use crate::spec::options::MethodOptions;
 
 pub const MTL_KD: HardSharingMethod = HardSharingMethod {
     key: "mtlkd",
@@ -17,4 +18,5 @@ pub const MTL_KD: HardSharingMethod = HardSharingMethod {
         moco: None,
         kf: None,
     },
+    settings: &[KD_SETTINGS],
 };

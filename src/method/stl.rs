@@ -2,8 +2,8 @@
 //! whole model.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use super::Granularity;
-use crate::spec::run::MethodOptions;
+use crate::spec::catalog::Granularity;
+use crate::spec::options::MethodOptions;
 
 pub const STL: HardSharingMethod = HardSharingMethod {
     key: "stl",
@@ -15,4 +15,5 @@ pub const STL: HardSharingMethod = HardSharingMethod {
         moco: None,
         kf: None,
     },
+    settings: &[],
 };

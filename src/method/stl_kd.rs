@@ -3,9 +3,10 @@
 //! Hinton's logit KD with `kd = "logit"`). Its expert is the whole student.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use super::Granularity;
+use super::kd_settings::KD_SETTINGS;
 use super::FEATURE_KD;
-use crate::spec::run::MethodOptions;
+use crate::spec::catalog::Granularity;
+use crate::spec::options::MethodOptions;
 
 pub const STL_KD: HardSharingMethod = HardSharingMethod {
     key: "stlkd",
@@ -17,4 +18,5 @@ pub const STL_KD: HardSharingMethod = HardSharingMethod {
         moco: None,
         kf: None,
     },
+    settings: &[KD_SETTINGS],
 };

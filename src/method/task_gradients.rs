@@ -14,8 +14,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 
 use super::aligned::aligned;
-use super::moco::{MoCo, MocoConfig, StepDecay};
+use super::moco::MoCo;
 use super::weighting::{StepContext, Weighting};
+use crate::spec::options::{MocoConfig, StepDecay};
 
 /// How the per-task gradients are combined.
 pub enum Balance {
@@ -204,7 +205,7 @@ mod tests {
     use candle_core::{Device, Tensor, Var};
 
     use super::*;
-    use crate::method::moco::LambdaUpdate;
+    use crate::spec::options::LambdaUpdate;
 
     /// Two tasks sharing `w` (3 values), each with its own head scalar. The per-task
     /// gradients are worked out by hand: L_a = h_a·(w·x_a), L_b = h_b·(w·x_b)².

@@ -12,10 +12,10 @@ use crate::data::batch::Batch;
 use crate::data::CHANNELS;
 use crate::error::{Error, Result};
 use crate::model::cost::{count_macs, Cost};
+use crate::model::layers::batch_norm::is_buffer;
 use crate::model::layers::heads::TaskHeads;
 use crate::model::{build_backbone, Backbone};
 use crate::spec::run::RunSpec;
-use crate::train::optim::is_buffer;
 
 pub struct Teacher {
     backbone: Box<dyn Backbone>,

@@ -70,7 +70,7 @@ mod tests {
     use candle_nn::VarMap;
 
     use super::*;
-    use crate::spec::run::Stem;
+    use crate::spec::run::{Arch, Stem};
 
     /// Every convolutional network gives one pooled feature per stage, of the widths it
     /// reports; the last is `forward_t`'s output to the bit, in training and evaluation.
@@ -80,15 +80,20 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (3, 3, 16, 16), &dev).unwrap();
         for (cfg, dims) in [
             (
-                ModelConfig::conv("resnet", &[4, 8, 12], &[1, 2, 1], Stem::Cifar),
+                ModelConfig::conv(Arch::Resnet, &[4, 8, 12], &[1, 2, 1], Stem::Cifar),
                 vec![4, 8, 12],
             ),
             (
-                ModelConfig::conv("resnet_bottleneck", &[4, 8], &[2, 1], Stem::Imagenet),
+                ModelConfig::conv(Arch::ResnetBottleneck, &[4, 8], &[2, 1], Stem::Imagenet),
                 vec![16, 32],
             ),
             (
-                ModelConfig::conv("shufflenetv2", &[8, 8, 16, 24, 32], &[1, 2, 1], Stem::Cifar),
+                ModelConfig::conv(
+                    Arch::ShuffleNetV2,
+                    &[8, 8, 16, 24, 32],
+                    &[1, 2, 1],
+                    Stem::Cifar,
+                ),
                 vec![8, 16, 32],
             ),
         ] {

@@ -17,7 +17,7 @@ use crate::data::checksum::sha256_file;
 use crate::data::registry::Registry;
 use crate::data::source::data_spec;
 use crate::error::{Error, Result};
-use crate::method::{self, Granularity};
+use crate::spec::catalog::{Granularity, MethodCatalog};
 use crate::CODE_VERSION;
 
 /// The method name of foundation runs in run specs and metrics.
@@ -30,6 +30,7 @@ pub fn expand(
     profile_name: &str,
     registry: &Registry,
     data_dir: &Path,
+    catalog: &dyn MethodCatalog,
 ) -> Result<Vec<RunSpec>> {
     let profile = exp.profiles.get(profile_name).ok_or_else(|| {
         Error::input(format!(
@@ -68,11 +69,10 @@ pub fn expand(
         let entry = registry
             .dataset(pretrain)
             .ok_or_else(|| Error::input(format!("unknown data set `{pretrain}`")))?;
-        let data = data_spec(registry, pretrain, profile, data_dir)?;
+        let data = data_spec(registry, pretrain, &profile.data_settings(), data_dir)?;
         let all_tasks: Vec<String> = entry.tasks.iter().map(|t| t.key.clone()).collect();
         for m in &exp.methods {
-            let method = method::lookup(m)
-                .ok_or_else(|| Error::input(format!("method `{m}` is not implemented")))?;
+            let method = catalog.require(m)?;
             let options = profile.method_options.get(m).copied().unwrap_or_default();
             let overrides = profile.method_overrides.get(m).cloned().unwrap_or_default();
             let mut optim = profile.optim.clone();
@@ -185,7 +185,7 @@ fn foundation_spec(
         foundation: Some(name.to_string()),
         tasks: entry.tasks.iter().map(|t| t.key.clone()).collect(),
         seed: exp.seeds[0],
-        data: data_spec(registry, pretrain, profile, data_dir)?,
+        data: data_spec(registry, pretrain, &profile.data_settings(), data_dir)?,
         model: def.model.clone(),
         train: TrainConfig {
             epochs: def.epochs.unwrap_or(profile.epochs),

@@ -1,11 +1,19 @@
-//! The experiment-file schema exactly as written by users. Every table denies unknown keys,
-//! and names that must be checked against a registry are kept as [`Spanned`] so validation
-//! can report the line and column of a bad value.
+//! The experiment-file schema exactly as written by users. Every table denies unknown keys;
+//! closed sets of names (stages, data sources, architectures, optimisers, ...) are enums
+//! that serde parses, so an unknown one is reported at its line and column with the list of
+//! valid ones; names that must be checked against a registry, and values with ranges, are
+//! kept as [`Spanned`] so validation can point at them too. `[method.NAME]` tables are kept
+//! raw ([`RawTable`]): each method reads its own settings.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use super::run::{Arch, OptimizerKind, Schedule, Stage, Stem};
+use super::settings::RawTable;
+use crate::data::settings::Normalize;
+use crate::data::DataKind;
 
 /// Top level of an experiment TOML file.
 #[derive(Debug, Deserialize)]
@@ -18,7 +26,7 @@ pub struct ExperimentFile {
     /// Seeds; every run is repeated once per seed (reports show mean ± std over them).
     pub seeds: Spanned<Vec<u64>>,
     /// Stages to run, in any order; the planner orders them by dependency.
-    pub stages: Vec<Spanned<String>>,
+    pub stages: Vec<Spanned<Stage>>,
     /// Profile used when `--profile` is not given.
     #[serde(default)]
     pub default_profile: Option<Spanned<String>>,
@@ -27,7 +35,7 @@ pub struct ExperimentFile {
     pub profile: BTreeMap<String, Spanned<ProfileFile>>,
     /// Per-method hyperparameters, keyed by method name.
     #[serde(default)]
-    pub method: BTreeMap<String, Spanned<MethodFile>>,
+    pub method: BTreeMap<String, Spanned<RawTable>>,
 }
 
 /// The grid: every combination is a run (per seed).
@@ -47,7 +55,7 @@ pub struct GridFile {
 #[serde(deny_unknown_fields)]
 pub struct ProfileFile {
     /// `real` (files under the data root) or `synthetic` (generated stand-ins).
-    pub data: Spanned<String>,
+    pub data: Spanned<DataKind>,
     pub image_size: Spanned<usize>,
     pub epochs: Spanned<u32>,
     pub batch_size: Spanned<usize>,
@@ -65,7 +73,7 @@ pub struct ProfileFile {
     /// Input normalisation: `fixed` or `per_image` (default: per_image for synthetic data,
     /// fixed for real data).
     #[serde(default)]
-    pub normalize: Option<Spanned<String>>,
+    pub normalize: Option<Spanned<Normalize>>,
     pub model: Spanned<ModelFile>,
     pub optim: Spanned<OptimFile>,
     /// Foundation models (teachers) of this profile, by the names `grid.foundation` uses.
@@ -73,7 +81,7 @@ pub struct ProfileFile {
     pub foundation: BTreeMap<String, Spanned<FoundationFile>>,
     /// Per-method settings of this profile only, over the top-level `[method.NAME]`.
     #[serde(default)]
-    pub method: BTreeMap<String, Spanned<MethodFile>>,
+    pub method: BTreeMap<String, Spanned<RawTable>>,
 }
 
 /// A foundation model: trained by the `foundation` stage on the union of the pre-training
@@ -110,12 +118,12 @@ pub struct RenameFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelFile {
-    pub arch: Spanned<String>,
+    pub arch: Spanned<Arch>,
     pub widths: Spanned<Vec<usize>>,
     pub depths: Spanned<Vec<usize>>,
     /// `cifar` (3×3 stride-1 stem, no max-pool; small images) or `imagenet` (7×7/2 + max-pool).
     #[serde(default)]
-    pub stem: Option<Spanned<String>>,
+    pub stem: Option<Spanned<Stem>>,
     /// ViT only: patch side (16 for ViT-B/16) and attention heads (12).
     #[serde(default)]
     pub patch_size: Option<Spanned<usize>>,
@@ -127,66 +135,14 @@ pub struct ModelFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimFile {
-    pub name: Spanned<String>,
+    pub name: Spanned<OptimizerKind>,
     pub lr: Spanned<f64>,
     #[serde(default)]
     pub momentum: Option<Spanned<f64>>,
     #[serde(default)]
     pub weight_decay: Option<Spanned<f64>>,
     #[serde(default)]
-    pub schedule: Option<Spanned<String>>,
+    pub schedule: Option<Spanned<Schedule>>,
     #[serde(default)]
     pub warmup_epochs: Option<Spanned<u32>>,
-}
-
-/// Per-method overrides. Generic keys apply to every method; method-specific keys are
-/// accepted by the schema but checked by the method itself during validation.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MethodFile {
-    #[serde(default)]
-    pub lr: Option<Spanned<f64>>,
-    #[serde(default)]
-    pub weight_decay: Option<Spanned<f64>>,
-    #[serde(default)]
-    pub epochs: Option<Spanned<u32>>,
-    /// Distilling methods: `feature` (LoRKD's feature KD), `logit` (Hinton) or `none`.
-    #[serde(default)]
-    pub kd: Option<Spanned<String>>,
-    /// Feature KD: weight β of the KD term.
-    #[serde(default)]
-    pub kd_weight: Option<Spanned<f64>>,
-    /// KD temperature (feature: 10, logit: 4).
-    #[serde(default)]
-    pub kd_temperature: Option<Spanned<f64>>,
-    /// Logit KD: α in α·KD + (1 − α)·CE (0.9).
-    #[serde(default)]
-    pub kd_alpha: Option<Spanned<f64>>,
-    /// LoRKD: rank r of the low-rank experts (4).
-    #[serde(default)]
-    pub rank: Option<Spanned<usize>>,
-    /// LoRKD: scale numerator α of ΔW = (α/r)·BA (16).
-    #[serde(default)]
-    pub lora_alpha: Option<Spanned<f64>>,
-    /// MoCo-MTL: `softmax` (LibMTL, default) or `simplex` (the paper's projection).
-    #[serde(default)]
-    pub lambda_update: Option<Spanned<String>>,
-    /// MoCo-MTL: step sizes decay by `iteration` (default) or `epoch`.
-    #[serde(default)]
-    pub step_decay: Option<Spanned<String>>,
-    /// KF: ε of the label-smoothed CE (0.1).
-    #[serde(default)]
-    pub label_smoothing: Option<Spanned<f64>>,
-    /// KF: weight of InfoMax, teacher → CKN (1.0).
-    #[serde(default)]
-    pub infomax_weight: Option<Spanned<f64>>,
-    /// KF: how many last stages InfoMax matches (3).
-    #[serde(default)]
-    pub infomax_stages: Option<Spanned<usize>>,
-    /// KF: weight of InfoMin on the task features (1e-3).
-    #[serde(default)]
-    pub infomin_weight: Option<Spanned<f64>>,
-    /// KF: weight of the auxiliary CE on the task features (1.0).
-    #[serde(default)]
-    pub aux_weight: Option<Spanned<f64>>,
 }

@@ -1,13 +1,18 @@
-//! Experiment files: the TOML schema ([`file`]), where in the file a problem is
-//! ([`location`]), validation into typed options ([`validate`]), the run specification
-//! and its content-addressed id ([`run`]), and grid expansion into runs ([`expand`]).
+//! Experiment files: the TOML schema ([`file`](mod@file)), validation into a typed experiment
+//! ([`validate`]), the run specification and its content-addressed id ([`run`]), the plain
+//! method settings runs carry ([`options`]) and how methods read them ([`settings`],
+//! [`catalog`]), and grid expansion into runs ([`expand`]).
 //!
 //! Parsing happens in two stages, as in ripgrep/hyperfine: serde reads the file strictly
-//! (`deny_unknown_fields`), then validation checks names and values against the method and
-//! dataset registries and produces an [`validate::Experiment`] that the planner trusts.
+//! (`deny_unknown_fields`, enums for closed sets of names), then validation checks names and
+//! values against the dataset registry and the method catalogue and produces a
+//! [`validate::Experiment`] that the planner trusts. This layer holds configuration only:
+//! it imports no method (the caller passes a [`catalog::MethodCatalog`]) and no network.
 
+pub mod catalog;
 pub mod expand;
 pub mod file;
-pub mod location;
+pub mod options;
 pub mod run;
+pub mod settings;
 pub mod validate;

@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::DataKind;
+use crate::data::settings::DataSpec;
+use crate::spec::options::MethodOptions;
 use crate::util::hash::sha256_hex;
 
 /// Stages of the plan DAG, in dependency order. `transfer` and `analysis` join as their
@@ -27,16 +28,69 @@ impl Stage {
             Stage::Decompose => "decompose",
         }
     }
+}
 
-    pub fn parse(s: &str) -> Option<Stage> {
-        Stage::ALL.into_iter().find(|st| st.as_str() == s)
+/// Network architectures, as named in experiment files (and in run specs, so the names
+/// are part of run ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arch {
+    /// BasicBlocks (ResNet-18/34 layout).
+    #[serde(rename = "resnet")]
+    Resnet,
+    /// Bottlenecks (ResNet-50/101 layout, the paper's foundation model).
+    #[serde(rename = "resnet_bottleneck")]
+    ResnetBottleneck,
+    /// ShuffleNetV2, the LoRKD reference code's student.
+    #[serde(rename = "shufflenetv2")]
+    ShuffleNetV2,
+    /// The ViT image tower (BioMedCLIP).
+    #[serde(rename = "vit")]
+    Vit,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 4] = [
+        Arch::Resnet,
+        Arch::ResnetBottleneck,
+        Arch::ShuffleNetV2,
+        Arch::Vit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Resnet => "resnet",
+            Arch::ResnetBottleneck => "resnet_bottleneck",
+            Arch::ShuffleNetV2 => "shufflenetv2",
+            Arch::Vit => "vit",
+        }
+    }
+
+    /// Whether the network has groups = 1 convolutions, which can carry LoRKD's low-rank
+    /// experts.
+    pub fn is_convolutional(self) -> bool {
+        self != Arch::Vit
+    }
+
+    /// The convolutional architectures, for messages.
+    pub fn convolutional() -> Vec<&'static str> {
+        Arch::ALL
+            .into_iter()
+            .filter(|a| a.is_convolutional())
+            .map(Arch::as_str)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 /// Student network configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
-    pub arch: String,
+    pub arch: Arch,
     pub widths: Vec<usize>,
     pub depths: Vec<usize>,
     pub stem: Stem,
@@ -52,9 +106,9 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// A convolutional network's configuration (no ViT fields).
-    pub fn conv(arch: &str, widths: &[usize], depths: &[usize], stem: Stem) -> ModelConfig {
+    pub fn conv(arch: Arch, widths: &[usize], depths: &[usize], stem: Stem) -> ModelConfig {
         ModelConfig {
-            arch: arch.to_string(),
+            arch,
             widths: widths.to_vec(),
             depths: depths.to_vec(),
             stem,
@@ -106,98 +160,6 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub eval_batch_size: usize,
     pub optim: OptimConfig,
-}
-
-/// Per-task caps on split sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SplitCaps {
-    pub train: Option<usize>,
-    pub val: Option<usize>,
-    pub test: Option<usize>,
-}
-
-/// How pixels become network inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Normalize {
-    /// `(p/255 − 0.5) / 0.25` for every image: keeps absolute intensity and colour.
-    Fixed,
-    /// Each channel of each image to zero mean and unit variance. Used for the synthetic
-    /// stand-ins, whose modalities differ so much in brightness (colour palettes around 210,
-    /// grey modalities around 75) that a shared network trained on the mixture learned only
-    /// which modality it was looking at.
-    PerImage,
-}
-
-impl Normalize {
-    pub fn parse(s: &str) -> Option<Normalize> {
-        match s {
-            "fixed" => Some(Normalize::Fixed),
-            "per_image" => Some(Normalize::PerImage),
-            _ => None,
-        }
-    }
-
-    /// Default per data source: synthetic stand-ins per image, real data fixed.
-    pub fn default_for(kind: DataKind) -> Normalize {
-        match kind {
-            DataKind::Synthetic => Normalize::PerImage,
-            DataKind::Real => Normalize::Fixed,
-        }
-    }
-}
-
-/// Which data a run sees.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DataSpec {
-    pub kind: DataKind,
-    pub dataset: String,
-    pub image_size: usize,
-    pub caps: SplitCaps,
-    /// Synthetic data only.
-    pub difficulty: Option<f64>,
-    pub normalize: Normalize,
-    /// Content fingerprint of the data (file hashes, or generator version + options).
-    pub fingerprint: String,
-}
-
-/// Knowledge distillation from the foundation model (METHODS.md, "Feature KD", "Logit KD").
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum KdConfig {
-    /// `β · T² · KL(softmax(p(f_teacher)/T) ‖ softmax(f_student/T))` over feature dimensions;
-    /// `p` a fixed random linear projection to the student's width.
-    Feature { weight: f64, temperature: f64 },
-    /// Hinton: `α · T² · KL(teacher logits ‖ student logits) + (1 − α) · CE`.
-    Logit { temperature: f64, alpha: f64 },
-}
-
-/// LoRKD's low-rank experts: rank r and scale numerator α (ΔW = (α/r)·BA).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LowRankConfig {
-    pub rank: usize,
-    pub alpha: f64,
-}
-
-/// A method's own settings after the experiment file's overrides.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct MethodOptions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kd: Option<KdConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub low_rank: Option<LowRankConfig>,
-    /// MoCo-MTL's weighting settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub moco: Option<crate::method::moco::MocoConfig>,
-    /// KF's loss weights and matched stages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kf: Option<crate::method::kf::KfConfig>,
-}
-
-impl MethodOptions {
-    pub fn is_empty(&self) -> bool {
-        *self == MethodOptions::default()
-    }
 }
 
 /// The foundation run a distilling run learns from.

@@ -13,6 +13,7 @@ use candle_nn::VarMap;
 use crate::error::{Error, Result};
 use crate::method::weighting::Weighting;
 use crate::train::optim::Optimizer;
+use crate::util::fs::replace_atomically;
 
 /// Where training stands according to a checkpoint.
 pub struct Position {
@@ -37,10 +38,9 @@ pub fn save(
     let dev = Device::Cpu;
     tensors.insert("meta.epoch".into(), Tensor::new(&[pos.epochs_done], &dev)?);
     tensors.insert("meta.steps".into(), Tensor::new(&[pos.steps as f64], &dev)?);
-    let tmp = path.with_extension("safetensors.tmp");
-    candle_core::safetensors::save(&tensors, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
+    replace_atomically(path, |tmp| {
+        candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other)
+    })
 }
 
 /// Load a checkpoint into `map`, `optim` and `weighting`; returns the training position. A

@@ -7,6 +7,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
+use crate::model::layers::batch_norm::is_buffer;
 use crate::spec::run::{OptimConfig, OptimizerKind};
 
 /// A trainable variable with its name and decay group.
@@ -14,11 +15,6 @@ pub struct Param {
     pub name: String,
     pub var: Var,
     pub decay: bool,
-}
-
-/// Names of variables that are state, not parameters.
-pub fn is_buffer(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var")
 }
 
 /// The trainable parameters of a var map, sorted by name (so updates happen in a fixed order).

@@ -257,19 +257,7 @@ fn train(
 ) -> Result<FitOutcome> {
     let device = open_device(device_name)?;
     let data = source::load(&ctx.registry, &spec.data, &ctx.data_dir)?;
-    let mut task_idx = Vec::new();
-    let mut heads = Vec::new();
-    for key in &spec.tasks {
-        let i = data
-            .tasks
-            .iter()
-            .position(|t| &t.key == key)
-            .ok_or_else(|| {
-                Error::input(format!("data set `{}` has no task `{key}`", spec.pretrain))
-            })?;
-        task_idx.push(i);
-        heads.push((key.clone(), data.tasks[i].num_classes));
-    }
+    let (task_idx, heads) = data.task_heads(&spec.tasks)?;
     let view = TaskView {
         dataset: &data,
         tasks: task_idx,
@@ -376,15 +364,11 @@ pub fn build_model(
         // The foundation model is a supervised multi-task network: MTL's architecture and
         // equal weighting, on the teacher's own architecture.
         Stage::Foundation => (
-            method::lookup("mtl")
-                .expect("mtl is built in")
-                .build(&build, vb)?,
+            method::require("mtl")?.build(&build, vb)?,
             Box::new(Equal) as Box<dyn Weighting>,
         ),
         Stage::Decompose => {
-            let method = method::lookup(&spec.method).ok_or_else(|| {
-                Error::input(format!("method `{}` is not implemented", spec.method))
-            })?;
+            let method = method::require(&spec.method)?;
             (
                 method.build(&build, vb)?,
                 method.weighting(&spec.options, heads.len()),

@@ -1,30 +1,66 @@
-//! Atomic writes: write to a temporary file in the same directory, fsync, then rename over
-//! the destination. A reader (or a resumed run) sees either the old file or the new one,
-//! never a torn one, even after `kill -9`.
+//! Atomic writes: write to a temporary file in the same directory, fsync it, rename it over
+//! the destination, then fsync the directory so the rename itself survives a power loss. A
+//! reader (or a resumed run) sees either the old file or the new one, never a torn one, even
+//! after `kill -9`. Every writer of the harness goes through [`replace_atomically`].
 
+use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
-/// Write `bytes` to `path` atomically, creating parent directories as needed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    if !dir.as_os_str().is_empty() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
+/// Suffix of every temporary file; a store sweeps up files with it that a killed process
+/// left behind.
+pub const TMP_SUFFIX: &str = ".tmp";
+
+/// A temporary name beside `path`, unique to this process and call, so concurrent writers
+/// of the same file never share a half-written one (the last rename wins).
+fn temporary_beside(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    path.with_file_name(format!(
+        ".{file_name}.{}.{unique}{TMP_SUFFIX}",
+        std::process::id()
+    ))
+}
+
+/// Make `path` hold what `write` puts into the temporary file it is given, atomically:
+/// parent directories are created, the temporary file and then the directory are synced,
+/// and on any failure the temporary file is removed and `path` is left as it was. For
+/// writers that want a path of their own (safetensors, zip); others use [`write_atomic`].
+pub fn replace_atomically(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = temporary_beside(path);
+    let result = write(&tmp)
+        .and_then(|()| File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    // The rename is durable once the directory entry is; some file systems refuse to sync a
+    // directory, which loses nothing but that guarantee.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
+}
+
+/// Write `bytes` to `path` atomically, creating parent directories as needed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_atomically(path, |tmp| File::create(tmp)?.write_all(bytes))
 }
 
 /// Serialise `value` as pretty JSON and write it atomically.
@@ -40,4 +76,49 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text)
         .map_err(|e| Error::input(format!("{}: malformed JSON: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(TMP_SUFFIX))
+            .collect()
+    }
+
+    #[test]
+    fn replaces_whole_files_and_leaves_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/a.json");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert!(leftovers(&dir.path().join("sub")).is_empty());
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_removes_its_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.bin");
+        write_atomic(&path, b"old").unwrap();
+        let err = replace_atomically(&path, |tmp| {
+            std::fs::write(tmp, b"half")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("a.bin"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn temporaries_are_unique_per_call() {
+        let p = Path::new("d/x.parquet");
+        assert_ne!(temporary_beside(p), temporary_beside(p));
+        assert!(temporary_beside(p).to_string_lossy().ends_with(TMP_SUFFIX));
+    }
 }

@@ -5,4 +5,6 @@ pub mod alloc;
 pub mod fs;
 pub mod hash;
 pub mod linalg;
+pub mod location;
 pub mod rng;
+pub mod seed;

@@ -77,7 +77,13 @@ fn balancing_settings_belong_to_moco() {
         "a.toml",
         &(tiny_experiment("a", &["mtl"], &[0]) + "\n[method.mtl]\nlambda_update = \"simplex\"\n"),
     );
-    assert_bad_input(&ws.run(&["run", "a.toml"]), &["a.toml:", "only MoCo-MTL"]);
+    assert_bad_input(
+        &ws.run(&["run", "a.toml"]),
+        &[
+            "a.toml:",
+            "mtl has no MoCo-MTL settings (`lambda_update` applies to mocomtl)",
+        ],
+    );
     ws.write(
         "b.toml",
         &(tiny_experiment("b", &["mocomtl"], &[0])
@@ -85,7 +91,10 @@ fn balancing_settings_belong_to_moco() {
     );
     assert_bad_input(
         &ws.run(&["run", "b.toml"]),
-        &["b.toml:", "not a step decay"],
+        &[
+            "b.toml:",
+            "method.mocomtl.step_decay: unknown variant `batch`, expected `iteration` or `epoch`",
+        ],
     );
 }
 

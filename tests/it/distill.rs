@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use kdbench::data::npz::{write_npz, NpyArray, NpyData};
+use kdbench::data::numpy::{write_npz, NpyArray, NpyData};
 
 use crate::common::{assert_bad_input, stderr, stdout, tiny_experiment, Workspace};
 
@@ -215,7 +215,10 @@ fn inconsistent_distillation_settings_are_bad_input() {
             "\n[method.stl]\nkd = \"feature\"\n",
         ),
     );
-    assert_bad_input(&ws.run(&["run", "a.toml"]), &["a.toml:", "does not distil"]);
+    assert_bad_input(
+        &ws.run(&["run", "a.toml"]),
+        &["a.toml:", "stl has no KD settings"],
+    );
     ws.write("b.toml", &tiny_experiment("b", &["lorkd"], &[0]));
     assert_bad_input(
         &ws.run(&["run", "b.toml"]),
@@ -234,12 +237,18 @@ fn inconsistent_distillation_settings_are_bad_input() {
             "\n[method.mtlkd]\nkd = \"soft\"\n",
         ),
     );
-    assert_bad_input(&ws.run(&["run", "c.toml"]), &["c.toml:", "not a KD kind"]);
+    assert_bad_input(
+        &ws.run(&["run", "c.toml"]),
+        &["c.toml:", "method.mtlkd.kd: unknown variant `soft`"],
+    );
     ws.write(
         "d.toml",
         &distill_experiment("d", &["mtl"], decompose, "\n[method.mtl]\nrank = 2\n"),
     );
-    assert_bad_input(&ws.run(&["run", "d.toml"]), &["only LoRKD"]);
+    assert_bad_input(
+        &ws.run(&["run", "d.toml"]),
+        &["mtl has no low-rank expert settings (`rank` applies to lorkd)"],
+    );
     ws.write(
         "e.toml",
         &distill_experiment("e", &["mtlkd"], decompose, "").replace(
@@ -415,6 +424,9 @@ fn kf_trains_and_exports_its_two_network_expert() {
     );
     assert_bad_input(
         &ws.run(&["run", "mtl.toml"]),
-        &["mtl.toml:", "aux_weight: only KF has this setting"],
+        &[
+            "mtl.toml:",
+            "aux_weight: mtl has no KF settings (`aux_weight` applies to kf)",
+        ],
     );
 }

@@ -1,7 +1,7 @@
 //! Real-data path: MedMNIST-format `.npz` files written by the test in the official layout
 //! load and train; corrupt files, out-of-range labels and checksum mismatches are bad input.
 
-use kdbench::data::npz::{write_npz, NpyArray, NpyData};
+use kdbench::data::numpy::{write_npz, NpyArray, NpyData};
 use kdbench::store::metrics::read_metrics;
 
 use crate::common::{assert_bad_input, stderr, stdout, Workspace};

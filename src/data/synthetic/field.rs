@@ -7,8 +7,8 @@ use super::knobs::Knobs;
 use super::modality::Modality;
 use super::noise::ValueNoise;
 use super::object::{sdf, Object};
-use super::random::{Normals, Rng};
 use crate::data::CHANNELS;
+use crate::util::rng::{Normals, Xoshiro256};
 
 /// Working image of one sample: luminance, plus hue mixing and object opacity for colour
 /// modalities, plus the ultrasound fan mask.
@@ -24,7 +24,7 @@ pub(super) struct Field {
 }
 
 impl Field {
-    pub(super) fn background(m: Modality, size: usize, k: &Knobs, rng: &mut Rng) -> Field {
+    pub(super) fn background(m: Modality, size: usize, k: &Knobs, rng: &mut Xoshiro256) -> Field {
         let n = size * size;
         let colour = m.palette().is_some();
         let mut f = Field {
@@ -203,7 +203,7 @@ impl Field {
     }
 
     /// Speckle, colour, noise and quantisation into `out` (`CHANNELS × size × size`).
-    pub(super) fn finish(mut self, m: Modality, k: &Knobs, rng: &mut Rng, out: &mut [u8]) {
+    pub(super) fn finish(mut self, m: Modality, k: &Knobs, rng: &mut Xoshiro256, out: &mut [u8]) {
         let n = self.size * self.size;
         if m == Modality::Ultrasound {
             // Fully developed speckle: Rayleigh-distributed amplitude with unit mean.

@@ -66,7 +66,6 @@ mod knobs;
 mod modality;
 mod noise;
 mod object;
-mod random;
 mod recipe;
 mod render;
 #[cfg(test)]
@@ -79,15 +78,17 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use self::cache::{memory_get, memory_put, write_atomically};
+use self::cache::{memory_get, memory_put};
 use self::format::{decode, encode};
 use self::knobs::Knobs;
-use self::random::{Mixer, Rng};
 use self::recipe::Recipe;
 use self::render::render;
 use crate::data::{DataKind, Dataset, Split, TaskData, CHANNELS};
 use crate::error::{Error, Result};
+use crate::util::fs::write_atomic;
 use crate::util::hash::hex;
+use crate::util::rng::Xoshiro256;
+use crate::util::seed::Mixer;
 
 /// Version of the generator; part of every fingerprint. Bump it whenever the bytes change.
 pub const GENERATOR_VERSION: &str = "synthetic.1";
@@ -113,9 +114,9 @@ pub struct TaskShape {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticOptions {
     pub image_size: usize,
-    pub train_cap: usize,
-    pub val_cap: usize,
-    pub test_cap: usize,
+    /// Most samples per task of the train, val and test splits (in `SPLITS` order), each
+    /// also at most the split's share of the real set's images.
+    pub caps: [usize; 3],
     /// `0.0` (easy) to `1.0` (hard); see the module docs for what it scales.
     pub difficulty: f64,
     pub seed: u64,
@@ -159,7 +160,7 @@ pub fn fingerprint(dataset_key: &str, tasks: &[TaskShape], opts: &SyntheticOptio
         h.update((t.labels as u64).to_le_bytes());
         h.update((t.images as u64).to_le_bytes());
     }
-    for n in [opts.image_size, opts.train_cap, opts.val_cap, opts.test_cap] {
+    for n in [opts.image_size, opts.caps[0], opts.caps[1], opts.caps[2]] {
         h.update((n as u64).to_le_bytes());
     }
     // -0.0 and 0.0 draw the same data, so they share a fingerprint.
@@ -198,12 +199,8 @@ pub fn generate_cached_on_disk(
     opts: &SyntheticOptions,
 ) -> Result<Arc<Dataset>> {
     let fp = fingerprint(dataset_key, tasks, opts);
-    let dir = cache_dir.join("synthetic");
-    let path = dir.join(format!("{fp}.bin"));
-    let write = |ds: &Dataset| -> Result<()> {
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        write_atomically(&path, &encode(ds, &fp))
-    };
+    let path = cache_dir.join("synthetic").join(format!("{fp}.bin"));
+    let write = |ds: &Dataset| write_atomic(&path, &encode(ds, &fp));
     if let Some(ds) = memory_get(&fp) {
         // Drawn earlier in this process, perhaps without the disk cache: later processes
         // still want the file.
@@ -270,7 +267,7 @@ fn split_sizes(images: usize, labels: usize, opts: &SyntheticOptions) -> [usize;
     let train = images * 7 / 10;
     let val = images / 10;
     let shares = [train, val, images - train - val];
-    let caps = [opts.train_cap, opts.val_cap, opts.test_cap];
+    let caps = opts.caps;
     std::array::from_fn(|i| {
         let n = caps[i].min(shares[i]);
         if caps[i] >= labels {
@@ -316,7 +313,7 @@ fn generate_split(recipe: &Recipe, base: Mixer, n: usize, size: usize, knobs: &K
     let classes = recipe.classes.len();
     let mut labels: Vec<u32> = (0..n).map(|i| (i % classes) as u32).collect();
     // The label stream is keyed apart from the per-sample streams (indices < n).
-    Rng::new(base.u64(u64::MAX).finish()).shuffle(&mut labels);
+    Xoshiro256::new(base.u64(u64::MAX).finish()).shuffle(&mut labels);
     let bytes = CHANNELS * size * size;
     let mut images = vec![0u8; n * bytes];
     images
@@ -324,7 +321,7 @@ fn generate_split(recipe: &Recipe, base: Mixer, n: usize, size: usize, knobs: &K
         .zip(labels.par_iter())
         .enumerate()
         .for_each(|(i, (out, &label))| {
-            let mut rng = Rng::new(base.u64(i as u64).finish());
+            let mut rng = Xoshiro256::new(base.u64(i as u64).finish());
             render(recipe, label as usize, size, knobs, &mut rng, out);
         });
     Split { images, labels }

@@ -1,6 +1,6 @@
 //! Value noise: the smooth random fields behind the modality backgrounds.
 
-use super::random::Rng;
+use crate::util::rng::Xoshiro256;
 
 /// Smooth random field: a `(n+1)²` lattice of uniform values, smoothly interpolated.
 pub(super) struct ValueNoise {
@@ -9,7 +9,7 @@ pub(super) struct ValueNoise {
 }
 
 impl ValueNoise {
-    pub(super) fn new(rng: &mut Rng, n: usize) -> Self {
+    pub(super) fn new(rng: &mut Xoshiro256, n: usize) -> Self {
         let lattice = (0..(n + 1) * (n + 1)).map(|_| rng.f32()).collect();
         ValueNoise { n, lattice }
     }

@@ -3,8 +3,9 @@
 //! data-set and task keys, never on the seed.
 
 use super::modality::Modality;
-use super::random::{Mixer, Rng};
 use super::{TaskShape, MAX_LABELS};
+use crate::util::rng::Xoshiro256;
+use crate::util::seed::Mixer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Factor {
@@ -73,7 +74,7 @@ impl Recipe {
     pub(super) fn new(dataset_key: &str, task: &TaskShape) -> Self {
         // Keyed by data set and task only, never by the seed: seeds resample the images of
         // one fixed problem, so their spread measures training noise, not task variety.
-        let mut rng = Rng::new(
+        let mut rng = Xoshiro256::new(
             Mixer::new(0x7265_6369_7065)
                 .str(dataset_key)
                 .str(&task.key)
@@ -136,7 +137,7 @@ impl Recipe {
 /// almost at once) but comes second, where it multiplies the classes of a many-label task
 /// cheaply; and count, which cannot pair with position and whose crowded images are slow
 /// to learn, only defines tasks with few labels.
-fn factor_order(rng: &mut Rng, labels: usize) -> Vec<Factor> {
+fn factor_order(rng: &mut Xoshiro256, labels: usize) -> Vec<Factor> {
     let mut order: Vec<Factor> = FACTORS
         .into_iter()
         .filter(|&f| f != Factor::Region)

@@ -6,12 +6,17 @@ use std::f32::consts::{PI, TAU};
 use super::field::Field;
 use super::knobs::Knobs;
 use super::object::{apart, Object};
-use super::random::Rng;
 use super::recipe::{Recipe, SHAPES, TEXTURES};
+use crate::util::rng::Xoshiro256;
 
 /// A nuisance factor's level: random with probability `spread`, else the task's default,
 /// so that easy data vary little beyond the label.
-fn nuisance<T>(rng: &mut Rng, spread: f32, default: T, random: impl FnOnce(&mut Rng) -> T) -> T {
+fn nuisance<T>(
+    rng: &mut Xoshiro256,
+    spread: f32,
+    default: T,
+    random: impl FnOnce(&mut Xoshiro256) -> T,
+) -> T {
     if rng.chance(spread) {
         random(rng)
     } else {
@@ -24,7 +29,7 @@ pub(super) fn render(
     class: usize,
     size: usize,
     k: &Knobs,
-    rng: &mut Rng,
+    rng: &mut Xoshiro256,
     out: &mut [u8],
 ) {
     let spec = recipe.classes[class];
@@ -131,7 +136,7 @@ pub(super) fn render(
     field.finish(recipe.modality, k, rng, out);
 }
 
-fn grating(texture: usize, s: f32, rng: &mut Rng) -> (Option<f32>, f32) {
+fn grating(texture: usize, s: f32, rng: &mut Xoshiro256) -> (Option<f32>, f32) {
     let period = match texture {
         0 => None,
         1 => Some(s / 4.5),

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use super::format::{decode, encode};
 use super::modality::Modality;
-use super::random::{splitmix64, Mixer, Normals, Rng};
 use super::recipe::{Recipe, SHAPES};
 use super::*;
+use crate::util::rng::{Normals, Xoshiro256};
+use crate::util::seed::{splitmix64, Mixer};
 
 fn task(key: &str, modality: &str, labels: usize, images: usize) -> TaskShape {
     TaskShape {
@@ -41,9 +42,7 @@ fn tasks() -> Vec<TaskShape> {
 fn opts(difficulty: f64) -> SyntheticOptions {
     SyntheticOptions {
         image_size: 28,
-        train_cap: 500,
-        val_cap: 50,
-        test_cap: 300,
+        caps: [500, 50, 300],
         difficulty,
         seed: 7,
     }
@@ -136,9 +135,7 @@ fn raw_pixels_separate_easy_data_but_not_default_data() {
 fn small_opts() -> SyntheticOptions {
     SyntheticOptions {
         image_size: 20,
-        train_cap: 40,
-        val_cap: 10,
-        test_cap: 20,
+        caps: [40, 10, 20],
         difficulty: 0.5,
         seed: 3,
     }
@@ -224,9 +221,7 @@ fn shapes_labels_and_metadata_are_consistent() {
 #[test]
 fn split_sizes_follow_shares_caps_and_class_floor() {
     let o = |train_cap, val_cap, test_cap| SyntheticOptions {
-        train_cap,
-        val_cap,
-        test_cap,
+        caps: [train_cap, val_cap, test_cap],
         ..small_opts()
     };
     // Plenty of images: the caps bind.
@@ -338,9 +333,9 @@ fn fingerprint_changes_with_every_input() {
     }
     let opt_edits: [fn(&mut SyntheticOptions); 6] = [
         |o| o.image_size += 1,
-        |o| o.train_cap += 1,
-        |o| o.val_cap += 1,
-        |o| o.test_cap += 1,
+        |o| o.caps[0] += 1,
+        |o| o.caps[1] += 1,
+        |o| o.caps[2] += 1,
         |o| o.difficulty += 0.01,
         |o| o.seed += 1,
     ];
@@ -520,9 +515,9 @@ fn disk_cache_is_written_for_data_already_in_memory() {
 #[test]
 fn prng_is_stable() {
     // Pin the streams: changing them silently changes every synthetic result.
-    let mut r = Rng::new(Mixer::new(1).str("a").u64(2).finish());
+    let mut r = Xoshiro256::new(Mixer::new(1).str("a").u64(2).finish());
     let v: Vec<u64> = (0..3).map(|_| r.next_u64() % 1000).collect();
-    let mut r2 = Rng::new(Mixer::new(1).str("a").u64(2).finish());
+    let mut r2 = Xoshiro256::new(Mixer::new(1).str("a").u64(2).finish());
     assert_eq!(v, (0..3).map(|_| r2.next_u64() % 1000).collect::<Vec<_>>());
     let mut sm = 0u64;
     assert_eq!(splitmix64(&mut sm), 0xe220_a839_7b1d_cdaf);

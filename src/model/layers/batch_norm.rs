@@ -14,6 +14,12 @@ use candle_nn::{Init, VarBuilder};
 
 use crate::kernels::batch_norm::{FusedBatchNorm, Stats, Tail};
 
+/// Names of variables that are state (the running statistics), not parameters: optimisers
+/// and parameter counts skip them.
+pub fn is_buffer(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
 pub struct BatchNorm2d {
     weight: Tensor,
     bias: Tensor,

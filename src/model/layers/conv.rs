@@ -1,6 +1,6 @@
 //! 2-D convolution (groups = 1) with the PyTorch weight layout `(Cout, Cin, k, k)` under the
 //! name `weight`, so checkpoints are interchangeable with `candle_nn::Conv2d`'s. On the CPU
-//! it runs the fused kernel of [`super::conv_cpu`] (candle's own conv backward computes the
+//! it runs the fused kernel of [`crate::kernels::conv`] (candle's own conv backward computes the
 //! input gradient with a direct-loop transposed convolution and was about ten times slower
 //! than PyTorch, see FACTS.md); on other devices it is candle's `conv2d` (cuDNN on CUDA).
 

@@ -14,7 +14,7 @@ use crate::kernels::batch_norm::Tail;
 use crate::kernels::conv_bn::ConvBn;
 use crate::kernels::slice_conv::SliceConv;
 
-/// A convolution layer that can run inside [`conv_bn`].
+/// A convolution layer that can run inside `conv_bn`.
 pub trait FusableConv: Module {
     /// The CPU kernel and the weight in the layout it reads.
     fn cpu_kernel(&self) -> Result<(Box<dyn SliceConv>, Tensor)>;
@@ -62,7 +62,7 @@ pub(crate) fn conv_bn(
 // The fused forms of the batch norm live beside the dispatch they call, so the batch norm
 // itself does not depend on convolutions.
 impl BatchNorm2d {
-    /// `bn(conv(x))` as one op on the CPU (see [`conv_bn`]).
+    /// `bn(conv(x))` as one op on the CPU (see `conv_bn`).
     pub fn after_conv(&self, conv: &dyn FusableConv, x: &Tensor, train: bool) -> Result<Tensor> {
         conv_bn(conv, self, x, None, Tail::None, train)
     }

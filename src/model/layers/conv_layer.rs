@@ -1,5 +1,5 @@
 //! How a network gets its groups = 1 convolutions. The same ResNet or ShuffleNetV2 code
-//! builds a plain student (one [`Conv2d`] per layer) or a LoRKD student, where every such
+//! builds a plain student (one [`super::conv::Conv2d`] per layer) or a LoRKD student, where every such
 //! convolution carries per-task low-rank experts ([`EksConv`]) and applies them to a mixed
 //! batch according to the batch's task ids ([`Routing`]). Depthwise convolutions are never
 //! decomposed (METHODS.md, "Low-rank expert modules").

@@ -1,5 +1,5 @@
 //! Where a convolutional network's stages end, and their globally pooled outputs: KF's
-//! InfoMax matches a teacher's stages to its student's (see [`super::Backbone::stage_features_t`]).
+//! InfoMax matches a teacher's stages to its student's (see [`crate::model::Backbone::stage_features_t`]).
 
 use candle_core::{Result, Tensor};
 

@@ -203,6 +203,7 @@ impl Backbone for ResNet {
 
 #[cfg(test)]
 mod tests {
+    use crate::spec::run::Arch;
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
 
@@ -228,9 +229,9 @@ mod tests {
     #[test]
     fn paper_layouts_have_torchvisions_parameter_counts() {
         let w = [64, 128, 256, 512];
-        let r50 = ModelConfig::conv("resnet_bottleneck", &w, &[3, 4, 6, 3], Stem::Imagenet);
+        let r50 = ModelConfig::conv(Arch::ResnetBottleneck, &w, &[3, 4, 6, 3], Stem::Imagenet);
         assert_eq!(params(&r50, Block::Bottleneck), (23_508_032, 2048));
-        let r18 = ModelConfig::conv("resnet", &w, &[2, 2, 2, 2], Stem::Imagenet);
+        let r18 = ModelConfig::conv(Arch::Resnet, &w, &[2, 2, 2, 2], Stem::Imagenet);
         assert_eq!(params(&r18, Block::Basic), (11_176_512, 512));
     }
 }

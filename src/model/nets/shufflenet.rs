@@ -252,6 +252,7 @@ impl Backbone for ShuffleNetV2 {
 
 #[cfg(test)]
 mod tests {
+    use crate::spec::run::Arch;
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
 
@@ -259,7 +260,7 @@ mod tests {
     use crate::model::layers::conv_layer::ConvKind;
 
     fn config(widths: &[usize], depths: &[usize], stem: Stem) -> ModelConfig {
-        ModelConfig::conv("shufflenetv2", widths, depths, stem)
+        ModelConfig::conv(Arch::ShuffleNetV2, widths, depths, stem)
     }
 
     /// The 1.0× network has torchvision's parameter count without its classifier

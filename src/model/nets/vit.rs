@@ -184,10 +184,10 @@ mod tests {
     use candle_nn::VarMap;
 
     use super::*;
-    use crate::spec::run::Stem;
+    use crate::spec::run::{Arch, Stem};
 
     fn config(dim: usize, depth: usize, heads: usize, patch: usize, image: usize) -> ModelConfig {
-        let mut cfg = ModelConfig::conv("vit", &[dim], &[depth], Stem::Cifar);
+        let mut cfg = ModelConfig::conv(Arch::Vit, &[dim], &[depth], Stem::Cifar);
         cfg.patch_size = Some(patch);
         cfg.heads = Some(heads);
         cfg.image_size = Some(image);

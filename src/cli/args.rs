@@ -1,0 +1,206 @@
+//! The command line as clap reads it: global options, the subcommands and their flags, with
+//! the help text users see. Checking the values and doing the work is the subcommands'
+//! business (`super::experiment`, `super::bench`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::report;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "harness",
+    version,
+    about = "Benchmark harness for low-rank knowledge decomposition (LoRKD) of medical foundation models"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GlobalArgs {
+    /// Run store.
+    #[arg(long, global = true, default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Root under which real data sets live (see datasets.toml).
+    #[arg(long, global = true, env = "HARNESS_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Dataset registry.
+    #[arg(long, global = true, default_value = "datasets.toml")]
+    pub registry: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run an experiment file: expand the grid, skip finished runs, train the rest.
+    Run {
+        file: PathBuf,
+        /// Profile to run (default: the file's default_profile, else `smoke`).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Devices, one worker each: `cpu`, or `cuda:0,cuda:1`.
+        #[arg(long, default_value = "cpu", value_delimiter = ',')]
+        device: Vec<String>,
+        /// CPU threads for tensor kernels (sets RAYON_NUM_THREADS). Same threads + seed +
+        /// code = identical metrics.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Plain progress lines even on a terminal.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Print the expanded runs of an experiment without running anything.
+    Plan {
+        file: PathBuf,
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// List runs in the store with their state.
+    Status,
+    /// Render the decomposition tables from the stored metrics.
+    Report {
+        /// Only this experiment.
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: report::Format,
+        /// Where rendered tables are written (`<dir>/<experiment>/`).
+        #[arg(long, default_value = "reports")]
+        reports_dir: PathBuf,
+    },
+    /// Speed and memory benchmarks against PyTorch, measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+    /// Write one task's expert of a finished run as a standalone safetensors file (LoRKD:
+    /// W0 + ΔW_t merged into a plain student), check it against the run's own expert, and
+    /// print its parameters and FLOPs next to the foundation model's.
+    Export {
+        /// Run id (or a unique prefix); `harness status` lists them.
+        run: String,
+        /// Task key (needed when the run has several tasks).
+        #[arg(long)]
+        task: Option<String>,
+        /// Output file.
+        #[arg(long, default_value = "expert.safetensors")]
+        out: PathBuf,
+    },
+    /// Classify images with an exported expert; prints CSV (input, class, probability, p0…).
+    Predict {
+        /// Expert file written by `harness export`.
+        model: PathBuf,
+        /// Image files (PNG/JPEG) and/or .npz archives of uint8 images.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Array to read from .npz inputs (default: the one named `*images`).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List the registered data sets and whether their files are present.
+    Datasets {
+        #[arg(long, value_enum, default_value = "text")]
+        format: DatasetsFormat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Training-step throughput (img/s) and peak step memory of reference workloads, plus
+    /// per-op timings, next to PyTorch running the same workloads with the same threads.
+    Train {
+        /// Workloads to run (default: all). Known: resnet18-narrow, resnet18, shufflenetv2.
+        #[arg(long = "workload", value_name = "KEY")]
+        workloads: Vec<String>,
+        /// CPU threads, for both sides.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Untimed steps before timing.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Timed steps, at least.
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Seconds of timed steps, at least.
+        #[arg(long, default_value_t = 5.0)]
+        min_time: f64,
+        /// Seconds per op timing, at least.
+        #[arg(long, default_value_t = 0.3)]
+        op_min_time: f64,
+        /// Back-to-back measurements of both sides per workload; the speed ratio is their
+        /// median, which keeps a noisy shared machine from deciding the verdict.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Skip the per-op timings.
+        #[arg(long)]
+        no_ops: bool,
+        /// Skip the PyTorch reference.
+        #[arg(long)]
+        no_reference: bool,
+        /// Python interpreter with torch installed.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// The PyTorch reference script.
+        #[arg(long, default_value = "benches/reference/torch_train.py")]
+        reference_script: PathBuf,
+        /// Also write the full results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Training step of the EKS convolution (LoRKD's low-rank experts) in its reference,
+    /// task-grouped and LoRA-style forms on one mixed batch, with the ratios.
+    Eks {
+        /// Tasks mixed in the batch.
+        #[arg(long, default_value_t = 10)]
+        tasks: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Rank r of the experts.
+        #[arg(long, default_value_t = 4)]
+        rank: usize,
+        /// Scale numerator α (ΔW = α/r · BA).
+        #[arg(long, default_value_t = 16.0)]
+        alpha: f64,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Seconds per form, shape and round, at least.
+        #[arg(long, default_value_t = 0.5)]
+        min_time: f64,
+        /// Interleaved rounds of the three forms.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Training step of MTL against MoCo-MTL and Aligned-MTL (per-task gradients) on the
+    /// ShuffleNetV2 student: step times, peak step memory and their ratios to MTL.
+    Balance {
+        /// Tasks mixed in the batch.
+        #[arg(long, default_value_t = 10)]
+        tasks: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Seconds per weighting and round, at least.
+        #[arg(long, default_value_t = 1.0)]
+        min_time: f64,
+        /// Interleaved rounds of the three weightings.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DatasetsFormat {
+    Text,
+    Markdown,
+}

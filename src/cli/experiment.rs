@@ -1,0 +1,272 @@
+//! The subcommands that work on experiments and the run store: `plan`, `run`, `status`, and
+//! the options `report` renders with.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::args::GlobalArgs;
+use crate::data::registry::Registry;
+use crate::data::{source, DataKind};
+use crate::error::{Error, Result};
+use crate::method::{self, PAPER_METHODS};
+use crate::report::{self, ReportOptions};
+use crate::sched::dag::Plan;
+use crate::sched::local::{run_plan, TrainExecutor};
+use crate::sched::progress::Progress;
+use crate::spec::expand::expand;
+use crate::spec::run::{RunSpec, Stage};
+use crate::spec::validate::{self, Experiment};
+use crate::store::run_dir::RunDir;
+use crate::store::status::{pid_alive, State, Status};
+use crate::train::runner::{open_device, RunContext};
+
+pub(super) fn load_registry(path: &Path) -> Result<Registry> {
+    Registry::load(path)
+}
+
+/// Registry + validated experiment + chosen profile + expanded runs.
+struct Loaded {
+    registry: Registry,
+    experiment: Experiment,
+    profile: String,
+    specs: Vec<RunSpec>,
+}
+
+fn load_experiment(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Result<Loaded> {
+    let registry = load_registry(&g.registry)?;
+    let experiment = validate::load(file, &registry, &method::CATALOG)?;
+    let (profile, p) = experiment.select_profile(profile)?;
+    if p.data == DataKind::Real && !g.data_dir.is_dir() {
+        return Err(Error::input(format!(
+            "data directory {} does not exist (profile `{profile}` of {} uses real data). \
+             Place the data sets there (see `harness datasets`), point --data-dir or HARNESS_DATA_DIR at them, \
+             or run the synthetic stand-ins with --profile smoke",
+            g.data_dir.display(),
+            file.display()
+        )));
+    }
+    let specs = expand(
+        &experiment,
+        &profile,
+        &registry,
+        &g.data_dir,
+        &method::CATALOG,
+    )?;
+    Ok(Loaded {
+        registry,
+        experiment,
+        profile,
+        specs,
+    })
+}
+
+pub(super) fn cmd_plan(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Result<u8> {
+    let l = load_experiment(g, file, profile)?;
+    let plan = Plan::new(l.specs, &g.results_dir)?;
+    let kind = plan
+        .nodes
+        .first()
+        .map(|n| n.spec.data.kind.as_str())
+        .unwrap_or("-");
+    println!(
+        "experiment {} · profile {} · data {}{} · {} runs",
+        l.experiment.name,
+        l.profile,
+        kind,
+        if kind == "synthetic" {
+            " (synthetic stand-ins, not the paper's data)"
+        } else {
+            ""
+        },
+        plan.nodes.len()
+    );
+    println!(
+        "{:<10} {:<10} {:<10} {:<12} {:<14} {:>5} {:>7}  {:<16}  status",
+        "stage", "method", "teacher", "pretrain", "tasks", "seed", "epochs", "run_id"
+    );
+    let mut cached = 0;
+    for (i, n) in plan.nodes.iter().enumerate() {
+        let status = match n.stored {
+            _ if plan.is_cached(i) => {
+                cached += 1;
+                "cached".to_string()
+            }
+            Some(s) => format!("{} (will resume)", s.as_str()),
+            None => "new".to_string(),
+        };
+        let tasks = if n.spec.tasks.len() == 1 {
+            n.spec.tasks[0].clone()
+        } else {
+            format!("all {} tasks", n.spec.tasks.len())
+        };
+        // Foundation runs are named by their model; distilling runs show their teacher.
+        let (method, teacher) = match (&n.spec.teacher, n.spec.stage) {
+            (_, Stage::Foundation) => (n.spec.foundation.clone().unwrap_or_default(), "-"),
+            (Some(t), _) => (n.spec.method.clone(), t.name.as_str()),
+            (None, _) => (n.spec.method.clone(), "-"),
+        };
+        println!(
+            "{:<10} {:<10} {:<10} {:<12} {:<14} {:>5} {:>7}  {:<16}  {}",
+            n.spec.stage.as_str(),
+            method,
+            teacher,
+            n.spec.pretrain,
+            tasks,
+            n.spec.seed,
+            n.spec.train.epochs,
+            n.run_id,
+            status
+        );
+    }
+    println!("{} to run, {} cached", plan.nodes.len() - cached, cached);
+    Ok(0)
+}
+
+pub(super) fn cmd_run(
+    g: &GlobalArgs,
+    file: &Path,
+    profile: Option<&str>,
+    devices: &[String],
+    plain: bool,
+) -> Result<u8> {
+    for d in devices {
+        open_device(d)?;
+    }
+    let l = load_experiment(g, file, profile)?;
+    let plan = Plan::new(l.specs, &g.results_dir)?;
+    let todo: Vec<usize> = (0..plan.nodes.len())
+        .filter(|&i| !plan.is_cached(i))
+        .collect();
+    let registry = Arc::new(l.registry);
+    // Load (and validate) every data set the pending runs need before training anything, so
+    // bad data is a bad-input error up front rather than a string of failed runs.
+    let mut loaded = std::collections::BTreeSet::new();
+    for &i in &todo {
+        let d = &plan.nodes[i].spec.data;
+        if loaded.insert(serde_json::to_string(d).unwrap_or_default()) {
+            let ds = source::load(&registry, d, &g.data_dir)?;
+            if ds.kind == DataKind::Synthetic {
+                eprintln!(
+                    "note: `{}` uses SYNTHETIC stand-in data (generated, {} tasks, {} px); results are not paper reproductions",
+                    d.dataset,
+                    ds.tasks.len(),
+                    ds.image_size
+                );
+            }
+        }
+    }
+    let threads = candle_core::utils::get_num_threads() as u32;
+    eprintln!(
+        "experiment {} · profile {} · {} runs ({} cached, {} to run) · devices {} · {} threads",
+        l.experiment.name,
+        l.profile,
+        plan.nodes.len(),
+        plan.nodes.len() - todo.len(),
+        todo.len(),
+        devices.join(","),
+        threads
+    );
+    let executor = TrainExecutor {
+        ctx: RunContext {
+            registry,
+            data_dir: g.data_dir.clone(),
+            results_dir: g.results_dir.clone(),
+            threads,
+        },
+    };
+    let progress = Progress::new(todo.len(), devices.len(), plain);
+    let summary = run_plan(&plan, devices, &executor, &progress);
+    eprintln!("{}", summary.render());
+    if !summary.ok() {
+        eprintln!("see results/<run_id>/status.json and log.txt of the runs above; re-running the same command retries them");
+    }
+    Ok(if summary.ok() { 0 } else { 1 })
+}
+
+pub(super) fn cmd_status(g: &GlobalArgs) -> Result<u8> {
+    let mut rows: Vec<Status> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&g.results_dir) {
+        for e in entries.flatten() {
+            let dir = RunDir { path: e.path() };
+            if let Ok(Some(s)) = dir.read_status() {
+                rows.push(s);
+            }
+        }
+    }
+    if rows.is_empty() {
+        println!(
+            "no runs in {} (run `harness run FILE` first)",
+            g.results_dir.display()
+        );
+        return Ok(0);
+    }
+    rows.sort_by(|a, b| a.label.cmp(&b.label));
+    let mut interrupted = 0;
+    for s in &rows {
+        // A run whose process is gone (killed, machine restarted) is not running: the next
+        // `harness run` resumes it from its last checkpoint.
+        let state = match (s.state, s.pid) {
+            (State::Running, Some(pid)) if !pid_alive(pid) => {
+                interrupted += 1;
+                "interrupted"
+            }
+            (st, _) => st.as_str(),
+        };
+        println!(
+            "{:<16}  {:<11}  {:>3}/{:<3} epochs  {:>8}  {}{}",
+            s.run_id,
+            state,
+            s.epochs_done,
+            s.epochs_total,
+            s.wall_time_s
+                .map(|w| format!("{w:.1}s"))
+                .unwrap_or_default(),
+            s.label,
+            s.error
+                .as_ref()
+                .map(|e| format!("  — {e}"))
+                .unwrap_or_default()
+        );
+    }
+    if interrupted > 0 {
+        eprintln!(
+            "{interrupted} interrupted: `harness run FILE` resumes those FILE still plans, from their last finished epoch"
+        );
+    }
+    Ok(0)
+}
+
+pub(super) fn report_options(
+    g: &GlobalArgs,
+    registry: &Registry,
+    experiment: Option<String>,
+    format: report::Format,
+    reports_dir: &Path,
+) -> ReportOptions {
+    let task_order: BTreeMap<String, Vec<(String, String)>> = registry
+        .datasets
+        .iter()
+        .map(|d| {
+            (
+                d.key.clone(),
+                d.tasks
+                    .iter()
+                    .map(|t| (t.key.clone(), t.name.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    ReportOptions {
+        results_dir: g.results_dir.clone(),
+        reports_dir: reports_dir.to_path_buf(),
+        experiment,
+        format,
+        task_order,
+        method_order: PAPER_METHODS.iter().map(|(k, _)| k.to_string()).collect(),
+        method_display: PAPER_METHODS
+            .iter()
+            .map(|(k, _)| (k.to_string(), method::display_name(k)))
+            .collect(),
+    }
+}

@@ -1,0 +1,125 @@
+//! Command-line interface. Arguments are parsed by clap, validated into typed options, and
+//! only then is work started (as in ripgrep/hyperfine). Each subcommand returns the process
+//! exit code; errors propagate as [`Error`] and are mapped by `main`.
+
+pub mod args;
+mod bench;
+mod experiment;
+
+use std::ffi::OsString;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use crate::data::registry_render;
+use crate::error::{Error, Result};
+use crate::report;
+use crate::train::runner::RunContext;
+use args::{Cli, Command, DatasetsFormat};
+use bench::cmd_bench;
+use experiment::{cmd_plan, cmd_run, cmd_status, load_registry, report_options};
+
+/// Parse `args` and execute; returns the exit code.
+pub fn run<I, T>(args: I) -> Result<u8>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return Ok(code);
+        }
+    };
+    // candle's elementwise kernels run on their own spinning thread pool, which on small
+    // machines fights with the rayon pool our convolution and batch-norm kernels use (it cost
+    // ~20% of a training step in spin-waits on two cores). Keep candle's pool at one thread
+    // unless the user chose otherwise.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    let g = &cli.global;
+    match &cli.command {
+        Command::Run {
+            file,
+            profile,
+            device,
+            threads,
+            plain,
+        } => {
+            if let Some(n) = threads {
+                if *n == 0 {
+                    return Err(Error::input("--threads must be at least 1"));
+                }
+                // Must happen before the first tensor op creates the thread pools.
+                std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            }
+            cmd_run(g, file, profile.as_deref(), device, *plain)
+        }
+        Command::Plan { file, profile } => cmd_plan(g, file, profile.as_deref()),
+        Command::Status => cmd_status(g),
+        Command::Report {
+            experiment,
+            format,
+            reports_dir,
+        } => {
+            let registry = load_registry(&g.registry)?;
+            let current = crate::store::index::current_runs(&g.results_dir)?;
+            if current.is_empty() {
+                return Err(Error::input(format!(
+                    "no finished runs in {}; run `harness run FILE` first",
+                    g.results_dir.display()
+                )));
+            }
+            let opts = report_options(g, &registry, experiment.clone(), *format, reports_dir);
+            let rendered = report::render_reports(&opts, Some(&current))?;
+            print!("{}", rendered.stdout);
+            for file in &rendered.files {
+                eprintln!("wrote {}", file.display());
+            }
+            Ok(0)
+        }
+        Command::Bench { what } => cmd_bench(what),
+        Command::Export { run, task, out } => {
+            let ctx = RunContext {
+                registry: Arc::new(load_registry(&g.registry)?),
+                data_dir: g.data_dir.clone(),
+                results_dir: g.results_dir.clone(),
+                threads: 0,
+            };
+            let exported = crate::expert::export::export(&crate::expert::export::ExportArgs {
+                ctx: &ctx,
+                run,
+                task: task.as_deref(),
+                out,
+            })?;
+            print!("{}", crate::expert::export::render(&exported, out));
+            Ok(0)
+        }
+        Command::Predict { model, inputs, key } => {
+            let (expert, preds) = crate::expert::predict::predict(model, inputs, key.as_deref())?;
+            if expert.info.data_kind == "synthetic" {
+                eprintln!(
+                    "note: this expert was trained on SYNTHETIC stand-in data (run {}); its predictions are not clinical or paper results",
+                    expert.info.run_id
+                );
+            }
+            print!("{}", crate::expert::predict::render_csv(&expert, &preds));
+            Ok(0)
+        }
+        Command::Datasets { format } => {
+            let registry = load_registry(&g.registry)?;
+            match format {
+                DatasetsFormat::Text => {
+                    print!("{}", registry_render::render_status(&registry, &g.data_dir))
+                }
+                DatasetsFormat::Markdown => {
+                    print!("{}", registry_render::render_markdown(&registry))
+                }
+            }
+            Ok(0)
+        }
+    }
+}
