@@ -2020,3 +2020,21 @@ fn a_known_method_this_build_lacks_is_refused_with_the_available_ones() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_profile_table_of_a_method_outside_the_grid_starts_from_its_defaults() {
+    // LoRKD is not in the grid: its profile table is still read, over LoRKD's own defaults
+    // (feature KD), so a KD weight is accepted rather than refused as "KD is off".
+    let src = append(
+        MINIMAL,
+        "[profile.smoke.method.lorkd]\nkd_weight = 0.5\nrank = 2\n",
+    );
+    parse_ok(&src);
+    let src = append(MINIMAL, "[profile.smoke.method.lorkd]\nrank = 0\n");
+    assert_err_at(
+        &src,
+        "rank = 0",
+        "0",
+        "profile.smoke.method.lorkd.rank must be positive (got 0)",
+    );
+}

@@ -43,7 +43,7 @@ impl Validator<'_> {
         }
         let mut out: Vec<String> = Vec::new();
         for n in names {
-            let key = self.method_key(n.get_ref(), n.span(), "")?;
+            let (key, _) = self.method_key(n.get_ref(), n.span(), "")?;
             if out.contains(&key) {
                 return self.err(
                     n.span(),
@@ -55,9 +55,14 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    /// The catalogue key of a method name as written (`where_` prefixes the message, e.g.
-    /// `[method.x]: `), refusing unknown and unimplemented methods.
-    fn method_key(&self, name: &str, span: std::ops::Range<usize>, where_: &str) -> Result<String> {
+    /// The catalogue key and the method of a name as written (`where_` prefixes the
+    /// message, e.g. `[method.x]: `), refusing unknown and unimplemented methods.
+    fn method_key(
+        &self,
+        name: &str,
+        span: std::ops::Range<usize>,
+        where_: &str,
+    ) -> Result<(String, &dyn MethodSettings)> {
         let key = canonical_key(name);
         if !self.catalog.known().iter().any(|(k, _)| *k == key) {
             return self.err(
@@ -68,11 +73,13 @@ impl Validator<'_> {
                 ),
             );
         }
-        if self.catalog.lookup(&key).is_none() {
-            let e = not_implemented(name, &self.catalog.implemented());
-            return self.err(span, format!("{where_}{e}"));
+        match self.catalog.lookup(&key) {
+            Some(m) => Ok((key, m)),
+            None => {
+                let e = not_implemented(name, &self.catalog.implemented());
+                self.err(span, format!("{where_}{e}"))
+            }
         }
-        Ok(key)
     }
 
     /// Method tables (`[method.NAME]`, or a profile's) over `base` (the top level's, for a
@@ -85,15 +92,12 @@ impl Validator<'_> {
         methods: &[String],
         base: Option<&MethodTables>,
     ) -> Result<MethodTables> {
+        // A method's settings start from the top level's (for a profile table) or from
+        // its defaults.
         let start = |key: &str| -> MethodOptions {
-            match base {
-                Some((_, b)) => b.get(key).copied().unwrap_or_default(),
-                None => self
-                    .catalog
-                    .lookup(key)
-                    .map(|m| m.default_options())
-                    .unwrap_or_default(),
-            }
+            base.and_then(|(_, b)| b.get(key).copied())
+                .or_else(|| self.catalog.lookup(key).map(|m| m.default_options()))
+                .unwrap_or_default()
         };
         let mut overrides = base.map(|b| b.0.clone()).unwrap_or_default();
         let mut options: BTreeMap<String, MethodOptions> =
@@ -102,7 +106,7 @@ impl Validator<'_> {
         for (mname, m) in tables {
             let table = SettingsTable::new(format!("{scope}.{mname}"), m.get_ref());
             let header = table.header();
-            let key = self.method_key(mname, m.span(), &format!("{header}: "))?;
+            let (key, method) = self.method_key(mname, m.span(), &format!("{header}: "))?;
             if let Some(first) = seen.insert(key.clone(), mname) {
                 return self.err(
                     m.span(),
@@ -111,9 +115,6 @@ impl Validator<'_> {
                     ),
                 );
             }
-            let Some(method) = self.catalog.lookup(&key) else {
-                continue;
-            };
             self.check_keys(&table, m.get_ref(), &key, method)?;
             let o = self.overrides(&table)?;
             let prev = overrides.get(&key).cloned().unwrap_or_default();
