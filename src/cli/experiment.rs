@@ -17,6 +17,7 @@ use crate::sched::progress::Progress;
 use crate::spec::expand::expand;
 use crate::spec::run::{RunSpec, Stage};
 use crate::spec::validate::{self, Experiment};
+use crate::store::manifest::{write_manifest, Manifest};
 use crate::store::run_dir::RunDir;
 use crate::store::status::{pid_alive, State, Status};
 use crate::train::runner::{open_device, RunContext};
@@ -82,7 +83,7 @@ pub(super) fn cmd_plan(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Re
         plan.nodes.len()
     );
     println!(
-        "{:<10} {:<10} {:<10} {:<12} {:<14} {:>5} {:>7}  {:<16}  status",
+        "{:<10} {:<10} {:<10} {:<12} {:<24} {:>5} {:>7}  {:<16}  status",
         "stage", "method", "teacher", "pretrain", "tasks", "seed", "epochs", "run_id"
     );
     let mut cached = 0;
@@ -95,19 +96,31 @@ pub(super) fn cmd_plan(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Re
             Some(s) => format!("{} (will resume)", s.as_str()),
             None => "new".to_string(),
         };
-        let tasks = if n.spec.tasks.len() == 1 {
-            n.spec.tasks[0].clone()
-        } else {
-            format!("all {} tasks", n.spec.tasks.len())
+        let tasks = match &n.spec.transfer {
+            // What a transfer run fine-tunes, and on which downstream set.
+            Some(t) => {
+                let from = match (&t.source, &t.expert) {
+                    (None, _) => "scratch",
+                    (Some(_), Some(e)) => e.as_str(),
+                    (Some(_), None) => "shared",
+                };
+                format!("{from} → {}", n.spec.downstream.as_deref().unwrap_or("?"))
+            }
+            None if n.spec.tasks.len() == 1 => n.spec.tasks[0].clone(),
+            None => format!("all {} tasks", n.spec.tasks.len()),
         };
         // Foundation runs are named by their model; distilling runs show their teacher.
         let (method, teacher) = match (&n.spec.teacher, n.spec.stage) {
             (_, Stage::Foundation) => (n.spec.foundation.clone().unwrap_or_default(), "-"),
             (Some(t), _) => (n.spec.method.clone(), t.name.as_str()),
+            (None, Stage::Transfer) => (
+                n.spec.method.clone(),
+                n.spec.foundation.as_deref().unwrap_or("-"),
+            ),
             (None, _) => (n.spec.method.clone(), "-"),
         };
         println!(
-            "{:<10} {:<10} {:<10} {:<12} {:<14} {:>5} {:>7}  {:<16}  {}",
+            "{:<10} {:<10} {:<10} {:<12} {:<24} {:>5} {:>7}  {:<16}  {}",
             n.spec.stage.as_str(),
             method,
             teacher,
@@ -156,6 +169,21 @@ pub(super) fn cmd_run(
             }
         }
     }
+    // The manifest first: it says which runs are this experiment's, so reports of a
+    // half-finished sweep already show what is done.
+    write_manifest(
+        &g.results_dir,
+        &Manifest {
+            experiment: l.experiment.name.clone(),
+            profile: l.profile.clone(),
+            file: file.display().to_string(),
+            description: l.experiment.description.clone(),
+            runs: plan.nodes.iter().map(|n| n.run_id.clone()).collect(),
+            downstream: l.experiment.downstream.clone(),
+            expert_for: l.experiment.expert_for.clone(),
+            reference: l.experiment.reference.clone(),
+        },
+    )?;
     let threads = candle_core::utils::get_num_threads() as u32;
     eprintln!(
         "experiment {} · profile {} · {} runs ({} cached, {} to run) · devices {} · {} threads",
@@ -169,6 +197,7 @@ pub(super) fn cmd_run(
     );
     let executor = TrainExecutor {
         ctx: RunContext {
+            experiment: l.experiment.name.clone(),
             registry,
             data_dir: g.data_dir.clone(),
             results_dir: g.results_dir.clone(),

@@ -84,6 +84,7 @@ where
         Command::Bench { what } => cmd_bench(what),
         Command::Export { run, task, out } => {
             let ctx = RunContext {
+                experiment: String::new(),
                 registry: Arc::new(load_registry(&g.registry)?),
                 data_dir: g.data_dir.clone(),
                 results_dir: g.results_dir.clone(),

@@ -20,6 +20,7 @@ use crate::model::cost::{human, Cost};
 use crate::model::init::SeededInit;
 use crate::model::layers::lowrank::EksForm;
 use crate::spec::run::{RunSpec, Stage};
+use crate::store::metrics::read_metrics;
 use crate::store::run_dir::RunDir;
 use crate::store::status::State;
 use crate::train::checkpoint;
@@ -108,6 +109,11 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
             )))
         }
     }
+    if spec.stage == Stage::Transfer {
+        return Err(Error::input(format!(
+            "run {run_id} is a transfer run; `harness export` cuts experts out of decomposition and foundation runs"
+        )));
+    }
     let task = pick_task(&spec, a.task)?;
     let data = source::load(&a.ctx.registry, &spec.data, &a.ctx.data_dir)?;
     let (_, heads) = data.task_heads(&spec.tasks)?;
@@ -122,7 +128,7 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
             expert::backbone_and_head(&map, &spec.tasks, task, None)?,
             None,
         ),
-        Stage::Decompose => {
+        Stage::Decompose | Stage::Transfer => {
             let m = method::require(&spec.method)?;
             (
                 m.export_expert(&map, &spec.tasks, task, &spec.options)?,
@@ -133,7 +139,10 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
     let info = ExpertInfo {
         format: FORMAT.to_string(),
         run_id: run_id.clone(),
-        experiment: spec.experiment.clone(),
+        experiment: read_metrics(&dir.metrics_path())?
+            .first()
+            .map(|r| r.experiment.clone())
+            .unwrap_or_default(),
         method: spec.method.clone(),
         pretrain: spec.pretrain.clone(),
         task: spec.tasks[task].clone(),

@@ -3,12 +3,13 @@
 //! ([`super::aligned`]). No hyperparameters.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use crate::spec::catalog::Granularity;
+use crate::spec::catalog::{Granularity, TransferRule};
 use crate::spec::options::MethodOptions;
 
 pub const ALIGNED_MTL: HardSharingMethod = HardSharingMethod {
     key: "alignedmtl",
     granularity: Granularity::Joint,
+    transfer: TransferRule::SharedEncoder,
     weighting: WeightingKind::Aligned,
     defaults: MethodOptions {
         kd: None,

@@ -1,6 +1,6 @@
 //! Cutting one task's expert out of a trained run: the plain student (`backbone.*`) and the
 //! task's head (`head.weight`, `head.bias`), as a standalone network with exactly the
-//! student's parameter count.
+//! student's parameter count; or the run's shared network alone.
 //!
 //! For LoRKD every convolution with low-rank experts is merged, `W = W0 + (α/r)·reshape(B_t
 //! A_t)`, and the factors are dropped: no extra parameters at inference, as in the paper.
@@ -25,6 +25,18 @@ pub fn task_key(tasks: &[String], task: usize) -> Result<&String> {
             tasks.len()
         ))
     })
+}
+
+/// The shared network of a run: its plain student `backbone.*` without any task's
+/// low-rank factors (LoRKD's `W0`, KF's CKN, an MTL encoder, a foundation backbone).
+pub fn shared_backbone(map: &VarMap) -> BTreeMap<String, Tensor> {
+    let vars = map.data().lock().expect("var map");
+    vars.iter()
+        .filter(|(name, _)| {
+            name.starts_with("backbone.") && !name.contains(LORA_A) && !name.contains(LORA_B)
+        })
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect()
 }
 
 /// The expert of local task `task` (of the run's `tasks`) from the run's variables.

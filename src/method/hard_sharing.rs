@@ -23,7 +23,7 @@ use crate::model::layers::conv_layer::{ConvKind, Routing};
 use crate::model::layers::heads::TaskHeads;
 use crate::model::layers::lowrank::LowRank;
 use crate::model::{build_backbone_with, Backbone};
-use crate::spec::catalog::{Granularity, MethodSettings, SettingGroup};
+use crate::spec::catalog::{Granularity, MethodSettings, SettingGroup, TransferRule};
 use crate::spec::options::{KdConfig, MethodOptions};
 
 /// A method whose network is [`HardSharing`]: STL, MTL, MoCo-MTL, Aligned-MTL, STL-KD,
@@ -33,6 +33,7 @@ use crate::spec::options::{KdConfig, MethodOptions};
 pub struct HardSharingMethod {
     pub key: &'static str,
     pub granularity: Granularity,
+    pub transfer: TransferRule,
     pub weighting: WeightingKind,
     pub defaults: MethodOptions,
     /// What its `[method.NAME]` table may set besides the training overrides.
@@ -56,6 +57,9 @@ impl MethodSettings for HardSharingMethod {
     }
     fn granularity(&self) -> Granularity {
         self.granularity
+    }
+    fn transfer_rule(&self) -> TransferRule {
+        self.transfer
     }
     fn default_options(&self) -> MethodOptions {
         self.defaults

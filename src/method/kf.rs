@@ -31,7 +31,7 @@ use crate::data::batch::Batch;
 use crate::model::layers::batch_norm::{batch_norm2d, BatchNorm2d};
 use crate::model::layers::heads::TaskHeads;
 use crate::model::{build_backbone, Backbone};
-use crate::spec::catalog::{Granularity, MethodSettings, SettingGroup};
+use crate::spec::catalog::{Granularity, MethodSettings, SettingGroup, TransferRule};
 use crate::spec::options::{KdConfig, KfConfig, MethodOptions};
 use crate::spec::run::ModelConfig;
 use crate::spec::settings::{non_negative, positive, SettingError, SettingsTable};
@@ -231,6 +231,9 @@ impl MethodSettings for KfMethod {
     }
     fn granularity(&self) -> Granularity {
         Granularity::Joint
+    }
+    fn transfer_rule(&self) -> TransferRule {
+        TransferRule::ExpertOrShared
     }
     fn default_options(&self) -> MethodOptions {
         MethodOptions {

@@ -11,7 +11,7 @@
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
 use super::kd_settings::KD_SETTINGS;
 use super::FEATURE_KD;
-use crate::spec::catalog::{Granularity, SettingGroup};
+use crate::spec::catalog::{Granularity, SettingGroup, TransferRule};
 use crate::spec::options::{LowRankConfig, MethodOptions};
 use crate::spec::settings::{finite_positive, positive, SettingError, SettingsTable};
 
@@ -24,6 +24,7 @@ pub const LOW_RANK_DEFAULT: LowRankConfig = LowRankConfig {
 pub const LORKD: HardSharingMethod = HardSharingMethod {
     key: "lorkd",
     granularity: Granularity::Joint,
+    transfer: TransferRule::ExpertOrShared,
     weighting: WeightingKind::Equal,
     defaults: MethodOptions {
         kd: Some(FEATURE_KD),

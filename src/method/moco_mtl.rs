@@ -5,13 +5,14 @@
 //! the step-size decay in epochs instead of iterations.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use crate::spec::catalog::{Granularity, SettingGroup};
+use crate::spec::catalog::{Granularity, SettingGroup, TransferRule};
 use crate::spec::options::{LambdaUpdate, MethodOptions, MocoConfig, StepDecay};
 use crate::spec::settings::{SettingError, SettingsTable};
 
 pub const MOCO_MTL: HardSharingMethod = HardSharingMethod {
     key: "mocomtl",
     granularity: Granularity::Joint,
+    transfer: TransferRule::SharedEncoder,
     weighting: WeightingKind::MoCo,
     defaults: MethodOptions {
         kd: None,

@@ -23,6 +23,7 @@ pub mod stl;
 pub mod stl_kd;
 pub mod task_gradients;
 pub mod teacher;
+pub mod transfer;
 pub mod weighting;
 
 use std::collections::BTreeMap;

@@ -2,12 +2,13 @@
 //! equal task weighting. The expert for task t is the shared backbone plus head_t.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use crate::spec::catalog::Granularity;
+use crate::spec::catalog::{Granularity, TransferRule};
 use crate::spec::options::MethodOptions;
 
 pub const MTL: HardSharingMethod = HardSharingMethod {
     key: "mtl",
     granularity: Granularity::Joint,
+    transfer: TransferRule::SharedEncoder,
     weighting: WeightingKind::Equal,
     defaults: MethodOptions {
         kd: None,

@@ -2,12 +2,13 @@
 //! whole model.
 
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
-use crate::spec::catalog::Granularity;
+use crate::spec::catalog::{Granularity, TransferRule};
 use crate::spec::options::MethodOptions;
 
 pub const STL: HardSharingMethod = HardSharingMethod {
     key: "stl",
     granularity: Granularity::PerTask,
+    transfer: TransferRule::MatchingStudent,
     weighting: WeightingKind::Equal,
     defaults: MethodOptions {
         kd: None,

@@ -5,12 +5,13 @@
 use super::hard_sharing::{HardSharingMethod, WeightingKind};
 use super::kd_settings::KD_SETTINGS;
 use super::FEATURE_KD;
-use crate::spec::catalog::Granularity;
+use crate::spec::catalog::{Granularity, TransferRule};
 use crate::spec::options::MethodOptions;
 
 pub const STL_KD: HardSharingMethod = HardSharingMethod {
     key: "stlkd",
     granularity: Granularity::PerTask,
+    transfer: TransferRule::MatchingStudent,
     weighting: WeightingKind::Equal,
     defaults: MethodOptions {
         kd: Some(FEATURE_KD),

@@ -28,11 +28,13 @@ impl Plan {
         let mut nodes = Vec::with_capacity(specs.len());
         for (spec, run_id) in specs.into_iter().zip(ids.iter().cloned()) {
             let stored = RunDir::new(results_dir, &run_id).effective_state()?;
-            // A distilling run waits for its teacher's foundation run.
-            let deps = spec
-                .teacher
-                .iter()
-                .filter_map(|t| ids.iter().position(|id| *id == t.run_id))
+            // A distilling run waits for its teacher's foundation run, a transfer run for
+            // the run it fine-tunes.
+            let teacher = spec.teacher.iter().map(|t| &t.run_id);
+            let source = spec.transfer.iter().filter_map(|t| t.source.as_ref());
+            let deps = teacher
+                .chain(source)
+                .filter_map(|dep| ids.iter().position(|id| id == dep))
                 .collect();
             nodes.push(PlanNode {
                 spec,

@@ -17,6 +17,20 @@ pub enum Granularity {
     Joint,
 }
 
+/// What a method's runs offer a downstream set (supplement section C, Table 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferRule {
+    /// Independent per-task students (STL, STL-KD): only the student whose pre-training
+    /// task matches the downstream set is fine-tuned; no match, no run (the paper's "–").
+    MatchingStudent,
+    /// One shared encoder and no task experts (MTL, MoCo-MTL, Aligned-MTL, MTL-KD): the
+    /// encoder is fine-tuned on every set.
+    SharedEncoder,
+    /// Task experts on a shared network (KF, LoRKD): the matching expert, else the shared
+    /// network (the paper's †).
+    ExpertOrShared,
+}
+
 /// One group of related settings a method accepts in its `[method.NAME]` table (KD,
 /// low-rank experts, MoCo-MTL's, KF's): the keys it reads, and how it reads them over the
 /// options resolved so far. Methods share a group by listing the same value.
@@ -33,6 +47,8 @@ pub trait MethodSettings: Send + Sync {
     /// Registry key: `stl`, `mocomtl`, ...
     fn key(&self) -> &'static str;
     fn granularity(&self) -> Granularity;
+    /// What the transfer stage fine-tunes of the method's runs.
+    fn transfer_rule(&self) -> TransferRule;
     /// The method's settings before the experiment file's `[method.KEY]` tables.
     fn default_options(&self) -> MethodOptions {
         MethodOptions::default()

@@ -8,20 +8,28 @@
 //! the paper. A distilling method gets one set of runs per foundation model, each naming
 //! its teacher's run id; the teacher's runs are planned even when the experiment lists
 //! only the `decompose` stage, since those runs depend on them.
+//!
+//! The transfer stage fine-tunes, per downstream set of the grid, what each decomposition
+//! run offers it ([`TransferRule`], supplement section C): STL-style students only where
+//! their task is the set's matching expert (Table 1), MTL-style encoders always, KF and
+//! LoRKD their matching expert or else their shared network (†); every foundation model of
+//! the grid, once per seed (the pre-training baseline); and, with `[transfer] scratch`, the
+//! student from random initialisation. Decomposition (and foundation) runs are planned
+//! whenever the transfer stage is, since transfer runs start from them.
 
 use std::path::Path;
 
-use super::run::{RunSpec, Stage, TeacherRef, TrainConfig, WeightsRef};
+use super::run::{
+    RunSpec, Stage, TeacherRef, TrainConfig, TransferRef, WeightsRef, FOUNDATION_METHOD,
+    SCRATCH_METHOD,
+};
 use super::validate::{Experiment, Profile};
 use crate::data::checksum::sha256_file;
-use crate::data::registry::Registry;
+use crate::data::registry::{Registry, Role};
 use crate::data::source::data_spec;
 use crate::error::{Error, Result};
-use crate::spec::catalog::{Granularity, MethodCatalog};
+use crate::spec::catalog::{Granularity, MethodCatalog, TransferRule};
 use crate::CODE_VERSION;
-
-/// The method name of foundation runs in run specs and metrics.
-pub const FOUNDATION_METHOD: &str = "foundation";
 
 /// Expand an experiment under one profile into runs, in a stable order
 /// (stage, pre-training set, method, foundation, seed, task).
@@ -44,11 +52,11 @@ pub fn expand(
             .get(m)
             .is_some_and(|o| o.kd.is_some())
     });
+    let transfer = exp.stages.contains(&Stage::Transfer);
+    let decompose = exp.stages.contains(&Stage::Decompose) || transfer;
     let mut runs = Vec::new();
     for pretrain in &exp.pretrain {
-        if exp.stages.contains(&Stage::Foundation)
-            || (distils && exp.stages.contains(&Stage::Decompose))
-        {
+        if exp.stages.contains(&Stage::Foundation) || (distils && decompose) || transfer {
             for name in &exp.foundation {
                 runs.push(foundation_spec(
                     exp,
@@ -62,7 +70,7 @@ pub fn expand(
             }
         }
     }
-    if !exp.stages.contains(&Stage::Decompose) {
+    if !decompose {
         return Ok(runs);
     }
     for pretrain in &exp.pretrain {
@@ -109,7 +117,6 @@ pub fn expand(
                 for &seed in &exp.seeds {
                     for tasks in &task_sets {
                         runs.push(RunSpec {
-                            experiment: exp.name.clone(),
                             profile: profile_name.to_string(),
                             stage: Stage::Decompose,
                             method: m.clone(),
@@ -124,6 +131,7 @@ pub fn expand(
                             options,
                             teacher: teacher.clone(),
                             weights: None,
+                            transfer: None,
                             code_version: CODE_VERSION.to_string(),
                         });
                     }
@@ -131,7 +139,119 @@ pub fn expand(
             }
         }
     }
+    if transfer {
+        let planned = transfer_specs(
+            exp,
+            profile_name,
+            profile,
+            registry,
+            data_dir,
+            catalog,
+            &runs,
+        )?;
+        runs.extend(planned);
+    }
     Ok(runs)
+}
+
+/// The transfer runs of every decomposition and foundation run of `runs`, downstream set by
+/// downstream set, then the from-scratch baseline.
+fn transfer_specs(
+    exp: &Experiment,
+    profile_name: &str,
+    profile: &Profile,
+    registry: &Registry,
+    data_dir: &Path,
+    catalog: &dyn MethodCatalog,
+    runs: &[RunSpec],
+) -> Result<Vec<RunSpec>> {
+    let settings = &profile.transfer;
+    let train = |optim| TrainConfig {
+        epochs: settings.epochs,
+        batch_size: profile.batch_size,
+        eval_batch_size: profile.eval_batch_size,
+        optim,
+    };
+    let mut out = Vec::new();
+    for d in &exp.downstream {
+        let set = registry
+            .datasets
+            .iter()
+            .find(|e| e.role == Role::Downstream && e.tasks.iter().any(|t| &t.key == d))
+            .ok_or_else(|| Error::input(format!("unknown downstream set `{d}`")))?;
+        let data = data_spec(registry, &set.key, &profile.data_settings(), data_dir)?;
+        let spec = |source: &RunSpec, method: &str, expert: Option<String>, seed: u64| RunSpec {
+            profile: profile_name.to_string(),
+            stage: Stage::Transfer,
+            method: method.to_string(),
+            pretrain: source.pretrain.clone(),
+            downstream: Some(d.clone()),
+            foundation: source.foundation.clone(),
+            tasks: vec![d.clone()],
+            seed,
+            data: data.clone(),
+            model: source.model.clone(),
+            train: train(settings.optim.clone()),
+            options: Default::default(),
+            teacher: None,
+            weights: None,
+            transfer: Some(TransferRef {
+                source: Some(source.run_id()),
+                expert,
+                mode: settings.mode,
+            }),
+            code_version: CODE_VERSION.to_string(),
+        };
+        for r in runs.iter().filter(|r| r.stage == Stage::Decompose) {
+            let matched = exp
+                .expert_for
+                .get(&r.pretrain)
+                .and_then(|row| row.get(d))
+                .cloned()
+                .flatten();
+            let expert = match (catalog.require(&r.method)?.transfer_rule(), matched) {
+                (TransferRule::MatchingStudent, Some(t)) if r.tasks == [t.clone()] => Some(t),
+                (TransferRule::MatchingStudent, _) => continue,
+                (TransferRule::SharedEncoder, _) => None,
+                (TransferRule::ExpertOrShared, m) => m,
+            };
+            out.push(spec(r, &r.method, expert, r.seed));
+        }
+        for f in runs.iter().filter(|r| r.stage == Stage::Foundation) {
+            for &seed in &exp.seeds {
+                out.push(spec(f, FOUNDATION_METHOD, None, seed));
+            }
+        }
+        if exp.transfer_scratch {
+            // The student trained on the downstream set alone, with the profile's own
+            // optimiser (as decomposition runs train) for the transfer epochs.
+            for &seed in &exp.seeds {
+                out.push(RunSpec {
+                    profile: profile_name.to_string(),
+                    stage: Stage::Transfer,
+                    method: SCRATCH_METHOD.to_string(),
+                    pretrain: String::new(),
+                    downstream: Some(d.clone()),
+                    foundation: None,
+                    tasks: vec![d.clone()],
+                    seed,
+                    data: data.clone(),
+                    model: profile.model.clone(),
+                    train: train(profile.optim.clone()),
+                    options: Default::default(),
+                    teacher: None,
+                    weights: None,
+                    transfer: Some(TransferRef {
+                        source: None,
+                        expert: None,
+                        mode: settings.mode,
+                    }),
+                    code_version: CODE_VERSION.to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The run that trains or loads foundation model `name` on `pretrain`.
@@ -176,7 +296,6 @@ fn foundation_spec(
         optim.lr = lr;
     }
     Ok(RunSpec {
-        experiment: exp.name.clone(),
         profile: profile_name.to_string(),
         stage: Stage::Foundation,
         method: FOUNDATION_METHOD.to_string(),
@@ -196,6 +315,7 @@ fn foundation_spec(
         options: Default::default(),
         teacher: None,
         weights,
+        transfer: None,
         code_version: CODE_VERSION.to_string(),
     })
 }

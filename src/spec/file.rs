@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::run::{Arch, OptimizerKind, Schedule, Stage, Stem};
+use super::run::{Arch, OptimizerKind, Schedule, Stage, Stem, TransferMode};
 use super::settings::RawTable;
 use crate::data::settings::Normalize;
 use crate::data::DataKind;
@@ -36,6 +36,70 @@ pub struct ExperimentFile {
     /// Per-method hyperparameters, keyed by method name.
     #[serde(default)]
     pub method: BTreeMap<String, Spanned<RawTable>>,
+    /// Options of the transfer stage that do not depend on the profile.
+    #[serde(default)]
+    pub transfer: Option<Spanned<TransferFile>>,
+    /// Per pre-training set, overrides of the registry's expert ↔ downstream correspondence
+    /// (supplement Table 1): downstream task key → pre-training task id, task key, or
+    /// `"none"` (no matching expert, †).
+    #[serde(default)]
+    pub expert_for: BTreeMap<String, Spanned<BTreeMap<String, Spanned<toml::Value>>>>,
+    /// The paper's numbers for this experiment's table, printed beside ours.
+    #[serde(default)]
+    pub reference: Option<Spanned<ReferenceFile>>,
+}
+
+/// `[transfer]`: the baselines of the transfer tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferFile {
+    /// Also train the student from scratch on every downstream set (the direct-training
+    /// baseline).
+    #[serde(default)]
+    pub scratch: bool,
+}
+
+/// `[profile.P.transfer]`: how transfer runs train.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileTransferFile {
+    /// Default: the profile's epochs.
+    #[serde(default)]
+    pub epochs: Option<Spanned<u32>>,
+    /// `finetune` (default) or `linear_probe`.
+    #[serde(default)]
+    pub mode: Option<Spanned<TransferMode>>,
+    /// Default: a fifth of the profile's learning rate (fine-tuning from trained weights).
+    #[serde(default)]
+    pub lr: Option<Spanned<f64>>,
+    /// Default: the profile's.
+    #[serde(default)]
+    pub weight_decay: Option<Spanned<f64>>,
+}
+
+/// `[reference]`: the paper's values of the experiment's table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceFile {
+    /// Where the numbers are printed (paper, table).
+    pub source: Spanned<String>,
+    /// `decompose` (accuracy on the pre-training tasks, supplement Table 3) or `transfer`
+    /// (accuracy on the downstream sets, Table 4).
+    pub stage: Spanned<Stage>,
+    #[serde(default)]
+    pub row: Vec<Spanned<ReferenceRowFile>>,
+}
+
+/// One row of the paper's table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceRowFile {
+    /// The foundation model (a name of `grid.foundation`).
+    pub foundation: Spanned<String>,
+    /// A method key, or `best` for the paper's "best baseline".
+    pub method: Spanned<String>,
+    /// Accuracy in percent per task (or downstream set) key, and `avg`.
+    pub values: BTreeMap<String, Spanned<f64>>,
 }
 
 /// The grid: every combination is a run (per seed).
@@ -82,6 +146,9 @@ pub struct ProfileFile {
     /// Per-method settings of this profile only, over the top-level `[method.NAME]`.
     #[serde(default)]
     pub method: BTreeMap<String, Spanned<RawTable>>,
+    /// How this profile's transfer runs train.
+    #[serde(default)]
+    pub transfer: Option<Spanned<ProfileTransferFile>>,
 }
 
 /// A foundation model: trained by the `foundation` stage on the union of the pre-training

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod expand;
 pub mod file;
 pub mod options;
+pub mod reference;
 pub mod run;
 pub mod settings;
 pub mod validate;

@@ -1,7 +1,9 @@
 //! The run specification: everything that determines a run's numbers, and nothing else.
 //! Its canonical JSON (struct fields in declaration order, maps sorted) is hashed into the
 //! run id, so two runs share a folder in `results/` exactly when they would compute the
-//! same thing.
+//! same thing. The experiment that asks for a run is not part of it: experiment files that
+//! plan the same run (a decomposition that Table 3 reports and Table 4 fine-tunes) share
+//! it, and each experiment's manifest lists the runs it uses.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,23 +11,33 @@ use crate::data::settings::DataSpec;
 use crate::spec::options::MethodOptions;
 use crate::util::hash::sha256_hex;
 
-/// Stages of the plan DAG, in dependency order. `transfer` and `analysis` join as their
-/// issues land.
+/// The method name of foundation runs in run specs and metrics, and of the transfer runs
+/// that fine-tune a foundation model.
+pub const FOUNDATION_METHOD: &str = "foundation";
+
+/// The method name of transfer runs that train the student from scratch.
+pub const SCRATCH_METHOD: &str = "scratch";
+
+/// Stages of the plan DAG, in dependency order. `analysis` joins as its issue lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Train (or load) the teacher of the distilling methods.
     Foundation,
     Decompose,
+    /// Fine-tune an expert (or a shared backbone, or the foundation model) on a downstream
+    /// set.
+    Transfer,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 2] = [Stage::Foundation, Stage::Decompose];
+    pub const ALL: [Stage; 3] = [Stage::Foundation, Stage::Decompose, Stage::Transfer];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Foundation => "foundation",
             Stage::Decompose => "decompose",
+            Stage::Transfer => "transfer",
         }
     }
 }
@@ -182,10 +194,33 @@ pub struct WeightsRef {
     pub ignore: Vec<String>,
 }
 
+/// How a transfer run trains what it starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    /// Every parameter is trained, the new head and the network it sits on.
+    Finetune,
+    /// Only the new head is trained, on the frozen network's features (evaluation mode).
+    LinearProbe,
+}
+
+/// What a transfer run fine-tunes (supplement section C and Table 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferRef {
+    /// The finished run whose network starts the fine-tuning: a decomposition run, or a
+    /// foundation run (the pre-training baseline). `None`: the student from random
+    /// initialisation (the direct-training baseline).
+    pub source: Option<String>,
+    /// The pre-training task whose expert is fine-tuned. `None`: the shared network (the
+    /// encoder of an MTL-style method, a foundation model's backbone, and LoRKD's `W0` or
+    /// KF's CKN where no expert matches, the paper's †).
+    pub expert: Option<String>,
+    pub mode: TransferMode,
+}
+
 /// One run: a node of the plan DAG.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
-    pub experiment: String,
     pub profile: String,
     pub stage: Stage,
     pub method: String,
@@ -208,6 +243,9 @@ pub struct RunSpec {
     /// Foundation runs that load their backbone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<WeightsRef>,
+    /// Transfer runs: what they fine-tune and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferRef>,
     pub code_version: String,
 }
 
@@ -224,6 +262,20 @@ impl RunSpec {
 
     /// Short human label, e.g. `stl medmnist[colon] seed 0`.
     pub fn label(&self) -> String {
+        if let (Stage::Transfer, Some(t)) = (self.stage, &self.transfer) {
+            let model = match &self.foundation {
+                Some(f) if self.method != FOUNDATION_METHOD => format!("{} ← {f}", self.method),
+                Some(f) => f.clone(),
+                None => self.method.clone(),
+            };
+            let from = match (&t.source, &t.expert) {
+                (None, _) => "scratch".to_string(),
+                (Some(_), Some(e)) => format!("{}[{e}]", self.pretrain),
+                (Some(_), None) => format!("{}[shared]", self.pretrain),
+            };
+            let to = self.downstream.as_deref().unwrap_or("?");
+            return format!("transfer {model} {from} → {to} seed {}", self.seed);
+        }
         let tasks = if self.tasks.len() == 1 {
             format!("[{}]", self.tasks[0])
         } else {

@@ -1,18 +1,28 @@
 //! Which stored runs a report should show. The store keeps every run ever executed; when an
 //! experiment file changes (more epochs, another learning rate) its runs get new ids and the
-//! old folders stay. Reports must not mix both as if they were extra seeds, so for each
-//! (experiment, profile, stage, method, data set, tasks, seed) only the most recently
-//! finished `done` run counts.
+//! old folders stay. Reports must not mix both as if they were extra seeds.
+//!
+//! An experiment's manifest lists exactly the runs of its current plan, so its finished
+//! runs are the current ones. Runs of stores written before manifests existed fall back to
+//! the old rule: for each (experiment, profile, stage, method, data sets, tasks, seed) the
+//! most recently finished `done` run counts, with the experiment read from the run's own
+//! `spec.json` (older run specs carried it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use super::manifest::read_manifests;
 use super::run_dir::RunDir;
 use super::status::State;
 use crate::error::Result;
 
 /// Ids of the current finished runs in `results_dir`, sorted.
 pub fn current_runs(results_dir: &Path) -> Result<Vec<String>> {
+    let listed: BTreeSet<String> = read_manifests(results_dir)?
+        .into_iter()
+        .flat_map(|m| m.runs)
+        .collect();
+    let mut current: BTreeSet<String> = BTreeSet::new();
     let mut latest: BTreeMap<String, (f64, String)> = BTreeMap::new();
     let Ok(rd) = std::fs::read_dir(results_dir) else {
         return Ok(Vec::new());
@@ -25,9 +35,14 @@ pub fn current_runs(results_dir: &Path) -> Result<Vec<String>> {
         if status.state != State::Done {
             continue;
         }
+        let run_id = spec.run_id();
+        if listed.contains(&run_id) {
+            current.insert(run_id);
+            continue;
+        }
         let key = format!(
             "{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}",
-            spec.experiment,
+            dir.legacy_experiment().unwrap_or_default(),
             spec.profile,
             spec.stage.as_str(),
             spec.method,
@@ -38,7 +53,6 @@ pub fn current_runs(results_dir: &Path) -> Result<Vec<String>> {
             spec.seed
         );
         let finished = status.finished_at.unwrap_or(0.0);
-        let run_id = spec.run_id();
         match latest.get(&key) {
             Some((t, _)) if *t >= finished => {}
             _ => {
@@ -46,7 +60,6 @@ pub fn current_runs(results_dir: &Path) -> Result<Vec<String>> {
             }
         }
     }
-    let mut ids: Vec<String> = latest.into_values().map(|(_, id)| id).collect();
-    ids.sort();
-    Ok(ids)
+    current.extend(latest.into_values().map(|(_, id)| id));
+    Ok(current.into_iter().collect())
 }

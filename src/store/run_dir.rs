@@ -47,6 +47,13 @@ impl RunDir {
         read_json(&self.spec_path())
     }
 
+    /// The experiment named in `spec.json` by stores written before run ids left the
+    /// experiment out (and manifests said which runs an experiment has).
+    pub fn legacy_experiment(&self) -> Option<String> {
+        let v: serde_json::Value = read_json(&self.spec_path()).ok()?;
+        v.get("experiment")?.as_str().map(str::to_owned)
+    }
+
     pub fn read_status(&self) -> Result<Option<Status>> {
         let p = self.status_path();
         if !p.exists() {

@@ -1,6 +1,7 @@
 //! Training: the one training loop ([`fit`]), optimisers ([`optim`]), learning-rate
 //! schedules ([`schedule`]), evaluation ([`eval`]), checkpoints ([`checkpoint`]) and the run
-//! executor that ties data, method, loop and store together ([`runner`]).
+//! executor that ties data, method, loop and store together ([`runner`]), and the start of
+//! a transfer run from its source run ([`transfer`]).
 
 pub mod checkpoint;
 pub mod eval;
@@ -8,3 +9,4 @@ pub mod fit;
 pub mod optim;
 pub mod runner;
 pub mod schedule;
+pub mod transfer;

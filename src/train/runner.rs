@@ -15,11 +15,12 @@ use crate::data::registry::Registry;
 use crate::data::source;
 use crate::error::{Error, Result};
 use crate::method::teacher::Teacher;
+use crate::method::transfer::TransferNet;
 use crate::method::weighting::{Equal, Weighting};
 use crate::method::{self, BuildContext, TaskModel};
 use crate::model::init::SeededInit;
 use crate::model::weights::{self, KeyRename};
-use crate::spec::run::{RunSpec, Stage, WeightsRef};
+use crate::spec::run::{RunSpec, Stage, WeightsRef, FOUNDATION_METHOD, SCRATCH_METHOD};
 use crate::store::metrics::{read_metrics, write_metrics, MetricRow};
 use crate::store::run_dir::RunDir;
 use crate::store::status::{now, State, Status};
@@ -27,10 +28,15 @@ use crate::store::task_weights::{read_task_weights, write_task_weights, WeightRo
 use crate::train::checkpoint::{self, Position};
 use crate::train::fit::{fit, EpochValue, FitArgs, FitHooks, FitOutcome, StepProgress};
 use crate::train::optim::{params_of, Optimizer};
+use crate::train::transfer;
 use crate::util::rng::SplitMix64;
 
 /// What every run of a session shares.
 pub struct RunContext {
+    /// The experiment whose plan is being executed, recorded on the metrics rows of the
+    /// runs it trains (a run another experiment shares belongs to both through their
+    /// manifests, whichever trained it).
+    pub experiment: String,
     pub registry: Arc<Registry>,
     pub data_dir: PathBuf,
     pub results_dir: PathBuf,
@@ -150,6 +156,7 @@ fn summarise(dir: &RunDir) -> Result<String> {
 }
 
 struct Hooks<'a> {
+    experiment: String,
     spec: &'a RunSpec,
     dir: &'a RunDir,
     rows: Vec<MetricRow>,
@@ -187,7 +194,7 @@ impl FitHooks for Hooks<'_> {
         let wall = self.started.elapsed().as_secs_f64();
         for v in values {
             self.rows.push(MetricRow {
-                experiment: self.spec.experiment.clone(),
+                experiment: self.experiment.clone(),
                 run_id: self.spec.run_id(),
                 stage: self.spec.stage.as_str().into(),
                 method: self.spec.method.clone(),
@@ -274,6 +281,10 @@ fn train(
     if let Some(w) = &spec.weights {
         load_backbone_weights(&map, w)?;
     }
+    if let Some(source) = spec.transfer.as_ref().and_then(|t| t.source.as_ref()) {
+        let start = transfer::start_weights(spec, &ctx.results_dir, &device)?;
+        transfer::load_start(&map, &start, source)?;
+    }
     let params: Vec<_> = params_of(&map)
         .into_iter()
         .filter(|p| model.trainable(&p.name))
@@ -311,6 +322,7 @@ fn train(
         dir.log(&format!("start {} on {device_name}", spec.label()))?;
     }
     let mut hooks = Hooks {
+        experiment: ctx.experiment.clone(),
         spec,
         dir,
         rows,
@@ -372,6 +384,34 @@ pub fn build_model(
             (
                 method.build(&build, vb)?,
                 method.weighting(&spec.options, heads.len()),
+            )
+        }
+        Stage::Transfer => {
+            let Some(t) = &spec.transfer else {
+                return Err(Error::input(format!(
+                    "transfer run {} has no `transfer` settings in its spec",
+                    spec.run_id()
+                )));
+            };
+            let [(_, classes)] = heads else {
+                return Err(Error::input(format!(
+                    "transfer run {} names {} tasks; it fine-tunes on one downstream set",
+                    spec.run_id(),
+                    heads.len()
+                )));
+            };
+            // A KF expert brings its task network; a shared network, a foundation
+            // backbone and a student from scratch are the plain student.
+            let tsn = match (&t.expert, spec.method.as_str()) {
+                (Some(_), m) if m != FOUNDATION_METHOD && m != SCRATCH_METHOD => {
+                    method::require(m)?.expert_tsn(&spec.model)
+                }
+                _ => None,
+            };
+            let net = TransferNet::new(&spec.model, tsn.as_ref(), *classes, t.mode, vb)?;
+            (
+                Box::new(net) as Box<dyn TaskModel>,
+                Box::new(Equal) as Box<dyn Weighting>,
             )
         }
     })

@@ -69,13 +69,13 @@ const STUDENT: &str =
 /// The foundation model table [`base`] appends.
 const TEACHER_HEADER: &str = "[profile.smoke.foundation.teacher.model]";
 
-/// A valid experiment with all eight methods, both stages, a downstream set and a
-/// foundation model `teacher`.
+/// A valid experiment with all eight methods, the foundation, decompose and transfer
+/// stages, a downstream set and a foundation model `teacher`.
 fn base() -> String {
     let src = edit(
         MINIMAL,
         r#"stages = ["decompose"]"#,
-        r#"stages = ["foundation", "decompose"]"#,
+        r#"stages = ["foundation", "decompose", "transfer"]"#,
     );
     let src = edit(&src, r#"method = ["stl"]"#, ALL_METHODS);
     let src = edit(
@@ -231,7 +231,10 @@ fn minimal_experiment_parses_with_the_documented_defaults() {
 #[test]
 fn base_experiment_parses_with_every_method_and_their_defaults() {
     let e = parse_ok(&base());
-    assert_eq!(e.stages, vec![Stage::Foundation, Stage::Decompose]);
+    assert_eq!(
+        e.stages,
+        vec![Stage::Foundation, Stage::Decompose, Stage::Transfer]
+    );
     assert_eq!(
         e.methods,
         vec![
@@ -469,12 +472,40 @@ fn unknown_stage_names_the_available_stages() {
     let src = edit(
         MINIMAL,
         r#"stages = ["decompose"]"#,
+        r#"stages = ["decompose", "analysis"]"#,
+    );
+    assert_err(
+        &src,
+        r#""analysis""#,
+        "stages: unknown variant `analysis`, expected one of `foundation`, `decompose`, `transfer`",
+    );
+}
+
+#[test]
+fn the_transfer_stage_needs_downstream_sets() {
+    let src = edit(
+        MINIMAL,
+        r#"stages = ["decompose"]"#,
         r#"stages = ["decompose", "transfer"]"#,
     );
     assert_err(
         &src,
         r#""transfer""#,
-        "stages: unknown variant `transfer`, expected `foundation` or `decompose`",
+        "the transfer stage needs downstream sets: add grid.downstream = [...] (known: covid, btc, ad, mura_shoulder, auitd, ham10000, det10)",
+    );
+}
+
+#[test]
+fn downstream_sets_without_the_transfer_stage_are_refused() {
+    let src = edit(
+        MINIMAL,
+        "pretrain = [\"medmnist\"]\n",
+        "pretrain = [\"medmnist\"]\ndownstream = [\"covid\"]\n",
+    );
+    assert_err(
+        &src,
+        r#""covid""#,
+        "grid.downstream applies to the transfer stage; add \"transfer\" to `stages` or remove it",
     );
 }
 

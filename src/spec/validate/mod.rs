@@ -14,6 +14,7 @@ mod names;
 mod network;
 mod optim;
 mod profile;
+mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,8 @@ use std::path::{Path, PathBuf};
 use super::catalog::MethodCatalog;
 use super::file::ExperimentFile;
 use super::options::MethodOptions;
-use super::run::{ModelConfig, OptimConfig, Stage};
+use super::reference::Reference;
+use super::run::{ModelConfig, OptimConfig, Stage, TransferMode};
 use super::settings::SettingError;
 use crate::data::registry::{Registry, Role};
 use crate::data::settings::{DataSettings, Normalize, SplitCaps};
@@ -44,6 +46,14 @@ pub struct Experiment {
     pub foundation: Vec<String>,
     pub profiles: BTreeMap<String, Profile>,
     pub default_profile: Option<String>,
+    /// `[transfer] scratch`: also train the student from scratch on every downstream set.
+    pub transfer_scratch: bool,
+    /// Per pre-training set of the grid and downstream set of the grid: the pre-training
+    /// task whose expert is fine-tuned (`None`: no match, †). The registry's `expert_for`
+    /// with the experiment's `[expert_for.SET]` over it.
+    pub expert_for: BTreeMap<String, BTreeMap<String, Option<String>>>,
+    /// The paper's values of this experiment's table.
+    pub reference: Option<Reference>,
 }
 
 /// A foundation model of a profile.
@@ -78,6 +88,17 @@ pub struct Profile {
     /// Settings of every method of the grid: its defaults, `[method.NAME]`, then
     /// `[profile.P.method.NAME]`.
     pub method_options: BTreeMap<String, MethodOptions>,
+    /// How transfer runs train (`[profile.P.transfer]` over our defaults).
+    pub transfer: TransferSettings,
+}
+
+/// A profile's transfer protocol (the paper gives none; these are ours, README "Transfer").
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferSettings {
+    pub epochs: u32,
+    pub mode: TransferMode,
+    /// The fine-tuning optimiser: the profile's with its own learning rate and decay.
+    pub optim: OptimConfig,
 }
 
 impl Profile {
@@ -284,6 +305,9 @@ impl Validator<'_> {
             }
         }
         self.foundation_checks(&f, &stages, &profiles)?;
+        self.transfer_checks(&f, &stages, &downstream)?;
+        let expert_for = self.expert_for(&f, &pretrain, &downstream)?;
+        let reference = self.reference(&f, &pretrain, &downstream, &foundation)?;
         Ok(Experiment {
             path: self.path.to_path_buf(),
             name,
@@ -296,6 +320,9 @@ impl Validator<'_> {
             foundation,
             profiles,
             default_profile,
+            transfer_scratch: f.transfer.as_ref().is_some_and(|t| t.get_ref().scratch),
+            expert_for,
+            reference,
         })
     }
 }

@@ -77,6 +77,8 @@ impl Validator<'_> {
             .normalize
             .as_ref()
             .map_or(Normalize::default_for(data), |n| *n.get_ref());
+        let optim = self.optim(name, p.optim.get_ref())?;
+        let transfer = self.profile_transfer(name, p.transfer.as_ref(), epochs, &optim)?;
         Ok(Profile {
             data,
             normalize,
@@ -87,7 +89,7 @@ impl Validator<'_> {
             caps,
             difficulty,
             model: self.model(&f("model"), p.model.get_ref(), image_size)?,
-            optim: self.optim(name, p.optim.get_ref())?,
+            optim,
             foundations: p
                 .foundation
                 .iter()
@@ -105,6 +107,7 @@ impl Validator<'_> {
             // Filled in once every method table is known.
             method_overrides: BTreeMap::new(),
             method_options: BTreeMap::new(),
+            transfer,
         })
     }
 }
