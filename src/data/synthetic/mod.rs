@@ -28,6 +28,14 @@
 //!   encoder (MTL), as in the paper. A task's recipe (factors, class mapping, polarity,
 //!   default nuisance levels) depends only on the data-set and task keys, not on the seed,
 //!   so seeds vary the samples while every seed poses the same problem.
+//! * **Downstream tasks are kin to a pre-training task.** A task may name a [`Kin`] (the
+//!   caller picks it from supplement Table 1's experts); it then redraws the kin's recipe
+//!   and keeps its factor order, polarity and default nuisance levels, taking from its own
+//!   keys only how many of those factors it needs and its class permutation. Its rules are
+//!   new but its primitives are the kin's, so that fine-tuning the kin's expert has
+//!   something to transfer and a mismatched expert less. Tasks without a kin (every
+//!   pre-training task) are drawn as before, and the kin enters [`fingerprint`] only when
+//!   present.
 //! * **Modalities look different.** The background follows the task's modality
 //!   (case-insensitive): speckled fan for ultrasound, smooth low-frequency fields in a round
 //!   field of view for MRI, an elliptical body with a bright rim and extra fine noise for
@@ -108,6 +116,20 @@ pub struct TaskShape {
     pub labels: usize,
     /// Number of images of the real task; sets the 70/10/20 split shares.
     pub images: usize,
+    /// The pre-training task whose primitives this (downstream) task shares; `None` for a
+    /// task drawn from its own keys alone, as every pre-training task is.
+    pub kin: Option<Kin>,
+}
+
+/// Names a pre-training task: enough to redraw its recipe, which depends on nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kin {
+    /// Data-set key of the pre-training set.
+    pub dataset: String,
+    /// Task key within that set.
+    pub task: String,
+    /// The pre-training task's label count (its factor order depends on it).
+    pub labels: usize,
 }
 
 /// How much data to draw and how hard to make it.
@@ -159,6 +181,15 @@ pub fn fingerprint(dataset_key: &str, tasks: &[TaskShape], opts: &SyntheticOptio
         put_str(&mut h, &t.modality);
         h.update((t.labels as u64).to_le_bytes());
         h.update((t.images as u64).to_le_bytes());
+        // Hashed only when present, so that tasks without kin (every pre-training task)
+        // keep the fingerprints, and cached data and run ids, they had before kin existed.
+        // The marker is no possible key length or image size, so the field stays apart.
+        if let Some(k) = &t.kin {
+            h.update(u64::MAX.to_le_bytes());
+            put_str(&mut h, &k.dataset);
+            put_str(&mut h, &k.task);
+            h.update((k.labels as u64).to_le_bytes());
+        }
     }
     for n in [opts.image_size, opts.caps[0], opts.caps[1], opts.caps[2]] {
         h.update((n as u64).to_le_bytes());
@@ -242,6 +273,17 @@ fn validate(dataset_key: &str, tasks: &[TaskShape], opts: &SyntheticOptions) -> 
             return Err(Error::input(format!(
                 "{ctx}, task `{}`: {} labels; the generator supports 1..={MAX_LABELS}",
                 t.key, t.labels
+            )));
+        }
+        if let Some(k) = t
+            .kin
+            .as_ref()
+            .filter(|k| !(1..=MAX_LABELS).contains(&k.labels))
+        {
+            return Err(Error::input(format!(
+                "{ctx}, task `{}`: its kin `{}`/`{}` has {} labels; the generator supports \
+                 1..={MAX_LABELS}",
+                t.key, k.dataset, k.task, k.labels
             )));
         }
         if t.images == 0 {

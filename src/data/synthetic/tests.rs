@@ -1,12 +1,13 @@
-//! Tests of the synthetic generator: determinism, shapes and balance, recipes, inputs,
-//! fingerprints, both caches, the PRNG, and a raw-pixel probe of the difficulty knob.
+//! Tests of the synthetic generator: determinism, shapes and balance, recipes (with and
+//! without kin), inputs, fingerprints, both caches, the PRNG, and a raw-pixel probe of the
+//! difficulty knob.
 
 use std::fs;
 use std::sync::Arc;
 
 use super::format::{decode, encode};
 use super::modality::Modality;
-use super::recipe::{Recipe, SHAPES};
+use super::recipe::{ClassSpec, Recipe, SHAPES};
 use super::*;
 use crate::util::rng::{Normals, Xoshiro256};
 use crate::util::seed::{splitmix64, Mixer};
@@ -18,6 +19,7 @@ fn task(key: &str, modality: &str, labels: usize, images: usize) -> TaskShape {
         modality: modality.to_string(),
         labels,
         images,
+        kin: None,
     }
 }
 
@@ -529,4 +531,133 @@ fn prng_is_stable() {
         mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
         "{mean} {var}"
     );
+}
+
+fn with_kin(mut t: TaskShape, dataset: &str, task: &str, labels: usize) -> TaskShape {
+    t.kin = Some(Kin {
+        dataset: dataset.into(),
+        task: task.into(),
+        labels,
+    });
+    t
+}
+
+/// The factors that define a recipe's classes (every class defines the same ones).
+fn defined(r: &Recipe) -> Vec<&'static str> {
+    let ClassSpec {
+        shape,
+        orientation,
+        texture,
+        region,
+        count,
+    } = r.classes[0];
+    [
+        ("shape", shape),
+        ("orientation", orientation),
+        ("texture", texture),
+        ("region", region),
+        ("count", count),
+    ]
+    .into_iter()
+    .filter_map(|(name, level)| level.map(|_| name))
+    .collect()
+}
+
+#[test]
+fn recipes_without_kin_are_unchanged() {
+    // A digest of the recipes of `tasks()` as drawn before kin existed: the class specs,
+    // polarity and default levels. Recipes use integer draws only, so unlike the pixels
+    // they are the same on every platform.
+    let mut h = Sha256::new();
+    for t in tasks() {
+        let r = Recipe::new("medmnist", &t);
+        let s = format!(
+            "{:?}|{}|{}|{}|{}",
+            r.classes, r.polarity, r.default_shape, r.default_orientation, r.default_texture
+        );
+        h.update(s.as_bytes());
+    }
+    assert_eq!(
+        hex(&h.finalize()),
+        "1c1d9761437559a10dc83b8616814390df704f0fe3d6aa246de263fa2387aefa"
+    );
+}
+
+#[test]
+fn a_kin_task_shares_its_kins_primitives_but_not_its_classes() {
+    let kin = Recipe::new("radimagenet", &task("brain_mr", "MRI", 10, 44671));
+    let down = |key: &str, modality: &str, labels: usize| {
+        let t = with_kin(
+            task(key, modality, labels, 3000),
+            "radimagenet",
+            "brain_mr",
+            10,
+        );
+        Recipe::new("downstream", &t)
+    };
+    // The downstream task takes the kin's factors in the kin's order: as its label count
+    // grows, its factor sets are nested, and at the kin's label count they are the kin's.
+    let mut previous: Vec<&str> = Vec::new();
+    for labels in 2..=40 {
+        let r = down("btc", "MRI", labels);
+        assert_eq!(r.classes.len(), labels);
+        let now = defined(&r);
+        assert!(
+            previous.iter().all(|f| now.contains(f)),
+            "{labels}: {now:?}"
+        );
+        if labels == 10 {
+            assert_eq!(now, defined(&kin));
+        }
+        // Polarity and default nuisance levels are the kin's whatever the labels.
+        assert_eq!(
+            (
+                r.polarity,
+                r.default_shape,
+                r.default_orientation,
+                r.default_texture
+            ),
+            (
+                kin.polarity,
+                kin.default_shape,
+                kin.default_orientation,
+                kin.default_texture
+            )
+        );
+        previous = now;
+    }
+    // New class rules: the permutation comes from the downstream task's own keys, so two
+    // downstream tasks with the same kin and label count define their classes differently
+    // from the same factors, and differently from the kin.
+    let (btc, ad) = (down("btc", "MRI", 10), down("ad", "MRI", 10));
+    assert_eq!(defined(&btc), defined(&ad));
+    assert_ne!(btc.classes, ad.classes);
+    assert_ne!(btc.classes, kin.classes);
+    // The background is the downstream task's own modality.
+    assert_eq!(down("x", "Xray", 4).modality, Modality::Xray);
+    assert_eq!(kin.modality, Modality::Mri);
+    // Without its kin the same task draws everything from its own keys, as before.
+    let own = Recipe::new("downstream", &task("btc", "MRI", 10, 3000));
+    assert_ne!(own.classes, btc.classes);
+}
+
+#[test]
+fn fingerprint_covers_the_kin_only_when_present() {
+    let o = small_opts();
+    let plain = vec![task("covid", "CT", 2, 746)];
+    let kin = |d: &str, t: &str, l: usize| vec![with_kin(plain[0].clone(), d, t, l)];
+    let variants = [
+        fingerprint("downstream", &plain, &o),
+        fingerprint("downstream", &kin("radimagenet", "lung_ct", 6), &o),
+        fingerprint("downstream", &kin("radimagenet", "lung_ct", 7), &o),
+        fingerprint("downstream", &kin("radimagenet", "lung_c", 6), &o),
+        fingerprint("downstream", &kin("radimagenetl", "ung_ct", 6), &o),
+        fingerprint("downstream", &kin("medmnist", "lung_ct", 6), &o),
+    ];
+    for (i, v) in variants.iter().enumerate() {
+        assert!(variants[..i].iter().all(|w| w != v), "variant {i} collides");
+    }
+    let bad = kin("radimagenet", "lung_ct", MAX_LABELS + 1);
+    let e = generate("downstream", &bad, &o).unwrap_err();
+    assert!(e.to_string().contains("kin"), "{e}");
 }
