@@ -23,5 +23,7 @@ mod real_data;
 mod run;
 #[path = "it/students.rs"]
 mod students;
+#[path = "it/transfer.rs"]
+mod transfer;
 #[path = "it/validate.rs"]
 mod validate;

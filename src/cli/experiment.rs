@@ -6,9 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::args::GlobalArgs;
+use super::preflight::check_inputs;
 use crate::data::registry::Registry;
 use crate::data::{source, DataKind};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::method::{self, PAPER_METHODS};
 use crate::report::{self, ReportOptions};
 use crate::sched::dag::Plan;
@@ -37,16 +38,8 @@ struct Loaded {
 fn load_experiment(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Result<Loaded> {
     let registry = load_registry(&g.registry)?;
     let experiment = validate::load(file, &registry, &method::CATALOG)?;
-    let (profile, p) = experiment.select_profile(profile)?;
-    if p.data == DataKind::Real && !g.data_dir.is_dir() {
-        return Err(Error::input(format!(
-            "data directory {} does not exist (profile `{profile}` of {} uses real data). \
-             Place the data sets there (see `harness datasets`), point --data-dir or HARNESS_DATA_DIR at them, \
-             or run the synthetic stand-ins with --profile smoke",
-            g.data_dir.display(),
-            file.display()
-        )));
-    }
+    let (profile, _) = experiment.select_profile(profile)?;
+    check_inputs(&experiment, &profile, &registry, &g.data_dir)?;
     let specs = expand(
         &experiment,
         &profile,

@@ -5,6 +5,7 @@
 pub mod args;
 mod bench;
 mod experiment;
+mod preflight;
 
 use std::ffi::OsString;
 use std::sync::Arc;

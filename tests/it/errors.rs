@@ -65,7 +65,14 @@ fn missing_data_dir_points_to_smoke_profile() {
         .replace("difficulty = 0.5\n", "");
     ws.write("exp.toml", &text);
     let o = ws.run(&["run", "exp.toml", "--data-dir", "no-such-dir"]);
-    assert_bad_input(&o, &["no-such-dir", "does not exist", "--profile smoke"]);
+    assert_bad_input(
+        &o,
+        &[
+            "no-such-dir/medmnist/pathmnist.npz",
+            "inputs are missing",
+            "--profile smoke",
+        ],
+    );
     assert!(
         !ws.path().join("results").exists(),
         "nothing may be written on bad input"

@@ -321,16 +321,51 @@ fn quickstart_experiment_parses() {
 
 #[test]
 fn decomposition_experiment_parses() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/decomposition.toml");
-    let src = std::fs::read_to_string(&path).expect("decomposition.toml reads");
-    let e = parse(&src, &path, registry(), &CATALOG).expect("decomposition.toml is valid");
-    assert_eq!(e.name, "decomposition");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/decomposition_medmnist.toml");
+    let src = std::fs::read_to_string(&path).expect("decomposition_medmnist.toml reads");
+    let e = parse(&src, &path, registry(), &CATALOG).expect("decomposition_medmnist.toml is valid");
+    assert_eq!(e.name, "decomposition_medmnist");
     assert_eq!(e.seeds, vec![0, 1, 2]);
     assert_eq!(e.methods.len(), 8);
     let paper = &e.profiles["paper"];
     assert_eq!(paper.model.arch, Arch::ShuffleNetV2);
     assert_eq!(paper.model.stem, Stem::Imagenet);
     assert_eq!(paper.image_size, 224);
+}
+
+/// Every experiment file of the repository is valid, and the paper-table files carry the
+/// supplement's values.
+#[test]
+fn every_experiment_file_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let src = std::fs::read_to_string(&path).unwrap();
+            let exp = parse(&src, &path, registry(), &CATALOG)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(exp.profiles.contains_key("smoke"), "{}", path.display());
+            names.push(exp.name.clone());
+            if let Some(r) = &exp.reference {
+                assert_eq!(r.rows.len(), 4, "{}", path.display());
+            }
+        }
+    }
+    names.sort();
+    for want in [
+        "decomposition_medmnist",
+        "decomposition_medmt",
+        "decomposition_radimagenet",
+        "table3",
+        "table4",
+        "transfer_medmnist",
+        "transfer_medmt",
+        "transfer_radimagenet",
+    ] {
+        assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

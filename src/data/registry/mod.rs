@@ -55,6 +55,14 @@ impl Format {
             Format::ImageFolder => "image_folder",
         }
     }
+
+    /// What the file at a task's path must be, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Format::Npz => "a MedMNIST-layout .npz file",
+            Format::ImageFolder => "a folder with one sub-folder of images per class",
+        }
+    }
 }
 
 /// How a multi-label file is turned into the single label the task trains on.
