@@ -69,6 +69,9 @@ pub struct ProfileTransferFile {
     /// `finetune` (default) or `linear_probe`.
     #[serde(default)]
     pub mode: Option<Spanned<TransferMode>>,
+    /// `sgd` or `adamw`; default: the profile's optimiser.
+    #[serde(default)]
+    pub optimizer: Option<Spanned<OptimizerKind>>,
     /// Default: a fifth of the profile's learning rate (fine-tuning from trained weights).
     #[serde(default)]
     pub lr: Option<Spanned<f64>>,

@@ -65,7 +65,10 @@ fn every_experiment_file_plans_smoke_and_lists_what_paper_needs() {
         let paper = ws.run(&["plan", &file, "--profile", "paper"]);
         let err = String::from_utf8_lossy(&paper.stderr).into_owned();
         assert_eq!(paper.status.code(), Some(2), "{name} paper: {err}");
-        assert!(err.contains("inputs are missing") && err.contains("data   "), "{name}: {err}");
+        assert!(
+            err.contains("inputs are missing") && err.contains("data   "),
+            "{name}: {err}"
+        );
         assert!(err.contains("--profile smoke"), "{name}: {err}");
         if text.contains("\nweights = ") {
             assert!(err.contains("weights "), "{name} names no weights: {err}");

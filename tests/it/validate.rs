@@ -2104,3 +2104,76 @@ fn a_profile_table_of_a_method_outside_the_grid_starts_from_its_defaults() {
         "profile.smoke.method.lorkd.rank must be positive (got 0)",
     );
 }
+
+#[test]
+fn transfer_settings_resolve_over_the_profile() {
+    let src = append(
+        &base(),
+        "[profile.smoke.transfer]\nepochs = 3\nmode = \"linear_probe\"\noptimizer = \"adamw\"\nweight_decay = 0.0\n",
+    );
+    let t = &parse_ok(&src).profiles["smoke"].transfer;
+    assert_eq!(t.epochs, 3);
+    assert_eq!(t.mode, kdbench::spec::run::TransferMode::LinearProbe);
+    assert_eq!(t.optim.name, OptimizerKind::Adamw);
+    // A linear probe keeps the profile's learning rate; fine-tuning takes a fifth of it.
+    assert_eq!(t.optim.lr, 0.1);
+    assert_eq!(t.optim.weight_decay, 0.0);
+    let t = &parse_ok(&base()).profiles["smoke"].transfer;
+    assert_eq!((t.epochs, t.optim.lr), (2, 0.1 * 0.2));
+    let src = append(&base(), "[profile.smoke.transfer]\nepochs = 0\n");
+    assert_err_at(
+        &src,
+        "epochs = 0",
+        "0",
+        "profile.smoke.transfer.epochs must be positive (got 0)",
+    );
+    let src = append(&base(), "[profile.smoke.transfer]\nmode = \"probe\"\n");
+    assert_err_at(
+        &src,
+        "mode = \"probe\"",
+        "\"probe\"",
+        "profile.smoke.transfer.mode: unknown variant `probe`, expected `finetune` or `linear_probe`",
+    );
+}
+
+#[test]
+fn reference_tables_are_checked() {
+    let row = |extra: &str| {
+        append(
+            &base(),
+            &format!("[reference]\nsource = \"Table 3\"\nstage = \"decompose\"\n\n[[reference.row]]\n{extra}\n"),
+        )
+    };
+    let ok =
+        row("foundation = \"teacher\"\nmethod = \"best\"\nvalues = { colon = 90.5, avg = 80.0 }");
+    let r = parse_ok(&ok).reference.expect("reference");
+    assert_eq!(r.rows[0].values["colon"], 90.5);
+    let src = row("foundation = \"nobody\"\nmethod = \"lorkd\"\nvalues = {}");
+    assert_err_at(
+        &src,
+        "foundation = \"nobody\"",
+        "\"nobody\"",
+        "reference.row.foundation: `nobody` is not in grid.foundation (teacher)",
+    );
+    let src = row("foundation = \"teacher\"\nmethod = \"lorkd\"\nvalues = { covid = 1.0 }");
+    assert_err_at(
+        &src,
+        "covid = 1.0",
+        "1.0",
+        "reference.row.values: `covid` is not a column of this table",
+    );
+    let src = row("foundation = \"teacher\"\nmethod = \"lorkd\"\nvalues = { colon = 190.0 }");
+    assert_err_at(
+        &src,
+        "colon = 190.0",
+        "190.0",
+        "reference.row.values.colon must be a percentage (0..=100)",
+    );
+    let src = row("foundation = \"teacher\"\nmethod = \"loRA\"\nvalues = {}");
+    assert_err_at(
+        &src,
+        "method = \"loRA\"",
+        "\"loRA\"",
+        "reference.row.method: unknown method `loRA`",
+    );
+}

@@ -76,7 +76,8 @@ impl Validator<'_> {
     }
 
     /// A profile's transfer protocol: `[profile.P.transfer]` over the defaults (the
-    /// profile's epochs; fine-tuning at a fifth of its learning rate, a linear probe at it).
+    /// profile's epochs and optimiser; fine-tuning at a fifth of its learning rate, a
+    /// linear probe at it).
     pub(super) fn profile_transfer(
         &self,
         profile: &str,
@@ -92,6 +93,9 @@ impl Validator<'_> {
             .as_ref()
             .map_or(TransferMode::Finetune, |m| *m.get_ref());
         let mut optim = optim.clone();
+        if let Some(name) = &t.optimizer {
+            optim.name = *name.get_ref();
+        }
         optim.lr = match &t.lr {
             Some(lr) => self.located(finite_positive(lr, &field("lr")))?,
             None if mode == TransferMode::Finetune => optim.lr * FINETUNE_LR_FACTOR,
