@@ -11,7 +11,7 @@ run FILE *ARGS:
 plan FILE *ARGS:
     cargo run --release -- plan {{FILE}} {{ARGS}}
 
-# Render the decomposition tables of everything in results/
+# Render the tables (decomposition, transfer, paper comparisons) of everything in results/
 report *ARGS:
     cargo run --release -- report {{ARGS}}
 

@@ -295,6 +295,12 @@ fn foundation_spec(
     if let Some(lr) = def.lr {
         optim.lr = lr;
     }
+    if let Some(name) = def.optimizer {
+        optim.name = name;
+    }
+    if let Some(wd) = def.weight_decay {
+        optim.weight_decay = wd;
+    }
     Ok(RunSpec {
         profile: profile_name.to_string(),
         stage: Stage::Foundation,

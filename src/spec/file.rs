@@ -166,6 +166,12 @@ pub struct FoundationFile {
     pub epochs: Option<Spanned<u32>>,
     #[serde(default)]
     pub lr: Option<Spanned<f64>>,
+    /// `sgd` or `adamw` (default: the profile's optimiser; a ViT trains better with AdamW).
+    #[serde(default)]
+    pub optimizer: Option<Spanned<OptimizerKind>>,
+    /// Default: the profile's.
+    #[serde(default)]
+    pub weight_decay: Option<Spanned<f64>>,
     /// A safetensors file or a PyTorch `.pth`/`.pt` state dict of the backbone.
     #[serde(default)]
     pub weights: Option<Spanned<String>>,

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::spec::catalog::canonical_key;
 use crate::spec::file::{ExperimentFile, FoundationFile};
 use crate::spec::run::{Arch, Stage};
-use crate::spec::settings::{finite_positive, positive};
+use crate::spec::settings::{finite_positive, non_negative, positive};
 
 impl Validator<'_> {
     /// Teachers: every distilling method needs one, every named one must be defined in
@@ -81,10 +81,17 @@ impl Validator<'_> {
                 format!("{field}: `rename` and `ignore` only apply with `weights`"),
             );
         }
+        let weight_decay = fd
+            .weight_decay
+            .as_ref()
+            .map(|v| self.located(non_negative(v, &format!("{field}.weight_decay"))))
+            .transpose()?;
         Ok(FoundationDef {
             model,
             epochs,
             lr,
+            optimizer: fd.optimizer.as_ref().map(|o| *o.get_ref()),
+            weight_decay,
             weights: fd.weights.as_ref().map(|w| w.get_ref().clone()),
             rename: fd
                 .rename

@@ -23,7 +23,7 @@ use super::catalog::MethodCatalog;
 use super::file::ExperimentFile;
 use super::options::MethodOptions;
 use super::reference::Reference;
-use super::run::{ModelConfig, OptimConfig, Stage, TransferMode};
+use super::run::{ModelConfig, OptimConfig, OptimizerKind, Stage, TransferMode};
 use super::settings::SettingError;
 use crate::data::registry::{Registry, Role};
 use crate::data::settings::{DataSettings, Normalize, SplitCaps};
@@ -62,6 +62,8 @@ pub struct FoundationDef {
     pub model: ModelConfig,
     pub epochs: Option<u32>,
     pub lr: Option<f64>,
+    pub optimizer: Option<OptimizerKind>,
+    pub weight_decay: Option<f64>,
     /// Pre-trained backbone weights (path as written), with key renames and ignored prefixes.
     pub weights: Option<String>,
     pub rename: Vec<(String, String)>,
