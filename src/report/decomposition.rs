@@ -7,14 +7,20 @@
 //! over seeds are computed in Rust by one function ([`Summary::of`]) because the `Avg`
 //! column needs per-seed averages first, and the cells and `Avg` must agree on what a seed
 //! is: runs that share a seed (e.g. STL trains one run per task) are pooled per seed.
+//!
+//! The selection ([`load_samples`], by stage) and the pooling of samples into cells
+//! ([`pool`], [`cells`]) are shared with the transfer and comparison tables, so that a number
+//! means the same thing in every table it appears in.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use polars::prelude::*;
 
-use super::table::{ColumnHead, Quantity, Row, Summary, Table, TableKey};
+use super::table::{ColumnHead, Quantity, Row, RowKind, Summary, Table, TableKey};
 use super::ReportOptions;
 use crate::error::{Error, Result};
+use crate::spec::reference::AVG;
+use crate::spec::run::{Stage, FOUNDATION_METHOD, SCRATCH_METHOD};
 
 /// Task key of run-level rows; they are not a task column.
 const RUN_LEVEL_TASK: &str = "all";
@@ -45,13 +51,29 @@ pub fn experiments(metrics: LazyFrame) -> Result<BTreeSet<String>> {
     Ok(names.iter().flatten().map(str::to_owned).collect())
 }
 
-/// Selects decomposition test accuracies and keeps, for each run and task, the row of the
-/// last epoch. `experiment` restricts the scan when given.
-pub fn load_samples(metrics: LazyFrame, experiment: Option<&str>) -> Result<Vec<Sample>> {
+/// Selects the test accuracies of runs of `stages` and keeps, for each run and task, the row
+/// of the last epoch. `experiment` restricts the scan when given. A transfer row counts only
+/// when it names its downstream set: that set is the column its number belongs to.
+pub fn load_samples(
+    metrics: LazyFrame,
+    experiment: Option<&str>,
+    stages: &[Stage],
+) -> Result<Vec<Sample>> {
+    let Some(stage) = stages
+        .iter()
+        .map(|s| {
+            let of_stage = col("stage").eq(lit(s.as_str()));
+            match s {
+                Stage::Transfer => of_stage.and(col("downstream").is_not_null()),
+                Stage::Foundation | Stage::Decompose => of_stage,
+            }
+        })
+        .reduce(|a, b| a.or(b))
+    else {
+        return Ok(Vec::new());
+    };
     let mut selected = metrics.filter(
-        col("stage")
-            .eq(lit("decompose"))
-            .or(col("stage").eq(lit("foundation")))
+        stage
             .and(col("split").eq(lit("test")))
             .and(col("metric").eq(lit("accuracy")))
             .and(col("task").neq(lit(RUN_LEVEL_TASK))),
@@ -86,8 +108,8 @@ pub fn load_samples(metrics: LazyFrame, experiment: Option<&str>) -> Result<Vec<
     for i in 0..df.height() {
         let (Some(seed), Some(epoch), Some(fraction)) = (runs.seed[i], epoch[i], value[i]) else {
             return Err(Error::input(format!(
-                "run {}: a decomposition accuracy row for task `{}` has a null seed, epoch or \
-                 value; its metrics.parquet is damaged, delete the run folder to re-run it",
+                "run {}: a test accuracy row for task `{}` has a null seed, epoch or value; its \
+                 metrics.parquet is damaged, delete the run folder to re-run it",
                 runs.run_id[i], task[i]
             )));
         };
@@ -157,34 +179,174 @@ impl RunColumns {
 }
 
 /// The row a run belongs to: its method, the method and its teacher (`stlkd@resnet50`)
-/// for distilled runs, and `foundation@NAME` for the teacher itself, so runs distilled
-/// from different foundation models are never pooled.
+/// for distilled runs, and `foundation@NAME` for the teacher itself (and for the transfer
+/// runs that fine-tune it), so runs distilled from different foundation models are never
+/// pooled.
 fn row_key(stage: &str, method: &str, foundation: &str) -> String {
     match (stage, foundation) {
         (_, "") => method.to_string(),
-        ("foundation", name) => format!("{FOUNDATION_ROW}@{name}"),
+        ("foundation", name) => format!("{FOUNDATION_METHOD}@{name}"),
         (_, name) => format!("{method}@{name}"),
     }
 }
 
-/// Row-key prefix of foundation models.
-const FOUNDATION_ROW: &str = "foundation";
+/// A row key's method and teacher: `mtlkd@lvmmed` → (`mtlkd`, Some(`lvmmed`)).
+pub(super) fn split_key(key: &str) -> (&str, Option<&str>) {
+    match key.split_once('@') {
+        Some((m, t)) => (m, Some(t)),
+        None => (key, None),
+    }
+}
+
+/// Foundation models and the from-scratch baseline are shown for comparison only.
+pub(super) fn row_kind(key: &str) -> RowKind {
+    match split_key(key).0 {
+        FOUNDATION_METHOD | SCRATCH_METHOD => RowKind::Reference,
+        _ => RowKind::Measured,
+    }
+}
+
+/// The method's display name (its key when unlisted).
+pub(super) fn display(method: &str, opts: &ReportOptions) -> String {
+    opts.method_display
+        .get(method)
+        .cloned()
+        .unwrap_or_else(|| method.to_string())
+}
 
 /// The row's display name: `STL-KD ← resnet50` when several foundation models appear in
-/// the table, `STL-KD` when there is one; the teacher as `Foundation model (resnet50)`.
-fn row_name(key: &str, opts: &ReportOptions, teachers: usize) -> String {
-    let display = |m: &str| {
-        opts.method_display
-            .get(m)
-            .cloned()
-            .unwrap_or_else(|| m.to_string())
-    };
-    match key.split_once('@') {
-        Some((FOUNDATION_ROW, name)) => format!("Foundation model ({name})"),
-        Some((m, name)) if teachers > 1 => format!("{} ← {name}", display(m)),
-        Some((m, _)) => display(m),
-        None => display(key),
+/// the table, `STL-KD` when there is one; the teacher as `Foundation model (resnet50)`, the
+/// student trained on the downstream set alone as `From scratch`.
+pub(super) fn row_name(key: &str, opts: &ReportOptions, teachers: usize) -> String {
+    match split_key(key) {
+        (FOUNDATION_METHOD, Some(name)) => format!("Foundation model ({name})"),
+        (SCRATCH_METHOD, None) => "From scratch".to_owned(),
+        (m, Some(name)) if teachers > 1 => format!("{} ← {name}", display(m, opts)),
+        (m, _) => display(m, opts),
     }
+}
+
+/// The key a row shows: with one foundation model a method has one row, keyed by the
+/// method alone.
+pub(super) fn shown_key(key: &str, teachers: usize) -> String {
+    match split_key(key) {
+        (m, Some(_)) if teachers <= 1 && m != FOUNDATION_METHOD => m.to_string(),
+        _ => key.to_string(),
+    }
+}
+
+/// Number of distinct teachers among the row keys of `samples`.
+pub(super) fn teachers(samples: &[&Sample]) -> usize {
+    samples
+        .iter()
+        .filter_map(|s| split_key(&s.method).1)
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// How a row's last column totals its cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    /// Per seed, the mean over every column, for seeds that have them all (`Avg` of the
+    /// decomposition table: a method missing a task has no average).
+    Mean,
+    /// Per seed, the sum over every column, for seeds that have them all (`Sum` of weights).
+    Sum,
+    /// Per seed, the mean over the columns the row has in any seed, for seeds that have all
+    /// of those (`Avg` of the transfer table, where STL-style rows have "–" by design).
+    MeanOfPresent,
+}
+
+/// Per seed, per column, the values of the runs with that seed.
+pub(super) type PerSeed<'a> = BTreeMap<u64, BTreeMap<&'a str, Vec<f64>>>;
+
+/// Samples pooled per row key (runs that share a seed, such as STL's per-task runs, are
+/// pooled per seed).
+pub(super) fn pool<'a>(samples: &[&'a Sample]) -> BTreeMap<&'a str, PerSeed<'a>> {
+    let mut values: BTreeMap<&str, PerSeed> = BTreeMap::new();
+    for s in samples {
+        values
+            .entry(s.method.as_str())
+            .or_default()
+            .entry(s.seed)
+            .or_default()
+            .entry(s.task.as_str())
+            .or_default()
+            .push(s.value);
+    }
+    values
+}
+
+/// A row's cells over `columns` (mean ± std over seeds of each seed's mean), then its
+/// total, and the number of columns the total covers.
+pub(super) fn cells(
+    per_seed: &PerSeed,
+    columns: &[(String, String)],
+    total: Total,
+) -> (Vec<Option<Summary>>, usize) {
+    let mut cells: Vec<Option<Summary>> = columns
+        .iter()
+        .map(|(column, _)| {
+            let seed_means: Vec<f64> = per_seed
+                .values()
+                .filter_map(|by_column| by_column.get(column.as_str()))
+                .map(|runs| mean(runs))
+                .collect();
+            Summary::of(&seed_means)
+        })
+        .collect();
+    let covered: Vec<&str> = match total {
+        Total::Mean | Total::Sum => columns.iter().map(|(c, _)| c.as_str()).collect(),
+        Total::MeanOfPresent => columns
+            .iter()
+            .zip(&cells)
+            .filter(|(_, cell)| cell.is_some())
+            .map(|((c, _), _)| c.as_str())
+            .collect(),
+    };
+    let seed_totals: Vec<f64> = per_seed
+        .values()
+        .filter(|by_column| {
+            !covered.is_empty() && covered.iter().all(|c| by_column.contains_key(c))
+        })
+        .map(|by_column| {
+            let column_means: Vec<f64> = covered.iter().map(|c| mean(&by_column[c])).collect();
+            match total {
+                Total::Sum => column_means.iter().sum(),
+                Total::Mean | Total::MeanOfPresent => mean(&column_means),
+            }
+        })
+        .collect();
+    cells.push(Summary::of(&seed_totals));
+    (cells, covered.len())
+}
+
+/// The heading of a table's last column.
+pub(super) fn total_head(total: Total) -> ColumnHead {
+    match total {
+        Total::Sum => ColumnHead {
+            key: "sum".into(),
+            name: "Sum".into(),
+        },
+        Total::Mean | Total::MeanOfPresent => ColumnHead {
+            key: AVG.into(),
+            name: "Avg".into(),
+        },
+    }
+}
+
+/// An empty table of `quantity` with the seeds, runs, epochs and data kind of `samples`.
+pub(super) fn table_of(key: &TableKey, quantity: Quantity, samples: &[&Sample]) -> Table {
+    let mut table = Table::new(key.clone(), quantity);
+    table.synthetic = samples.iter().any(|s| s.synthetic);
+    table.seeds = samples.iter().map(|s| s.seed).collect();
+    table.runs = samples
+        .iter()
+        .map(|s| s.run_id.as_str())
+        .collect::<BTreeSet<_>>()
+        .len();
+    table.epochs = samples.iter().map(|s| s.epoch).collect();
+    table
 }
 
 /// Lays samples out as tables, one per (experiment, pre-training set, profile), in key order.
@@ -213,109 +375,40 @@ fn build_table(
         .map(Vec::as_slice)
         .unwrap_or(&[]);
     let tasks = order_tasks(samples.iter().map(|s| s.task.as_str()), registry);
-    let teachers = samples
-        .iter()
-        .filter_map(|s| s.method.split_once('@').map(|(_, t)| t))
-        .collect::<BTreeSet<_>>()
-        .len();
+    let teachers = teachers(samples);
     let methods = order_methods(
         samples.iter().map(|s| s.method.as_str()),
         &opts.method_order,
     );
-
-    // method -> seed -> task -> values of the runs with that seed.
-    let mut values: BTreeMap<&str, BTreeMap<u64, BTreeMap<&str, Vec<f64>>>> = BTreeMap::new();
-    for s in samples {
-        values
-            .entry(s.method.as_str())
-            .or_default()
-            .entry(s.seed)
-            .or_default()
-            .entry(s.task.as_str())
-            .or_default()
-            .push(s.value);
-    }
-
-    let rows = methods
+    let total = match quantity {
+        Quantity::TaskWeight => Total::Sum,
+        _ => Total::Mean,
+    };
+    let values = pool(samples);
+    let mut table = table_of(key, quantity, samples);
+    table.rows = methods
         .iter()
         .map(|method| {
-            let per_seed = &values[method.as_str()];
-            let mut cells: Vec<Option<Summary>> = tasks
-                .iter()
-                .map(|(task, _)| {
-                    let seed_means: Vec<f64> = per_seed
-                        .values()
-                        .filter_map(|by_task| by_task.get(task.as_str()))
-                        .map(|runs| mean(runs))
-                        .collect();
-                    Summary::of(&seed_means)
-                })
-                .collect();
-            // Avg (Sum): per seed, the mean (sum) over the table's tasks, only for seeds that
-            // have them all.
-            let seed_totals: Vec<f64> = per_seed
-                .values()
-                .filter(|by_task| tasks.iter().all(|(t, _)| by_task.contains_key(t.as_str())))
-                .map(|by_task| {
-                    let task_means: Vec<f64> = tasks
-                        .iter()
-                        .map(|(t, _)| mean(&by_task[t.as_str()]))
-                        .collect();
-                    match quantity {
-                        Quantity::Accuracy => mean(&task_means),
-                        Quantity::TaskWeight => task_means.iter().sum(),
-                    }
-                })
-                .collect();
-            cells.push(Summary::of(&seed_totals));
-            // With one foundation model a method has one row: its key is the method's.
-            let key = match method.split_once('@') {
-                Some((m, _)) if teachers <= 1 && m != FOUNDATION_ROW => m.to_string(),
-                _ => method.clone(),
-            };
-            Row {
-                key,
-                name: row_name(method, opts, teachers),
+            let (cells, _) = cells(&values[method.as_str()], &tasks, total);
+            Row::new(
+                shown_key(method, teachers),
+                row_name(method, opts, teachers),
                 cells,
-                reference: method.starts_with(&format!("{FOUNDATION_ROW}@")),
-            }
+                row_kind(method),
+            )
         })
         .collect();
-
-    let mut columns: Vec<ColumnHead> = tasks
+    table.columns = tasks
         .into_iter()
         .map(|(key, name)| ColumnHead { key, name })
         .collect();
-    columns.push(match quantity {
-        Quantity::Accuracy => ColumnHead {
-            key: "avg".into(),
-            name: "Avg".into(),
-        },
-        Quantity::TaskWeight => ColumnHead {
-            key: "sum".into(),
-            name: "Sum".into(),
-        },
-    });
-
-    Table {
-        key: key.clone(),
-        quantity,
-        columns,
-        rows,
-        synthetic: samples.iter().any(|s| s.synthetic),
-        seeds: samples.iter().map(|s| s.seed).collect(),
-        runs: samples
-            .iter()
-            .map(|s| s.run_id.as_str())
-            .collect::<BTreeSet<_>>()
-            .len(),
-        epochs: samples.iter().map(|s| s.epoch).collect(),
-    }
+    table.columns.push(total_head(total));
+    table
 }
 
 /// Tasks present, as (key, display name): registry order first, unlisted tasks after it in
 /// alphabetical order under their key.
-fn order_tasks<'a>(
+pub(super) fn order_tasks<'a>(
     present: impl Iterator<Item = &'a str>,
     registry: &[(String, String)],
 ) -> Vec<(String, String)> {
@@ -334,16 +427,20 @@ fn order_tasks<'a>(
 }
 
 /// Rows present: methods in the given order first (each with its teachers in name order),
-/// unknown methods after them alphabetically, foundation models last.
-fn order_methods<'a>(present: impl Iterator<Item = &'a str>, order: &[String]) -> Vec<String> {
+/// unknown methods after them alphabetically, then foundation models, then the
+/// from-scratch baseline.
+pub(super) fn order_methods<'a>(
+    present: impl Iterator<Item = &'a str>,
+    order: &[String],
+) -> Vec<String> {
     let present: BTreeSet<&str> = present.collect();
-    let method_of = |k: &str| k.split_once('@').map_or(k, |(m, _)| m).to_string();
     let rank = |k: &str| {
-        let m = method_of(k);
+        let m = split_key(k).0;
         match order.iter().position(|o| *o == m) {
             Some(i) => (0, i, String::new()),
-            None if m == FOUNDATION_ROW => (2, 0, String::new()),
-            None => (1, 0, m),
+            None if m == FOUNDATION_METHOD => (2, 0, String::new()),
+            None if m == SCRATCH_METHOD => (3, 0, String::new()),
+            None => (1, 0, m.to_string()),
         }
     };
     let mut ordered: Vec<String> = present.iter().map(|s| s.to_string()).collect();
@@ -361,7 +458,7 @@ fn strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-fn mean(values: &[f64]) -> f64 {
+pub(super) fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
@@ -387,6 +484,7 @@ mod tests {
         let order = vec!["stl".to_string(), "mtl".to_string(), "lorkd".to_string()];
         let got = order_methods(
             [
+                "scratch",
                 "foundation@r50",
                 "zeta",
                 "lorkd@vit",
@@ -405,7 +503,8 @@ mod tests {
                 "lorkd@vit",
                 "alpha",
                 "zeta",
-                "foundation@r50"
+                "foundation@r50",
+                "scratch"
             ]
         );
     }

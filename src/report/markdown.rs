@@ -1,7 +1,8 @@
 //! Markdown rendering of a [`Table`]: a `##` title, the synthetic-data banner where needed, a
-//! caption line, and a pipe table with the best cell of each column in bold.
+//! caption line, and a pipe table with the best cell of each column in bold, each cell's
+//! mark (†, `(k/N)`) after its number, and differences signed.
 
-use super::table::{Summary, Table, SYNTHETIC_BANNER};
+use super::table::{Mark, RowKind, Summary, Table, SYNTHETIC_BANNER};
 
 /// Shown for a cell without data.
 pub const MISSING: &str = "–";
@@ -14,7 +15,7 @@ pub fn render(table: &Table) -> String {
     }
     out.push_str(&format!("{}\n\n", table.caption()));
 
-    out.push_str("| Method |");
+    out.push_str(&format!("| {} |", table.row_heading()));
     for column in &table.columns {
         out.push_str(&format!(" {} |", escape(&column.name)));
     }
@@ -27,10 +28,19 @@ pub fn render(table: &Table) -> String {
         out.push_str(&format!("| {} |", escape(&row.name)));
         for (c, cell) in row.cells.iter().enumerate() {
             let text = match cell {
-                Some(s) if table.is_best(r, c) => {
-                    format!("**{}**", cell_text(s, table.decimals()))
+                Some(s) => {
+                    let number = if row.kind == RowKind::Delta {
+                        signed_text(s, table.decimals())
+                    } else {
+                        cell_text(s, table.decimals())
+                    };
+                    let number = if table.is_best(r, c) {
+                        format!("**{number}**")
+                    } else {
+                        number
+                    };
+                    format!("{number}{}", mark_text(row.mark(c)))
                 }
-                Some(s) => cell_text(s, table.decimals()),
                 None => MISSING.to_owned(),
             };
             out.push_str(&format!(" {text} |"));
@@ -45,6 +55,20 @@ pub fn cell_text(s: &Summary, decimals: usize) -> String {
     match s.std {
         Some(std) => format!("{:.d$} ± {:.d$}", s.mean, std, d = decimals),
         None => format!("{:.d$}", s.mean, d = decimals),
+    }
+}
+
+/// A difference with its sign: `+1.50`, `-0.25`.
+pub fn signed_text(s: &Summary, decimals: usize) -> String {
+    format!("{:+.d$}", s.mean, d = decimals)
+}
+
+/// What follows a number: `†` right after it, ` (k/N)` after a space.
+fn mark_text(mark: Option<Mark>) -> String {
+    match mark {
+        None => String::new(),
+        Some(Mark::Shared) => Mark::Shared.text(),
+        Some(m @ Mark::Partial { .. }) => format!(" {}", m.text()),
     }
 }
 

@@ -1,25 +1,33 @@
 //! Reports: results tables rendered from the run store.
 //!
-//! The pipeline is scan → select → lay out → render → write:
+//! The pipeline is scan → relabel → select → lay out → render → write:
 //! [`crate::store::metrics::scan_all`] scans every `metrics.parquet` lazily,
-//! [`decomposition`] selects the rows a table needs and lays them out as [`table::Table`]s,
-//! and one writer per format ([`markdown`], [`csv`], [`latex`]) turns a table into text.
+//! [`membership`] relabels the rows by the experiment manifests (a run shared by several
+//! experiments shows in each of them), [`decomposition`] selects the rows a table needs and
+//! lays them out as [`table::Table`]s, [`transfer`] and [`comparison`] do the same for the
+//! fine-tuning results and for the paper's reference numbers, and one writer per format
+//! ([`markdown`], [`csv`], [`latex`]) turns a table into text.
 //! The task-weights tables of the gradient-balancing methods ([`task_weighting`]) go through
 //! the same layout and writers.
 //! Every table built even partly from synthetic data carries a banner saying so, in every
 //! format, so that smoke-profile numbers are never mistaken for a reproduction of the paper.
 
+pub mod comparison;
 pub mod csv;
 pub mod decomposition;
 pub mod latex;
 pub mod markdown;
+pub mod membership;
 pub mod table;
 pub mod task_weighting;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::spec::run::Stage;
+use crate::store::manifest::read_manifests;
 use crate::store::metrics::scan_all;
 use crate::util::fs::write_atomic;
 
@@ -49,13 +57,15 @@ impl Format {
 pub struct ReportOptions {
     /// The run store, `results/`.
     pub results_dir: PathBuf,
-    /// Where rendered files go: `<reports_dir>/<experiment>/{decomposition,task_weights}.<ext>`.
+    /// Where rendered files go: `<reports_dir>/<experiment>/{decomposition,transfer,comparison,
+    /// task_weights}.<ext>`.
     pub reports_dir: PathBuf,
     /// Only this experiment, when given; an unknown name is bad input.
     pub experiment: Option<String>,
     pub format: Format,
-    /// Pre-training data set key → `[(task key, task display name)]` in registry order.
-    /// Columns follow it; tasks not listed go last, alphabetically, under their key.
+    /// Data set key → `[(task key, task display name)]` in registry order (the downstream
+    /// sets under [`transfer::DOWNSTREAM_SET`]). Columns follow it; tasks not listed go last,
+    /// alphabetically, under their key.
     pub task_order: BTreeMap<String, Vec<(String, String)>>,
     /// Row order by method key (stl, mtl, mocomtl, alignedmtl, stlkd, mtlkd, kf, lorkd);
     /// unknown methods go last, alphabetically.
@@ -67,21 +77,26 @@ pub struct ReportOptions {
 /// What `harness report` produced: the text for stdout and the files it wrote.
 #[derive(Debug, Clone, Default)]
 pub struct Rendered {
-    /// Markdown and LaTeX: the decomposition tables, then the task-weights tables. CSV: the
-    /// decomposition rows only (one header per stream); the weights are in their own file.
+    /// Markdown and LaTeX: the decomposition tables, the transfer tables, the comparisons
+    /// with the paper, then the task-weights tables. CSV: the decomposition and transfer rows
+    /// only (one header for the stream); comparisons and weights have columns of their own
+    /// and are only in their files.
     pub stdout: String,
     pub files: Vec<PathBuf>,
 }
 
 /// Renders the tables of the scanned runs (all runs, or only `run_ids`) and writes, per
-/// experiment, `<reports_dir>/<experiment>/decomposition.<md|csv|tex>` and, when
-/// gradient-balancing runs logged task weights, `task_weights.<ext>` beside it (atomically,
-/// creating folders).
+/// experiment, `<reports_dir>/<experiment>/decomposition.<md|csv|tex>`, `transfer.<ext>`
+/// when transfer runs have results, `comparison.<ext>` when the experiment's manifest has
+/// the paper's numbers (`[reference]`) and we have results of its stage, and
+/// `task_weights.<ext>` when gradient-balancing runs logged task weights (atomically,
+/// creating folders). Runs are shown under the experiments whose manifests list them.
 ///
-/// Returns empty text, and writes nothing, when no run has decomposition test accuracies
-/// yet. Errors: no metrics at all, or an unknown `experiment`, are bad input.
+/// Returns empty text, and writes nothing, when no run has test accuracies yet. Errors: no
+/// metrics at all, an unreadable manifest, or an unknown `experiment`, are bad input.
 pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Result<Rendered> {
-    let metrics = scan_all(&opts.results_dir, run_ids)?;
+    let manifests = read_manifests(&opts.results_dir)?;
+    let metrics = membership::relabel(scan_all(&opts.results_dir, run_ids)?, &manifests)?;
     if let Some(wanted) = &opts.experiment {
         let known = decomposition::experiments(metrics.clone())?;
         if !known.contains(wanted) {
@@ -93,8 +108,14 @@ pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Resul
         }
     }
     let experiment = opts.experiment.as_deref();
-    let samples = decomposition::load_samples(metrics.clone(), experiment)?;
+    let decompose = [Stage::Decompose, Stage::Foundation];
+    let samples = decomposition::load_samples(metrics.clone(), experiment, &decompose)?;
     let accuracy = decomposition::build_tables(&samples, opts, Quantity::Accuracy);
+    let transfer_samples =
+        decomposition::load_samples(metrics.clone(), experiment, &[Stage::Transfer])?;
+    let transfer = transfer::build_transfer_tables(&transfer_samples, opts, &manifests);
+    let comparison =
+        comparison::build_comparison_tables(&samples, &transfer_samples, opts, &manifests);
     let weight_samples =
         task_weighting::load_weight_samples(&opts.results_dir, metrics, experiment)?;
     let weights = decomposition::build_tables(&weight_samples, opts, Quantity::TaskWeight);
@@ -107,21 +128,28 @@ pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Resul
         }
         rendered.stdout.push_str(text);
     };
-    let mut files = Vec::new();
-    let accuracy_files = write_per_experiment(opts, &accuracy, "decomposition")?;
-    let weight_files = write_per_experiment(opts, &weights, "task_weights")?;
-    if opts.format == Format::Csv && !accuracy.is_empty() {
+    // (file stem, tables, whether its CSV rows share the stdout stream's header)
+    let outputs = [
+        ("decomposition", &accuracy, true),
+        ("transfer", &transfer, true),
+        ("comparison", &comparison, false),
+        ("task_weights", &weights, false),
+    ];
+    if opts.format == Format::Csv
+        && outputs
+            .iter()
+            .any(|(_, t, shared)| *shared && !t.is_empty())
+    {
         on_stdout(&format!("{}\n", csv::HEADER));
     }
-    for (path, body) in &accuracy_files {
-        on_stdout(body);
-        files.push(path.clone());
-    }
-    for (path, body) in &weight_files {
-        if opts.format != Format::Csv {
-            on_stdout(body);
+    let mut files = Vec::new();
+    for (stem, tables, shared) in outputs {
+        for (path, body) in write_per_experiment(opts, tables, stem)? {
+            if opts.format != Format::Csv || shared {
+                on_stdout(&body);
+            }
+            files.push(path);
         }
-        files.push(path.clone());
     }
     rendered.files = files;
     Ok(rendered)
@@ -145,7 +173,8 @@ fn write_per_experiment(
     for (experiment, tables) in by_experiment {
         let body = render_tables(&tables, opts.format);
         let file_text = match opts.format {
-            Format::Csv => format!("{}\n{body}", csv::HEADER),
+            // The tables of one stem share a quantity, so the first one's header fits all.
+            Format::Csv => format!("{}\n{body}", csv::header(tables[0].quantity)),
             Format::Markdown | Format::Latex => body.clone(),
         };
         let path = report_path(&opts.reports_dir, experiment, stem, opts.format);
@@ -193,4 +222,10 @@ fn report_path(reports_dir: &Path, experiment: &str, stem: &str, format: Format)
 }
 
 #[cfg(test)]
+mod comparison_tests;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transfer_tests;
