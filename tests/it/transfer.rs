@@ -187,4 +187,27 @@ fn a_tiny_transfer_experiment_runs_end_to_end_and_is_cached() {
         plan.contains("chest → covid") && plan.contains("shared → btc"),
         "{plan}"
     );
+
+    let report = ws.run(&["report", "--experiment", "tx", "--format", "markdown"]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    let md = stdout(&report);
+    assert!(
+        md.contains("tx · transfer accuracy (%) from medmnist"),
+        "{md}"
+    );
+    assert!(md.contains("| Method | COVID | BTC | Avg |"), "{md}");
+    let transfer = &md[md.find("transfer accuracy").unwrap()..];
+    let row = |name: &str| {
+        transfer
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no {name} row:\n{transfer}"))
+            .to_string()
+    };
+    // STL has no BTC match ("–"); LoRKD's BTC cell is its shared network (†).
+    assert!(row("STL").contains("| – |"), "{}", row("STL"));
+    assert!(row("LoRKD").contains('†'), "{}", row("LoRKD"));
+    assert!(md.contains("| From scratch |"), "{md}");
+    assert!(md.contains("SYNTHETIC DATA"), "{md}");
+    assert!(ws.path().join("reports/tx/transfer.md").is_file());
 }
