@@ -180,27 +180,49 @@ fn transfer_specs(
             .find(|e| e.role == Role::Downstream && e.tasks.iter().any(|t| &t.key == d))
             .ok_or_else(|| Error::input(format!("unknown downstream set `{d}`")))?;
         let data = data_spec(registry, &set.key, &profile.data_settings(), data_dir)?;
-        let spec = |source: &RunSpec, method: &str, expert: Option<String>, seed: u64| RunSpec {
-            profile: profile_name.to_string(),
-            stage: Stage::Transfer,
-            method: method.to_string(),
-            pretrain: source.pretrain.clone(),
-            downstream: Some(d.clone()),
-            foundation: source.foundation.clone(),
-            tasks: vec![d.clone()],
-            seed,
-            data: data.clone(),
-            model: source.model.clone(),
-            train: train(settings.optim.clone()),
-            options: Default::default(),
-            teacher: None,
-            weights: None,
-            transfer: Some(TransferRef {
-                source: Some(source.run_id()),
-                expert,
-                mode: settings.mode,
-            }),
-            code_version: CODE_VERSION.to_string(),
+        // One transfer run: `from` is (source run, its expert) or `None` for the student
+        // from scratch; everything else of the spec follows.
+        let spec = |method: &str, source: Option<(&RunSpec, Option<String>)>, seed: u64| {
+            let (pretrain, foundation, model, optim, from) = match source {
+                Some((r, expert)) => (
+                    r.pretrain.clone(),
+                    r.foundation.clone(),
+                    r.model.clone(),
+                    settings.optim.clone(),
+                    (Some(r.run_id()), expert),
+                ),
+                // The student trained on the downstream set alone, with the profile's own
+                // optimiser (as decomposition runs train) for the transfer epochs.
+                None => (
+                    String::new(),
+                    None,
+                    profile.model.clone(),
+                    profile.optim.clone(),
+                    (None, None),
+                ),
+            };
+            RunSpec {
+                profile: profile_name.to_string(),
+                stage: Stage::Transfer,
+                method: method.to_string(),
+                pretrain,
+                downstream: Some(d.clone()),
+                foundation,
+                tasks: vec![d.clone()],
+                seed,
+                data: data.clone(),
+                model,
+                train: train(optim),
+                options: Default::default(),
+                teacher: None,
+                weights: None,
+                transfer: Some(TransferRef {
+                    source: from.0,
+                    expert: from.1,
+                    mode: settings.mode,
+                }),
+                code_version: CODE_VERSION.to_string(),
+            }
         };
         for r in runs.iter().filter(|r| r.stage == Stage::Decompose) {
             let matched = exp
@@ -215,39 +237,16 @@ fn transfer_specs(
                 (TransferRule::SharedEncoder, _) => None,
                 (TransferRule::ExpertOrShared, m) => m,
             };
-            out.push(spec(r, &r.method, expert, r.seed));
+            out.push(spec(&r.method, Some((r, expert)), r.seed));
         }
         for f in runs.iter().filter(|r| r.stage == Stage::Foundation) {
             for &seed in &exp.seeds {
-                out.push(spec(f, FOUNDATION_METHOD, None, seed));
+                out.push(spec(FOUNDATION_METHOD, Some((f, None)), seed));
             }
         }
         if exp.transfer_scratch {
-            // The student trained on the downstream set alone, with the profile's own
-            // optimiser (as decomposition runs train) for the transfer epochs.
             for &seed in &exp.seeds {
-                out.push(RunSpec {
-                    profile: profile_name.to_string(),
-                    stage: Stage::Transfer,
-                    method: SCRATCH_METHOD.to_string(),
-                    pretrain: String::new(),
-                    downstream: Some(d.clone()),
-                    foundation: None,
-                    tasks: vec![d.clone()],
-                    seed,
-                    data: data.clone(),
-                    model: profile.model.clone(),
-                    train: train(profile.optim.clone()),
-                    options: Default::default(),
-                    teacher: None,
-                    weights: None,
-                    transfer: Some(TransferRef {
-                        source: None,
-                        expert: None,
-                        mode: settings.mode,
-                    }),
-                    code_version: CODE_VERSION.to_string(),
-                });
+                out.push(spec(SCRATCH_METHOD, None, seed));
             }
         }
     }
