@@ -7,6 +7,7 @@
 //! ([`util::alloc`]), which opt in with `#![allow(unsafe_code)]`.
 #![deny(unsafe_code)]
 
+pub mod analysis;
 pub mod bench;
 pub mod cli;
 pub mod data;

@@ -17,20 +17,20 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "sched", "report", "expert", "bench", "train", "method", "model", "store", "spec",
-            "data", "util", "error",
+            "sched", "report", "expert", "bench", "train", "analysis", "method", "model", "store",
+            "spec", "data", "util", "error",
         ],
     ),
     (
         "sched",
         &[
-            "train", "method", "model", "store", "spec", "data", "util", "error",
+            "train", "analysis", "method", "model", "store", "spec", "data", "util", "error",
         ],
     ),
     (
         "report",
         &[
-            "train", "method", "model", "store", "spec", "data", "util", "error",
+            "train", "analysis", "method", "model", "store", "spec", "data", "util", "error",
         ],
     ),
     (
@@ -47,6 +47,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "train",
+        &[
+            "analysis", "method", "model", "store", "spec", "data", "util", "error",
+        ],
+    ),
+    (
+        "analysis",
         &["method", "model", "store", "spec", "data", "util", "error"],
     ),
     (
