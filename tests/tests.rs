@@ -3,6 +3,8 @@
 //! validator's tests call its public parse function, and the architecture test reads the
 //! sources.
 
+#[path = "it/analysis.rs"]
+mod analysis;
 #[path = "it/architecture.rs"]
 mod architecture;
 #[path = "it/balancing.rs"]

@@ -109,9 +109,13 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
             )))
         }
     }
-    if spec.stage == Stage::Transfer {
+    if matches!(spec.stage, Stage::Transfer | Stage::Analysis) {
         return Err(Error::input(format!(
-            "run {run_id} is a transfer run; `harness export` cuts experts out of decomposition and foundation runs"
+            "run {run_id} is {} run; `harness export` cuts experts out of decomposition and foundation runs",
+            match spec.stage {
+                Stage::Transfer => "a transfer",
+                _ => "an analysis",
+            }
         )));
     }
     let task = pick_task(&spec, a.task)?;
@@ -128,7 +132,7 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
             expert::backbone_and_head(&map, &spec.tasks, task, None)?,
             None,
         ),
-        Stage::Decompose | Stage::Transfer => {
+        Stage::Decompose | Stage::Transfer | Stage::Analysis => {
             let m = method::require(&spec.method)?;
             (
                 m.export_expert(&map, &spec.tasks, task, &spec.options)?,

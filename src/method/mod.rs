@@ -8,6 +8,7 @@
 pub mod aligned;
 pub mod aligned_mtl;
 pub mod expert;
+pub mod expert_source;
 pub mod feature_cache;
 pub mod hard_sharing;
 pub mod kd_loss;

@@ -74,6 +74,18 @@ impl TransferNet {
             None => Ok(z),
         }
     }
+
+    /// Pooled features at the end of every stage, in evaluation mode; the last is what the
+    /// head reads (for a KF expert z_c + z_t, whose earlier stages are the shared CKN's).
+    pub fn stage_features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut stages = self.backbone.stage_features_t(x, false)?;
+        if let Some(t) = &self.tsn {
+            if let Some(last) = stages.pop() {
+                stages.push((last + t.proj.forward(&t.net.forward_t(x, false)?)?)?);
+            }
+        }
+        Ok(stages)
+    }
 }
 
 impl TaskModel for TransferNet {

@@ -50,7 +50,7 @@ pub fn build_comparison_tables(
         let samples = match reference.stage {
             Stage::Decompose => decomposition,
             Stage::Transfer => transfer,
-            Stage::Foundation => continue,
+            Stage::Foundation | Stage::Analysis => continue,
         };
         let mine: Vec<&Sample> = samples
             .iter()

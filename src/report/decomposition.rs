@@ -65,7 +65,7 @@ pub fn load_samples(
             let of_stage = col("stage").eq(lit(s.as_str()));
             match s {
                 Stage::Transfer => of_stage.and(col("downstream").is_not_null()),
-                Stage::Foundation | Stage::Decompose => of_stage,
+                Stage::Foundation | Stage::Decompose | Stage::Analysis => of_stage,
             }
         })
         .reduce(|a, b| a.or(b))

@@ -29,13 +29,17 @@ impl Plan {
         for (spec, run_id) in specs.into_iter().zip(ids.iter().cloned()) {
             let stored = RunDir::new(results_dir, &run_id).effective_state()?;
             // A distilling run waits for its teacher's foundation run, a transfer run for
-            // the run it fine-tunes.
+            // the run it fine-tunes, an analysis run for the runs whose experts it compares.
             let teacher = spec.teacher.iter().map(|t| &t.run_id);
             let source = spec.transfer.iter().filter_map(|t| t.source.as_ref());
-            let deps = teacher
+            let compared = spec.analysis.iter().flat_map(|a| &a.sources);
+            let mut deps: Vec<usize> = teacher
                 .chain(source)
+                .chain(compared)
                 .filter_map(|dep| ids.iter().position(|id| id == dep))
                 .collect();
+            deps.sort_unstable();
+            deps.dedup();
             nodes.push(PlanNode {
                 spec,
                 run_id,

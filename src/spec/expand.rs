@@ -15,7 +15,8 @@
 //! LoRKD their matching expert or else their shared network (†); every foundation model of
 //! the grid, once per seed (the pre-training baseline); and, with `[transfer] scratch`, the
 //! student from random initialisation. Decomposition (and foundation) runs are planned
-//! whenever the transfer stage is, since transfer runs start from them.
+//! whenever the transfer stage is, since transfer runs start from them; so are they for the
+//! analysis stage ([`super::analysis_plan`]).
 
 use std::path::Path;
 
@@ -53,7 +54,8 @@ pub fn expand(
             .is_some_and(|o| o.kd.is_some())
     });
     let transfer = exp.stages.contains(&Stage::Transfer);
-    let decompose = exp.stages.contains(&Stage::Decompose) || transfer;
+    let analysis = exp.stages.contains(&Stage::Analysis);
+    let decompose = exp.stages.contains(&Stage::Decompose) || transfer || analysis;
     let mut runs = Vec::new();
     for pretrain in &exp.pretrain {
         if exp.stages.contains(&Stage::Foundation) || (distils && decompose) || transfer {
@@ -132,6 +134,7 @@ pub fn expand(
                             teacher: teacher.clone(),
                             weights: None,
                             transfer: None,
+                            analysis: None,
                             code_version: CODE_VERSION.to_string(),
                         });
                     }
@@ -149,6 +152,11 @@ pub fn expand(
             catalog,
             &runs,
         )?;
+        runs.extend(planned);
+    }
+    if analysis {
+        let planned =
+            super::analysis_plan::analysis_specs(profile, catalog, &exp.analysis_protocols, &runs)?;
         runs.extend(planned);
     }
     Ok(runs)
@@ -221,6 +229,7 @@ fn transfer_specs(
                     expert: from.1,
                     mode: settings.mode,
                 }),
+                analysis: None,
                 code_version: CODE_VERSION.to_string(),
             }
         };
@@ -321,6 +330,7 @@ fn foundation_spec(
         teacher: None,
         weights,
         transfer: None,
+        analysis: None,
         code_version: CODE_VERSION.to_string(),
     })
 }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::run::{Arch, OptimizerKind, Schedule, Stage, Stem, TransferMode};
+use super::run::{
+    Arch, CkaEstimator, CkaProtocol, OptimizerKind, Schedule, Stage, Stem, TransferMode,
+};
 use super::settings::RawTable;
 use crate::data::settings::Normalize;
 use crate::data::DataKind;
@@ -47,6 +49,33 @@ pub struct ExperimentFile {
     /// The paper's numbers for this experiment's table, printed beside ours.
     #[serde(default)]
     pub reference: Option<Spanned<ReferenceFile>>,
+    /// Options of the analysis stage that do not depend on the profile.
+    #[serde(default)]
+    pub analysis: Option<Spanned<AnalysisFile>>,
+}
+
+/// `[analysis]`: what the analysis stage computes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisFile {
+    /// How CKA pairs two tasks' samples: `cross-task` (default) and/or `same-probe`.
+    #[serde(default)]
+    pub protocols: Vec<Spanned<CkaProtocol>>,
+}
+
+/// `[profile.P.analysis]`: how big the analysis is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileAnalysisFile {
+    /// Test images per task (default 500; the least test split of the tasks caps it).
+    #[serde(default)]
+    pub samples: Option<Spanned<usize>>,
+    /// `linear` (default) or `minibatch`.
+    #[serde(default)]
+    pub estimator: Option<Spanned<CkaEstimator>>,
+    /// Rows per minibatch of the minibatch estimator (default 256).
+    #[serde(default)]
+    pub batch: Option<Spanned<usize>>,
 }
 
 /// `[transfer]`: the baselines of the transfer tables.
@@ -152,6 +181,9 @@ pub struct ProfileFile {
     /// How this profile's transfer runs train.
     #[serde(default)]
     pub transfer: Option<Spanned<ProfileTransferFile>>,
+    /// How big this profile's analysis runs are.
+    #[serde(default)]
+    pub analysis: Option<Spanned<ProfileAnalysisFile>>,
 }
 
 /// A foundation model: trained by the `foundation` stage on the union of the pre-training

@@ -28,16 +28,25 @@ pub enum Stage {
     /// Fine-tune an expert (or a shared backbone, or the foundation model) on a downstream
     /// set.
     Transfer,
+    /// Compare the experts of a finished decomposition with each other (CKA); trains
+    /// nothing.
+    Analysis,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 3] = [Stage::Foundation, Stage::Decompose, Stage::Transfer];
+    pub const ALL: [Stage; 4] = [
+        Stage::Foundation,
+        Stage::Decompose,
+        Stage::Transfer,
+        Stage::Analysis,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Foundation => "foundation",
             Stage::Decompose => "decompose",
             Stage::Transfer => "transfer",
+            Stage::Analysis => "analysis",
         }
     }
 }
@@ -218,6 +227,51 @@ pub struct TransferRef {
     pub mode: TransferMode,
 }
 
+/// How CKA pairs the samples of two tasks (the paper does not say; `../METHODS.md`, CKA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CkaProtocol {
+    /// Cell (i, j): n test images of task i through expert i against n test images of task
+    /// j through expert j, rows paired by a fixed seeded order.
+    CrossTask,
+    /// Cell (i, j): the same n test images of task i through expert i and through expert j.
+    SameProbe,
+}
+
+impl CkaProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CkaProtocol::CrossTask => "cross-task",
+            CkaProtocol::SameProbe => "same-probe",
+        }
+    }
+}
+
+/// Which CKA estimator an analysis run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CkaEstimator {
+    /// Linear CKA of all n rows at once (Kornblith et al., 2019).
+    Linear,
+    /// Unbiased HSIC summed over minibatches (Nguyen et al., 2021), for large n.
+    Minibatch,
+}
+
+/// What an analysis run compares (supplement Figure 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisRef {
+    /// Per task of the run's `tasks`, in order: the finished decomposition run holding its
+    /// expert (the same run for every task but for STL and STL-KD, one run per task).
+    pub sources: Vec<String>,
+    pub protocols: Vec<CkaProtocol>,
+    /// Test images per task (fewer where a task's test split is smaller: the least over
+    /// the tasks is used for all, so every matrix has one n).
+    pub samples: usize,
+    pub estimator: CkaEstimator,
+    /// Rows per minibatch of the minibatch estimator.
+    pub batch: usize,
+}
+
 /// One run: a node of the plan DAG.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
@@ -246,6 +300,9 @@ pub struct RunSpec {
     /// Transfer runs: what they fine-tune and how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<TransferRef>,
+    /// Analysis runs: which experts they compare and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisRef>,
     pub code_version: String,
 }
 

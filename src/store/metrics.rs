@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::parquet::{read_frame, write_frame};
 use crate::error::{Error, Result};
-use crate::util::fs::write_atomic;
 
 /// File name of the metrics log inside a run folder.
 pub const METRICS_FILE: &str = "metrics.parquet";
@@ -68,22 +68,13 @@ pub struct MetricRow {
 /// a temporary file beside `path`, synced and renamed over `path`. Missing parent folders are
 /// created.
 pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
-    let mut df = to_frame(rows)?;
-    let mut bytes = Vec::new();
-    ParquetWriter::new(&mut bytes).finish(&mut df)?;
-    write_atomic(path, &bytes)
+    write_frame(path, to_frame(rows)?)
 }
 
 /// Reads a metrics file written by [`write_metrics`]. A file that is not valid Parquet or
 /// lacks a column is bad input and the error names the file.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let df = ParquetReader::new(file).finish().map_err(|e| {
-        Error::input(format!(
-            "{}: not a readable metrics Parquet file ({e}); delete the run folder to re-run it",
-            path.display()
-        ))
-    })?;
+    let df = read_frame(path, "metrics")?;
     from_frame(&df).map_err(|e| {
         Error::input(format!(
             "{}: not a kdbench metrics file ({e}); delete the run folder to re-run it",

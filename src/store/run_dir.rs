@@ -34,6 +34,10 @@ impl RunDir {
     pub fn task_weights_path(&self) -> PathBuf {
         self.path.join("task_weights.parquet")
     }
+    /// Task-similarity matrices of analysis runs.
+    pub fn cka_path(&self) -> PathBuf {
+        self.path.join("cka.parquet")
+    }
     pub fn log_path(&self) -> PathBuf {
         self.path.join("log.txt")
     }

@@ -3,13 +3,12 @@
 //! Columns: `run_id, epoch, step, task, weight`. Written with the metrics after every
 //! epoch (write-to-temporary-then-rename); on resume, rows past the checkpoint are dropped.
 
-use std::fs;
 use std::path::Path;
 
 use polars::prelude::*;
 
+use super::parquet::{read_frame, write_frame};
 use crate::error::{Error, Result};
-use crate::util::fs::write_atomic;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightRow {
@@ -39,10 +38,7 @@ pub fn write_task_weights(path: &Path, run_id: &str, rows: &[WeightRow]) -> Resu
             rows.iter().map(|r| r.weight).collect::<Vec<f64>>(),
         ),
     ];
-    let mut df = DataFrame::new(rows.len(), columns)?;
-    let mut bytes = Vec::new();
-    ParquetWriter::new(&mut bytes).finish(&mut df)?;
-    write_atomic(path, &bytes)
+    write_frame(path, DataFrame::new(rows.len(), columns)?)
 }
 
 pub fn read_task_weights(path: &Path) -> Result<Vec<WeightRow>> {
@@ -52,8 +48,7 @@ pub fn read_task_weights(path: &Path) -> Result<Vec<WeightRow>> {
             path.display()
         ))
     };
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let df = ParquetReader::new(file).finish().map_err(|e| bad(&e))?;
+    let df = read_frame(path, "task-weights")?;
     let epoch = df
         .column("epoch")
         .and_then(|c| c.u32().cloned())

@@ -10,6 +10,7 @@ use std::time::Instant;
 use candle_core::Device;
 use candle_nn::VarMap;
 
+use crate::analysis::similarity::{self, AnalysisInputs};
 use crate::data::batch::TaskView;
 use crate::data::registry::Registry;
 use crate::data::source;
@@ -104,14 +105,21 @@ pub fn execute(
         threads: Some(ctx.threads),
         code_version: spec.code_version.clone(),
     };
+    let mut analysed = None;
     let result = dir
         .clean_temporaries()
         .and_then(|_| dir.write_spec(spec))
         .and_then(|_| dir.write_status(&status))
-        .and_then(|_| train(spec, device_name, ctx, &dir, sink, started));
+        .and_then(|_| match spec.stage {
+            Stage::Analysis => analyse(spec, device_name, ctx, &dir).map(|s| {
+                analysed = Some(s);
+                FitOutcome::Done
+            }),
+            _ => train(spec, device_name, ctx, &dir, sink, started),
+        });
     let (state, outcome) = match result {
         Ok(FitOutcome::Done) => {
-            let summary = summarise(&dir).unwrap_or_default();
+            let summary = analysed.unwrap_or_else(|| summarise(&dir).unwrap_or_default());
             (State::Done, RunOutcome::Done { summary })
         }
         Ok(FitOutcome::Diverged(msg)) => (State::Diverged, RunOutcome::Diverged(msg)),
@@ -136,6 +144,22 @@ pub fn execute(
         return RunOutcome::Failed(format!("could not record status: {e}"));
     }
     outcome
+}
+
+/// An analysis run: compare the experts of its source runs (nothing is trained).
+fn analyse(spec: &RunSpec, device_name: &str, ctx: &RunContext, dir: &RunDir) -> Result<String> {
+    let device = open_device(device_name)?;
+    dir.log(&format!("start {} on {device_name}", spec.label()))?;
+    let inputs = AnalysisInputs {
+        experiment: &ctx.experiment,
+        registry: &ctx.registry,
+        data_dir: &ctx.data_dir,
+        results_dir: &ctx.results_dir,
+        device: &device,
+    };
+    let summary = similarity::run(spec, &inputs, dir)?;
+    dir.log(&summary)?;
+    Ok(summary)
 }
 
 /// Mean test accuracy over the run's tasks, for the progress line.
@@ -283,7 +307,7 @@ fn train(
     }
     if let Some(source) = spec.transfer.as_ref().and_then(|t| t.source.as_ref()) {
         let start = transfer::start_weights(spec, &ctx.results_dir, &device)?;
-        transfer::load_start(&map, &start, source)?;
+        crate::method::expert_source::load_weights(&map, &start, source)?;
     }
     let params: Vec<_> = params_of(&map)
         .into_iter()
@@ -413,6 +437,12 @@ pub fn build_model(
                 Box::new(net) as Box<dyn TaskModel>,
                 Box::new(Equal) as Box<dyn Weighting>,
             )
+        }
+        Stage::Analysis => {
+            return Err(Error::input(format!(
+                "analysis run {} trains no network; its experts come from its source runs",
+                spec.run_id()
+            )))
         }
     })
 }

@@ -507,12 +507,12 @@ fn unknown_stage_names_the_available_stages() {
     let src = edit(
         MINIMAL,
         r#"stages = ["decompose"]"#,
-        r#"stages = ["decompose", "analysis"]"#,
+        r#"stages = ["decompose", "cka"]"#,
     );
     assert_err(
         &src,
-        r#""analysis""#,
-        "stages: unknown variant `analysis`, expected one of `foundation`, `decompose`, `transfer`",
+        r#""cka""#,
+        "stages: unknown variant `cka`, expected one of `foundation`, `decompose`, `transfer`, `analysis`",
     );
 }
 

@@ -8,6 +8,7 @@
 //! method reads itself, see [`super::catalog`]), `foundation` the foundation models, and
 //! `names` the registry names of the grid.
 
+mod analysis;
 mod foundation;
 mod methods;
 mod names;
@@ -23,7 +24,9 @@ use super::catalog::MethodCatalog;
 use super::file::ExperimentFile;
 use super::options::MethodOptions;
 use super::reference::Reference;
-use super::run::{ModelConfig, OptimConfig, OptimizerKind, Stage, TransferMode};
+use super::run::{
+    CkaEstimator, CkaProtocol, ModelConfig, OptimConfig, OptimizerKind, Stage, TransferMode,
+};
 use super::settings::SettingError;
 use crate::data::registry::{Registry, Role};
 use crate::data::settings::{DataSettings, Normalize, SplitCaps};
@@ -54,6 +57,8 @@ pub struct Experiment {
     pub expert_for: BTreeMap<String, BTreeMap<String, Option<String>>>,
     /// The paper's values of this experiment's table.
     pub reference: Option<Reference>,
+    /// `[analysis] protocols`: how the analysis stage pairs two tasks' samples for CKA.
+    pub analysis_protocols: Vec<CkaProtocol>,
 }
 
 /// A foundation model of a profile.
@@ -92,6 +97,16 @@ pub struct Profile {
     pub method_options: BTreeMap<String, MethodOptions>,
     /// How transfer runs train (`[profile.P.transfer]` over our defaults).
     pub transfer: TransferSettings,
+    /// How big analysis runs are (`[profile.P.analysis]` over our defaults).
+    pub analysis: AnalysisSettings,
+}
+
+/// A profile's CKA analysis size (README "CKA protocol").
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisSettings {
+    pub samples: usize,
+    pub estimator: CkaEstimator,
+    pub batch: usize,
 }
 
 /// A profile's transfer protocol (the paper gives none; these are ours, README "Transfer").
@@ -310,6 +325,7 @@ impl Validator<'_> {
         self.transfer_checks(&f, &stages, &downstream)?;
         let expert_for = self.expert_for(&f, &pretrain, &downstream)?;
         let reference = self.reference(&f, &pretrain, &downstream, &foundation)?;
+        let analysis_protocols = self.analysis_checks(&f, &stages, &pretrain)?;
         Ok(Experiment {
             path: self.path.to_path_buf(),
             name,
@@ -325,6 +341,7 @@ impl Validator<'_> {
             transfer_scratch: f.transfer.as_ref().is_some_and(|t| t.get_ref().scratch),
             expert_for,
             reference,
+            analysis_protocols,
         })
     }
 }

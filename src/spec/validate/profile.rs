@@ -79,6 +79,7 @@ impl Validator<'_> {
             .map_or(Normalize::default_for(data), |n| *n.get_ref());
         let optim = self.optim(name, p.optim.get_ref())?;
         let transfer = self.profile_transfer(name, p.transfer.as_ref(), epochs, &optim)?;
+        let analysis = self.profile_analysis(name, p.analysis.as_ref())?;
         Ok(Profile {
             data,
             normalize,
@@ -108,6 +109,7 @@ impl Validator<'_> {
             method_overrides: BTreeMap::new(),
             method_options: BTreeMap::new(),
             transfer,
+            analysis,
         })
     }
 }

@@ -251,7 +251,7 @@ impl Validator<'_> {
                     .unwrap_or_default()
             }
             Stage::Transfer => downstream.to_vec(),
-            Stage::Foundation => {
+            Stage::Foundation | Stage::Analysis => {
                 return self.err(
                     r.stage.span(),
                     "reference.stage must be \"decompose\" (Table 3) or \"transfer\" (Table 4)",
