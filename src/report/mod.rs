@@ -9,15 +9,20 @@
 //! ([`markdown`], [`csv`], [`latex`]) turns a table into text.
 //! The task-weights tables of the gradient-balancing methods ([`task_weighting`]) go through
 //! the same layout and writers.
-//! Every table built even partly from synthetic data carries a banner saying so, in every
-//! format, so that smoke-profile numbers are never mistaken for a reproduction of the paper.
+//! The figures ([`figure`]: CKA heatmaps and per-stage plots from [`similarity`]'s
+//! matrices) are written as PNG and SVG beside the tables.
+//! Every table or figure built even partly from synthetic data carries a banner saying so,
+//! in every format, so that smoke-profile numbers are never mistaken for a reproduction of
+//! the paper.
 
 pub mod comparison;
 pub mod csv;
 pub mod decomposition;
+pub mod figure;
 pub mod latex;
 pub mod markdown;
 pub mod membership;
+pub mod similarity;
 pub mod table;
 pub mod task_weighting;
 pub mod transfer;
@@ -151,6 +156,9 @@ pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Resul
             files.push(path);
         }
     }
+    let matrices =
+        similarity::load_matrices(&opts.results_dir, &manifests, experiment, &opts.task_order)?;
+    files.extend(figure::cka::write_cka_figures(opts, &matrices)?);
     rendered.files = files;
     Ok(rendered)
 }

@@ -104,6 +104,36 @@ fn cka_matrices_of_a_tiny_decomposition() {
         "{}",
         stderr(&again)
     );
+
+    // The figures: a heatmap and a per-stage plot per protocol, PNG and SVG, each with the
+    // synthetic banner and its protocol drawn in.
+    let report = ws.run(&["report", "--experiment", "ck", "--format", "markdown"]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    let dir = ws.path().join("reports/ck");
+    for protocol in ["cross-task", "same-probe"] {
+        for stem in [
+            format!("cka_medmnist_{protocol}"),
+            format!("cka_stages_medmnist_{protocol}"),
+        ] {
+            let png = std::fs::read(dir.join(format!("{stem}.png"))).unwrap();
+            assert_eq!(&png[1..4], b"PNG", "{stem}");
+            let img = image::load_from_memory(&png).unwrap();
+            assert!(img.width() > 600 && img.height() > 400, "{stem}");
+            let svg = std::fs::read_to_string(dir.join(format!("{stem}.svg"))).unwrap();
+            assert!(svg.contains("SYNTHETIC DATA"), "{stem}");
+            assert!(svg.contains(&format!("Protocol {protocol}")), "{stem}");
+        }
+    }
+    let heatmap = std::fs::read_to_string(dir.join("cka_medmnist_same-probe.svg")).unwrap();
+    assert!(
+        heatmap.contains("MTL  (mean off-diagonal 1.000)"),
+        "MTL's panel title"
+    );
+    assert!(
+        stderr(&report).contains("cka_medmnist_same-probe.png"),
+        "{}",
+        stderr(&report)
+    );
 }
 
 #[test]
