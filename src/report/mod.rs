@@ -17,6 +17,7 @@
 
 pub mod comparison;
 pub mod csv;
+pub mod curves;
 pub mod decomposition;
 pub mod figure;
 pub mod latex;
@@ -121,8 +122,10 @@ pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Resul
     let transfer = transfer::build_transfer_tables(&transfer_samples, opts, &manifests);
     let comparison =
         comparison::build_comparison_tables(&samples, &transfer_samples, opts, &manifests);
-    let weight_samples =
-        task_weighting::load_weight_samples(&opts.results_dir, metrics, experiment)?;
+    let weight_runs =
+        task_weighting::load_weight_runs(&opts.results_dir, metrics.clone(), experiment)?;
+    let weight_samples = task_weighting::weight_samples(&weight_runs);
+    let curves = curves::load_curves(metrics, experiment)?;
     let weights = decomposition::build_tables(&weight_samples, opts, Quantity::TaskWeight);
 
     let mut rendered = Rendered::default();
@@ -159,6 +162,11 @@ pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Resul
     let matrices =
         similarity::load_matrices(&opts.results_dir, &manifests, experiment, &opts.task_order)?;
     files.extend(figure::cka::write_cka_figures(opts, &matrices)?);
+    files.extend(figure::training::write_training_figures(
+        opts,
+        curves,
+        &weight_runs,
+    )?);
     rendered.files = files;
     Ok(rendered)
 }

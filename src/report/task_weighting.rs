@@ -16,16 +16,22 @@ use polars::prelude::*;
 use super::decomposition::{RunColumns, Sample};
 use crate::error::{Error, Result};
 use crate::store::run_dir::RunDir;
-use crate::store::task_weights::read_task_weights;
+use crate::store::task_weights::{read_task_weights, WeightRow};
 
-/// One sample per (run, task) of every decomposition run in `metrics` (restricted to
-/// `experiment` when given) that logged task weights. Runs of equal weighting log none and
-/// give none.
-pub fn load_weight_samples(
+/// A decomposition run that logged task weights, and its rows.
+pub struct WeightRun {
+    /// The run's table key, row key, seed and data kind (`task`, `epoch` and `value` unset).
+    pub run: Sample,
+    pub rows: Vec<WeightRow>,
+}
+
+/// Every decomposition run in `metrics` (restricted to `experiment` when given) that logged
+/// task weights. Runs of equal weighting log none and give none.
+pub fn load_weight_runs(
     results_dir: &Path,
     metrics: LazyFrame,
     experiment: Option<&str>,
-) -> Result<Vec<Sample>> {
+) -> Result<Vec<WeightRun>> {
     let mut selected = metrics.filter(col("stage").eq(lit("decompose")));
     if let Some(name) = experiment {
         selected = selected.filter(col("experiment").eq(lit(name)));
@@ -39,7 +45,7 @@ pub fn load_weight_samples(
         .collect()?;
     let runs = RunColumns::read(&df)?;
 
-    let mut samples = Vec::new();
+    let mut out = Vec::new();
     for i in 0..df.height() {
         let path = RunDir::new(results_dir, &runs.run_id[i]).task_weights_path();
         if !path.exists() {
@@ -51,7 +57,19 @@ pub fn load_weight_samples(
                 runs.run_id[i]
             )));
         };
-        let rows = read_task_weights(&path)?;
+        out.push(WeightRun {
+            run: runs.sample(i, seed, String::new(), 0, 0.0),
+            rows: read_task_weights(&path)?,
+        });
+    }
+    Ok(out)
+}
+
+/// One sample per (run, task) of `runs`: the mean weight over the steps of the run's last
+/// epoch.
+pub fn weight_samples(runs: &[WeightRun]) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for WeightRun { run, rows } in runs {
         let Some(last) = rows.iter().map(|r| r.epoch).max() else {
             continue;
         };
@@ -62,8 +80,13 @@ pub fn load_weight_samples(
             *n += 1;
         }
         for (task, (sum, n)) in by_task {
-            samples.push(runs.sample(i, seed, task.to_owned(), last, sum / n as f64));
+            samples.push(Sample {
+                task: task.to_owned(),
+                epoch: last,
+                value: sum / n as f64,
+                ..run.clone()
+            });
         }
     }
-    Ok(samples)
+    samples
 }

@@ -445,10 +445,16 @@ fn task_weights_table_averages_the_last_epoch_and_pools_seeds() {
     assert!(weights.contains("· 2 runs · last epoch 2"), "{weights}");
     let file = dir.path().join("reports/table3/task_weights.md");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), weights);
-    assert_eq!(
-        rendered.files,
-        [dir.path().join("reports/table3/decomposition.md"), file]
-    );
+    let figures = ["curves_medmnist", "task_weights_medmnist"]
+        .iter()
+        .flat_map(|stem| {
+            ["png", "svg"].map(|ext| dir.path().join(format!("reports/table3/{stem}.{ext}")))
+        });
+    let expected: Vec<_> = [dir.path().join("reports/table3/decomposition.md"), file]
+        .into_iter()
+        .chain(figures)
+        .collect();
+    assert_eq!(rendered.files, expected, "the tables, then the figures");
 
     // CSV: stdout keeps one header (accuracies only); the weights have their own file.
     let rendered = render_reports(&options(dir.path(), Format::Csv, None), None).unwrap();

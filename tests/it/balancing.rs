@@ -68,6 +68,21 @@ fn gradient_balancing_methods_train_and_log_task_weights() {
     assert!(weights.contains("| Aligned-MTL |"), "{weights}");
     assert!(ws.path().join("reports/balance/task_weights.md").exists());
     assert!(stderr(&o).contains("task_weights.md"), "{}", stderr(&o));
+    // The same weights over the steps, one plot per method, and the training curves.
+    let svg = std::fs::read_to_string(ws.path().join("reports/balance/task_weights_medmnist.svg"))
+        .unwrap();
+    assert!(
+        svg.contains("MoCo-MTL") && svg.contains("Aligned-MTL"),
+        "panel titles"
+    );
+    assert!(svg.contains("SYNTHETIC DATA"), "banner");
+    assert!(ws
+        .path()
+        .join("reports/balance/task_weights_medmnist.png")
+        .is_file());
+    let curves =
+        std::fs::read_to_string(ws.path().join("reports/balance/curves_medmnist.svg")).unwrap();
+    assert!(curves.contains("validation accuracy"), "curves");
 }
 
 #[test]

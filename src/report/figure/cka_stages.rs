@@ -8,18 +8,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::{banner, bold, text, DrawResult, Figure, FONT};
+use super::{banner, bold, text, DrawResult, Figure, FONT, PALETTE};
 use crate::report::similarity::CkaMatrix;
-
-/// Line colours, in method order (colour-blind safe: Okabe–Ito).
-pub const PALETTE: [RGBColor; 6] = [
-    RGBColor(0, 114, 178),
-    RGBColor(213, 94, 0),
-    RGBColor(0, 158, 115),
-    RGBColor(204, 121, 167),
-    RGBColor(230, 159, 0),
-    RGBColor(86, 180, 233),
-];
 
 pub struct CkaStages {
     stem: String,

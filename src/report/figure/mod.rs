@@ -6,11 +6,16 @@
 //!
 //! [`cka_heatmap`] draws the supplement's Figure 5 (CKA matrices side by side),
 //! [`cka_stages`] the mean off-diagonal CKA per backbone stage; [`cka`] makes both from the
-//! experiments' matrices.
+//! experiments' matrices. [`curves`] draws training curves, [`task_weights`] the task
+//! weights of the gradient-balancing methods over the steps; [`legend`] is their legend.
 
 pub mod cka;
 pub mod cka_heatmap;
 pub mod cka_stages;
+pub mod curves;
+pub mod legend;
+pub mod task_weights;
+pub mod training;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -29,6 +34,26 @@ pub const FONT: &str = "sans-serif";
 /// The banner of figures made from synthetic data.
 pub const SYNTHETIC_BANNER: &str =
     "SYNTHETIC DATA: kdbench stand-ins, not the paper's data; NOT a reproduction of the paper";
+
+/// Line colours, in series order: Okabe–Ito's colour-blind-safe set, then darker tones.
+pub const PALETTE: [RGBColor; 16] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+    RGBColor(240, 228, 66),
+    RGBColor(120, 60, 150),
+    RGBColor(110, 110, 110),
+    RGBColor(160, 40, 40),
+    RGBColor(40, 90, 40),
+    RGBColor(0, 60, 130),
+    RGBColor(150, 150, 0),
+    RGBColor(0, 170, 170),
+    RGBColor(200, 0, 200),
+];
 
 /// Red of the synthetic banner.
 pub const BANNER_RED: RGBColor = RGBColor(178, 24, 43);
