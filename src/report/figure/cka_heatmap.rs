@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use plotters::style::FontTransform;
 
-use super::{banner, bold, text, text_width, DrawResult, Figure};
+use super::{banner, bold, caption, text, text_width, DrawResult, Figure, BANNER, CAPTION_LINE};
 use crate::report::similarity::CkaMatrix;
 
 /// One panel: a method's matrix and its title.
@@ -27,12 +27,10 @@ pub struct CkaHeatmap<'a> {
     pub caption: Vec<String>,
 }
 
-const BANNER: i32 = 30;
 const GAP: i32 = 40;
 const BAR: i32 = 18;
 const LABEL_FONT: f64 = 13.0;
 const CAPTION_FONT: f64 = 13.0;
-const CAPTION_LINE: i32 = 19;
 
 impl CkaHeatmap<'_> {
     fn tasks(&self) -> usize {
@@ -232,13 +230,6 @@ impl Figure for CkaHeatmap<'_> {
             (l.bar_x + BAR / 2, l.top - 18),
             bold(13.0, BLACK, HPos::Center, VPos::Center),
         ))?;
-        for (k, line) in self.caption.iter().enumerate() {
-            root.draw(&Text::new(
-                line.as_str(),
-                (20, l.bottom + k as i32 * CAPTION_LINE),
-                text(CAPTION_FONT, BLACK, HPos::Left, VPos::Top),
-            ))?;
-        }
-        Ok(())
+        caption(root, &self.caption, l.bottom)
     }
 }

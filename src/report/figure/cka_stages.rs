@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::{banner, bold, text, DrawResult, Figure, FONT, PALETTE};
+use super::{caption, frame, text, DrawResult, Figure, BANNER, CAPTION_LINE, FONT, PALETTE, TITLE};
 use crate::report::similarity::CkaMatrix;
 
 pub struct CkaStages {
@@ -31,10 +31,8 @@ fn layer_rank(layer: &str) -> (u32, String) {
     }
 }
 
-const BANNER: i32 = 30;
 const WIDTH: u32 = 900;
 const PLOT_HEIGHT: u32 = 430;
-const CAPTION_LINE: i32 = 19;
 
 impl CkaStages {
     /// From each method's matrices (one per layer), in the order given; `None` when there
@@ -93,19 +91,14 @@ impl Figure for CkaStages {
 
     fn size(&self) -> (u32, u32) {
         let caption = CAPTION_LINE * self.caption.len() as i32 + 20;
-        (WIDTH, BANNER as u32 + 40 + PLOT_HEIGHT + caption as u32)
+        (
+            WIDTH,
+            (BANNER + TITLE) as u32 + PLOT_HEIGHT + caption as u32,
+        )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        root.fill(&WHITE)?;
-        banner(root, self.synthetic, BANNER)?;
-        root.draw(&Text::new(
-            self.title.as_str(),
-            (WIDTH as i32 / 2, BANNER + 20),
-            bold(17.0, BLACK, HPos::Center, VPos::Center),
-        ))?;
-        let top = BANNER as u32 + 40;
-        let plot = root.margin(top, 0, 0, 0);
+        let plot = frame(root, self.synthetic, &self.title)?;
         let (plot, below) = plot.split_vertically(PLOT_HEIGHT);
         let last = self.layers.len().saturating_sub(1) as f64;
         let mut chart = ChartBuilder::on(&plot)
@@ -170,13 +163,6 @@ impl Figure for CkaStages {
             .border_style(RGBColor(180, 180, 180))
             .label_font((FONT, 13))
             .draw()?;
-        for (k, line) in self.caption.iter().enumerate() {
-            below.draw(&Text::new(
-                line.as_str(),
-                (20, 10 + k as i32 * CAPTION_LINE),
-                text(13.0, BLACK, HPos::Left, VPos::Top),
-            ))?;
-        }
-        Ok(())
+        caption(&below, &self.caption, 10)
     }
 }

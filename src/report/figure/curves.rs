@@ -4,10 +4,11 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, VPos};
 
 use super::legend::{draw_legend, ENTRY};
-use super::{banner, bold, text, text_width, DrawResult, Figure, FONT, PALETTE};
+use super::{
+    caption, frame, text_width, DrawResult, Figure, BANNER, CAPTION_LINE, FONT, PALETTE, TITLE,
+};
 use crate::report::curves::{Curve, CurveQuantity};
 
 /// One method's curves.
@@ -27,10 +28,8 @@ pub struct TrainingCurves {
     pub synthetic: bool,
 }
 
-const BANNER: i32 = 30;
 const PLOT_W: u32 = 520;
 const PLOT_H: u32 = 420;
-const CAPTION_LINE: i32 = 19;
 
 impl TrainingCurves {
     fn legend_width(&self) -> u32 {
@@ -113,20 +112,12 @@ impl Figure for TrainingCurves {
         let caption = (CAPTION_LINE * self.caption.len() as i32 + 24) as u32;
         (
             2 * PLOT_W + self.legend_width() + 20,
-            BANNER as u32 + 44 + self.plot_height() + caption,
+            (BANNER + TITLE) as u32 + self.plot_height() + caption,
         )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (w, _) = self.size();
-        root.fill(&WHITE)?;
-        banner(root, self.synthetic, BANNER)?;
-        root.draw(&Text::new(
-            self.title.as_str(),
-            (w as i32 / 2, BANNER + 22),
-            bold(17.0, BLACK, HPos::Center, VPos::Center),
-        ))?;
-        let body = root.margin(BANNER as u32 + 44, 0, 0, 0);
+        let body = frame(root, self.synthetic, &self.title)?;
         let (plots, below) = body.split_vertically(self.plot_height());
         let (loss, rest) = plots.split_horizontally(PLOT_W);
         let (accuracy, legend) = rest.split_horizontally(PLOT_W);
@@ -138,13 +129,6 @@ impl Figure for TrainingCurves {
             .map(|s| (s.name.clone(), s.dashed))
             .collect();
         draw_legend(&legend, (16, 50), &entries)?;
-        for (k, line) in self.caption.iter().enumerate() {
-            below.draw(&Text::new(
-                line.as_str(),
-                (20, 8 + k as i32 * CAPTION_LINE),
-                text(13.0, BLACK, HPos::Left, VPos::Top),
-            ))?;
-        }
-        Ok(())
+        caption(&below, &self.caption, 8)
     }
 }

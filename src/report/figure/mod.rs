@@ -147,6 +147,46 @@ pub fn banner<DB: DrawingBackend>(
     ))
 }
 
+/// Height of the synthetic banner, and of the title line under it.
+pub const BANNER: i32 = 30;
+pub const TITLE: i32 = 44;
+/// Line height of captions.
+pub const CAPTION_LINE: i32 = 19;
+
+/// Fills `root` white and draws the banner (when `synthetic`) and the bold `title`; gives
+/// the area below them.
+pub fn frame<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    synthetic: bool,
+    title: &str,
+) -> std::result::Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let (w, _) = root.dim_in_pixel();
+    root.fill(&WHITE)?;
+    banner(root, synthetic, BANNER)?;
+    root.draw(&Text::new(
+        title,
+        (w as i32 / 2, BANNER + 22),
+        bold(17.0, BLACK, HPos::Center, VPos::Center),
+    ))?;
+    Ok(root.margin((BANNER + TITLE) as u32, 0, 0, 0))
+}
+
+/// Draws caption `lines` on `area`, from `(20, top)` down.
+pub fn caption<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    lines: &[String],
+    top: i32,
+) -> DrawResult<DB> {
+    for (k, line) in lines.iter().enumerate() {
+        area.draw(&Text::new(
+            line.as_str(),
+            (20, top + k as i32 * CAPTION_LINE),
+            text(13.0, BLACK, HPos::Left, VPos::Top),
+        ))?;
+    }
+    Ok(())
+}
+
 /// Width in pixels of `s` in the figure font at `size` (for layout).
 pub fn text_width(s: &str, size: f64) -> i32 {
     register_fonts();

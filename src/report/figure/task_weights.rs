@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, VPos};
 
 use super::legend::{draw_legend, ENTRY};
-use super::{banner, bold, text, text_width, DrawResult, Figure, FONT, PALETTE};
+use super::{
+    caption, frame, text_width, DrawResult, Figure, BANNER, CAPTION_LINE, FONT, PALETTE, TITLE,
+};
 
 /// One method's weights: per task (in `TaskWeights::tasks` order), (step, weight) points.
 pub struct WeightPanel {
@@ -27,10 +28,8 @@ pub struct TaskWeights {
     pub synthetic: bool,
 }
 
-const BANNER: i32 = 30;
 const PLOT_W: u32 = 520;
 const PLOT_H: u32 = 400;
-const CAPTION_LINE: i32 = 19;
 
 /// Per task, the mean over runs (seeds) of the weight at each step.
 pub fn mean_lines(
@@ -141,20 +140,12 @@ impl Figure for TaskWeights {
         let caption = (CAPTION_LINE * self.caption.len() as i32 + 24) as u32;
         (
             PLOT_W * self.panels.len().max(1) as u32 + self.legend_width() + 20,
-            BANNER as u32 + 44 + self.plot_height() + caption,
+            (BANNER + TITLE) as u32 + self.plot_height() + caption,
         )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (w, _) = self.size();
-        root.fill(&WHITE)?;
-        banner(root, self.synthetic, BANNER)?;
-        root.draw(&Text::new(
-            self.title.as_str(),
-            (w as i32 / 2, BANNER + 22),
-            bold(17.0, BLACK, HPos::Center, VPos::Center),
-        ))?;
-        let body = root.margin(BANNER as u32 + 44, 0, 0, 0);
+        let body = frame(root, self.synthetic, &self.title)?;
         let (plots, below) = body.split_vertically(self.plot_height());
         let mut rest = plots;
         for panel in &self.panels {
@@ -164,13 +155,6 @@ impl Figure for TaskWeights {
         }
         let entries: Vec<(String, bool)> = self.tasks.iter().map(|t| (t.clone(), false)).collect();
         draw_legend(&rest, (16, 50), &entries)?;
-        for (k, line) in self.caption.iter().enumerate() {
-            below.draw(&Text::new(
-                line.as_str(),
-                (20, 8 + k as i32 * CAPTION_LINE),
-                text(13.0, BLACK, HPos::Left, VPos::Top),
-            ))?;
-        }
-        Ok(())
+        caption(&below, &self.caption, 8)
     }
 }
