@@ -15,6 +15,8 @@ mod bench;
 mod common;
 #[path = "it/distill.rs"]
 mod distill;
+#[path = "it/efficiency.rs"]
+mod efficiency;
 #[path = "it/errors.rs"]
 mod errors;
 #[path = "it/plan.rs"]

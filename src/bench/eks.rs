@@ -28,6 +28,8 @@ pub struct EksBenchOptions {
     /// Seconds per form and round, at least.
     pub min_secs: f64,
     pub rounds: usize,
+    /// Of the machine that measured (README "Speed on the CPU").
+    pub instruction_set: String,
 }
 
 /// One convolution shape: `(key, cin, cout, k, stride, input size)`.
@@ -109,8 +111,8 @@ pub fn render_text(o: &EksBenchOptions, results: &[EksShapeResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "EKS convolution training step (forward + backward), batch {} over {} tasks, rank {}, α {}, {} threads, median ms:",
-        o.batch, o.tasks, o.rank, o.alpha, o.threads
+        "EKS convolution training step (forward + backward), batch {} over {} tasks, rank {}, α {}, {} threads, {}, median ms:",
+        o.batch, o.tasks, o.rank, o.alpha, o.threads, o.instruction_set
     );
     let _ = writeln!(
         s,

@@ -72,6 +72,21 @@ pub enum Command {
         #[arg(long, default_value = "reports")]
         reports_dir: PathBuf,
     },
+    /// The efficiency table of an experiment file (supplement section D, Table 2): each
+    /// method's parameters and MACs from its networks, its measured training speed from
+    /// finished runs, and the cost model of per-sample low-rank experts (LoRA, FLoRA, EKS).
+    Efficiency {
+        file: PathBuf,
+        #[arg(long)]
+        profile: Option<String>,
+        /// `harness bench eks --json` output to show beside the cost model (default:
+        /// results/bench/eks.json under the results folder, when it exists).
+        #[arg(long)]
+        eks_bench: Option<PathBuf>,
+        /// Where the table is written (`<dir>/<experiment>/efficiency.md`).
+        #[arg(long, default_value = "reports")]
+        reports_dir: PathBuf,
+    },
     /// Speed and memory benchmarks against PyTorch, measured in the same run.
     Bench {
         #[command(subcommand)]

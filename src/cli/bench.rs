@@ -28,6 +28,7 @@ pub(super) fn cmd_bench(what: &BenchCommand) -> Result<u8> {
                 threads: *threads,
                 min_secs: *min_time,
                 rounds: *rounds,
+                instruction_set: crate::util::cpu::instruction_set().to_string(),
             },
             json.as_deref(),
         ),

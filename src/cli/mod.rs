@@ -4,6 +4,7 @@
 
 pub mod args;
 mod bench;
+mod efficiency;
 mod experiment;
 mod preflight;
 
@@ -83,6 +84,18 @@ where
             Ok(0)
         }
         Command::Bench { what } => cmd_bench(what),
+        Command::Efficiency {
+            file,
+            profile,
+            eks_bench,
+            reports_dir,
+        } => efficiency::cmd_efficiency(
+            g,
+            file,
+            profile.as_deref(),
+            eks_bench.as_deref(),
+            reports_dir,
+        ),
         Command::Export { run, task, out } => {
             let ctx = RunContext {
                 experiment: String::new(),

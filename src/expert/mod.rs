@@ -22,8 +22,7 @@ use crate::data::CHANNELS;
 use crate::error::{Error, Result};
 use crate::model::cost::{count_macs, Cost};
 use crate::model::init::SeededInit;
-use crate::model::layers::batch_norm::is_buffer;
-use crate::model::{build_backbone, weights, Backbone};
+use crate::model::{build_backbone, parameter_count, weights, Backbone};
 use crate::spec::run::ModelConfig;
 use crate::util::fs::replace_atomically;
 
@@ -87,17 +86,6 @@ fn plain_network(info: &ExpertInfo, device: &Device) -> Result<Network> {
     };
     let head = candle_nn::linear(dim, info.classes, vb.pp("head"))?;
     Ok((map, backbone, tsn, head))
-}
-
-/// Trainable parameters of a variable map.
-pub fn parameter_count(map: &VarMap) -> u64 {
-    map.data()
-        .lock()
-        .expect("var map")
-        .iter()
-        .filter(|(n, _)| !is_buffer(n))
-        .map(|(_, v)| v.elem_count() as u64)
-        .sum()
 }
 
 impl PlainExpert {

@@ -4,10 +4,39 @@
 //! the usual convention (thop, fvcore) for "FLOPs" tables; the harness prints MACs and
 //! FLOPs = 2 × MACs so either convention can be read off.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 thread_local! {
     static COUNTER: Cell<Option<u64>> = const { Cell::new(None) };
+    static SHAPES: RefCell<Option<Vec<ConvShape>>> = const { RefCell::new(None) };
+}
+
+/// A groups = 1 convolution as it ran, in the terms of the supplement's cost model (Table
+/// 2): the input width `d_in` = Cin·k² of its unfolded input, the output width `d_out` =
+/// Cout, and the output positions `l` = H_out·W_out per image. These are the layers that
+/// carry LoRKD's low-rank experts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    pub d_in: usize,
+    pub d_out: usize,
+    pub positions: usize,
+}
+
+/// Note a groups = 1 convolution (no-op outside [`record_convs`]).
+pub fn record_conv(shape: ConvShape) {
+    SHAPES.with(|s| {
+        if let Some(v) = s.borrow_mut().as_mut() {
+            v.push(shape);
+        }
+    });
+}
+
+/// Run `f` and return its result with the groups = 1 convolutions it ran, in order.
+pub fn record_convs<R>(f: impl FnOnce() -> R) -> (R, Vec<ConvShape>) {
+    let outer = SHAPES.with(|s| s.replace(Some(Vec::new())));
+    let r = f();
+    let shapes = SHAPES.with(|s| s.replace(outer)).unwrap_or_default();
+    (r, shapes)
 }
 
 /// Add `macs` to the active count (no-op outside [`count_macs`]).

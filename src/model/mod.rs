@@ -38,6 +38,18 @@ pub trait Backbone: Send + Sync {
     }
 }
 
+/// Parameters among the variables of `map` (batch-norm running statistics are buffers, not
+/// parameters).
+pub fn parameter_count(map: &candle_nn::VarMap) -> u64 {
+    map.data()
+        .lock()
+        .expect("var map")
+        .iter()
+        .filter(|(n, _)| !layers::batch_norm::is_buffer(n))
+        .map(|(_, v)| v.elem_count() as u64)
+        .sum()
+}
+
 /// Build the backbone named by `cfg.arch` (validated beforehand against [`ARCHS`]).
 pub fn build_backbone(cfg: &ModelConfig, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
     build_backbone_with(cfg, &ConvKind::Plain, vb)

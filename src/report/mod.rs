@@ -19,6 +19,7 @@ pub mod comparison;
 pub mod csv;
 pub mod curves;
 pub mod decomposition;
+pub mod efficiency;
 pub mod figure;
 pub mod latex;
 pub mod markdown;

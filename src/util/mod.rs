@@ -1,7 +1,8 @@
 //! Small helpers shared by several modules: atomic file writes, hashing, seeded randomness,
-//! allocation counting.
+//! allocation counting, the CPU's instruction set.
 
 pub mod alloc;
+pub mod cpu;
 pub mod fs;
 pub mod hash;
 pub mod linalg;

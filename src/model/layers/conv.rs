@@ -107,6 +107,11 @@ pub fn conv2d_weight(x: &Tensor, w: &Tensor, g: ConvGeometry) -> Result<Tensor> 
     let (b, _, h, wd) = x.dims4()?;
     let (ho, wo) = (g.out_len(h).unwrap_or(0), g.out_len(wd).unwrap_or(0));
     crate::model::cost::record_macs((b * cout * ho * wo * cin * g.k * g.k) as u64);
+    crate::model::cost::record_conv(crate::model::cost::ConvShape {
+        d_in: cin * g.k * g.k,
+        d_out: cout,
+        positions: ho * wo,
+    });
     if x.device().is_cpu() {
         let wmat = w.reshape((cout, cin * g.k * g.k))?;
         return x

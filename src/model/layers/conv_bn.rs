@@ -23,6 +23,11 @@ pub trait FusableConv: Module {
     fn fusable(&self) -> bool {
         true
     }
+    /// Whether it is a groups = 1 convolution (the layers LoRKD's experts sit on; a
+    /// depthwise one is not), for [`crate::model::cost::record_conv`].
+    fn dense(&self) -> bool {
+        true
+    }
 }
 
 /// `tail(bn(conv(x)) [+ residual])`; the batch norm's running statistics are updated in
@@ -55,6 +60,13 @@ pub(crate) fn conv_bn(
         .apply_op3(&weight.contiguous()?, &bn.gamma_beta()?, op)?;
     let (b, _, h, w) = out.dims4()?;
     crate::model::cost::record_macs((out.elem_count() * weight.dim(1)?) as u64);
+    if conv.dense() {
+        crate::model::cost::record_conv(crate::model::cost::ConvShape {
+            d_in: weight.dim(1)?,
+            d_out: weight.dim(0)?,
+            positions: h * w,
+        });
+    }
     bn.record(&stats, b * h * w, train)?;
     Ok(out)
 }

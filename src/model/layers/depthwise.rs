@@ -49,6 +49,10 @@ impl FusableConv for DepthwiseConv2d {
         let w = self.weight.reshape((self.channels, k * k))?;
         Ok((Box::new(DepthwiseOp(self.geometry)), w))
     }
+
+    fn dense(&self) -> bool {
+        false
+    }
 }
 
 impl Module for DepthwiseConv2d {
