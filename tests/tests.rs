@@ -19,6 +19,8 @@ mod distill;
 mod efficiency;
 #[path = "it/errors.rs"]
 mod errors;
+#[path = "it/html_report.rs"]
+mod html_report;
 #[path = "it/plan.rs"]
 mod plan;
 #[path = "it/real_data.rs"]

@@ -21,6 +21,7 @@ pub mod curves;
 pub mod decomposition;
 pub mod efficiency;
 pub mod figure;
+pub mod html;
 pub mod latex;
 pub mod markdown;
 pub mod membership;
@@ -46,6 +47,8 @@ pub enum Format {
     Markdown,
     Csv,
     Latex,
+    /// One self-contained page with every table and figure (`report.html`).
+    Html,
 }
 
 impl Format {
@@ -55,6 +58,7 @@ impl Format {
             Format::Markdown => "md",
             Format::Csv => "csv",
             Format::Latex => "tex",
+            Format::Html => "html",
         }
     }
 }
@@ -152,22 +156,44 @@ pub fn render_reports(opts: &ReportOptions, run_ids: Option<&[String]>) -> Resul
         on_stdout(&format!("{}\n", csv::HEADER));
     }
     let mut files = Vec::new();
-    for (stem, tables, shared) in outputs {
-        for (path, body) in write_per_experiment(opts, tables, stem)? {
-            if opts.format != Format::Csv || shared {
-                on_stdout(&body);
+    if opts.format != Format::Html {
+        for (stem, tables, shared) in outputs {
+            for (path, body) in write_per_experiment(opts, tables, stem)? {
+                if opts.format != Format::Csv || shared {
+                    on_stdout(&body);
+                }
+                files.push(path);
             }
-            files.push(path);
         }
     }
     let matrices =
         similarity::load_matrices(&opts.results_dir, &manifests, experiment, &opts.task_order)?;
-    files.extend(figure::cka::write_cka_figures(opts, &matrices)?);
-    files.extend(figure::training::write_training_figures(
+    let mut figures = figure::cka::write_cka_figures(opts, &matrices)?;
+    figures.extend(figure::training::write_training_figures(
         opts,
         curves,
         &weight_runs,
     )?);
+    if opts.format == Format::Html {
+        let sourced: Vec<html::Sourced> = outputs
+            .iter()
+            .flat_map(|(_, tables, _)| tables.iter())
+            .map(|t| html::Sourced {
+                table: t,
+                samples: html::samples_of(t, &samples, &transfer_samples, &weight_samples),
+            })
+            .collect();
+        if !sourced.is_empty() {
+            let page = html::render_page(&sourced, &figures, &opts.results_dir, &manifests)?;
+            let path = match experiment {
+                Some(name) => opts.reports_dir.join(name).join("report.html"),
+                None => opts.reports_dir.join("report.html"),
+            };
+            write_atomic(&path, page.as_bytes())?;
+            files.push(path);
+        }
+    }
+    files.extend(figures);
     rendered.files = files;
     Ok(rendered)
 }
@@ -192,7 +218,7 @@ fn write_per_experiment(
         let file_text = match opts.format {
             // The tables of one stem share a quantity, so the first one's header fits all.
             Format::Csv => format!("{}\n{body}", csv::header(tables[0].quantity)),
-            Format::Markdown | Format::Latex => body.clone(),
+            Format::Markdown | Format::Latex | Format::Html => body.clone(),
         };
         let path = report_path(&opts.reports_dir, experiment, stem, opts.format);
         write_atomic(&path, file_text.as_bytes())?;
@@ -206,14 +232,15 @@ fn render_tables(tables: &[&Table], format: Format) -> String {
     let rendered: Vec<String> = tables
         .iter()
         .map(|t| match format {
-            Format::Markdown => markdown::render(t),
+            // HTML pages are rendered whole (`html::render_page`); Markdown stands in here.
+            Format::Markdown | Format::Html => markdown::render(t),
             Format::Latex => latex::render(t),
             Format::Csv => csv::render_rows(t),
         })
         .collect();
     match format {
         Format::Csv => rendered.concat(),
-        Format::Markdown | Format::Latex => rendered.join("\n"),
+        Format::Markdown | Format::Latex | Format::Html => rendered.join("\n"),
     }
 }
 

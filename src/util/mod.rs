@@ -1,7 +1,8 @@
 //! Small helpers shared by several modules: atomic file writes, hashing, seeded randomness,
-//! allocation counting, the CPU's instruction set.
+//! allocation counting, the CPU's instruction set, base64 for inlined figures.
 
 pub mod alloc;
+pub mod base64;
 pub mod cpu;
 pub mod fs;
 pub mod hash;

@@ -8,7 +8,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::{caption, frame, text, DrawResult, Figure, BANNER, CAPTION_LINE, FONT, PALETTE, TITLE};
+use super::{
+    caption, frame, text, text_width, DrawResult, Figure, BANNER, CAPTION_LINE, FONT, PALETTE,
+    TITLE,
+};
 use crate::report::similarity::CkaMatrix;
 
 pub struct CkaStages {
@@ -91,8 +94,14 @@ impl Figure for CkaStages {
 
     fn size(&self) -> (u32, u32) {
         let caption = CAPTION_LINE * self.caption.len() as i32 + 20;
+        let widest = self
+            .caption
+            .iter()
+            .map(|c| text_width(c, 13.0) + 40)
+            .max()
+            .unwrap_or(0);
         (
-            WIDTH,
+            WIDTH.max(widest as u32),
             (BANNER + TITLE) as u32 + PLOT_HEIGHT + caption as u32,
         )
     }
@@ -145,9 +154,14 @@ impl Figure for CkaStages {
                     .map(|&(x, y)| Circle::new((x, y), 5, colour.filled())),
             )?;
             // Values beside the points, above for the first series and below for the
-            // others, so two close lines do not print over each other.
-            let dy = if k == 0 { -14 } else { 14 };
+            // others, so two close lines do not print over each other; never below the
+            // axis labels.
             chart.draw_series(points.iter().map(|&(x, y)| {
+                let dy = if k == 0 || y < 0.12 {
+                    -14 - 14 * k as i32
+                } else {
+                    14
+                };
                 EmptyElement::at((x, y))
                     + Text::new(
                         format!("{y:.3}"),
@@ -156,9 +170,21 @@ impl Figure for CkaStages {
                     )
             }))?;
         }
+        let all: Vec<f64> = self
+            .series
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .filter(|v| v.is_finite())
+            .collect();
+        let high = all.iter().sum::<f64>() / all.len().max(1) as f64 > 0.5;
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
+            // Where the lines are not: CKA near 1 leaves the bottom free, near 0 the top.
+            .position(if high {
+                SeriesLabelPosition::LowerLeft
+            } else {
+                SeriesLabelPosition::UpperLeft
+            })
             .background_style(WHITE.mix(0.9))
             .border_style(RGBColor(180, 180, 180))
             .label_font((FONT, 13))
