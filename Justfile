@@ -11,9 +11,13 @@ run FILE *ARGS:
 plan FILE *ARGS:
     cargo run --release -- plan {{FILE}} {{ARGS}}
 
-# Render the tables (decomposition, transfer, paper comparisons) of everything in results/
+# Render the tables (decomposition, transfer, paper comparisons) and figures of everything in results/ (--format html: one page)
 report *ARGS:
     cargo run --release -- report {{ARGS}}
+
+# The efficiency table of an experiment file (e.g. just efficiency experiments/efficiency.toml --profile paper)
+efficiency FILE *ARGS:
+    cargo run --release -- efficiency {{FILE}} {{ARGS}}
 
 # Registered data sets and whether their files are present
 datasets *ARGS:
