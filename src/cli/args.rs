@@ -11,7 +11,7 @@ use crate::report;
 #[derive(Parser, Debug)]
 #[command(
     name = "harness",
-    version,
+    version = crate::util::provenance::VERSION,
     about = "Benchmark harness for low-rank knowledge decomposition (LoRKD) of medical foundation models"
 )]
 pub struct Cli {

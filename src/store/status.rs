@@ -44,6 +44,9 @@ pub struct Status {
     pub device: Option<String>,
     pub threads: Option<u32>,
     pub code_version: String,
+    /// The build and the machine that ran it; absent in runs recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::util::provenance::Provenance>,
 }
 
 /// Seconds since the Unix epoch.

@@ -104,6 +104,7 @@ pub fn execute(
         device: Some(device_name.to_string()),
         threads: Some(ctx.threads),
         code_version: spec.code_version.clone(),
+        provenance: Some(crate::util::provenance::current()),
     };
     let mut analysed = None;
     let result = dir

@@ -8,5 +8,6 @@ pub mod fs;
 pub mod hash;
 pub mod linalg;
 pub mod location;
+pub mod provenance;
 pub mod rng;
 pub mod seed;

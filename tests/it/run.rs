@@ -210,3 +210,48 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn every_run_records_the_build_and_the_machine() {
+    let version = Workspace::new().run(&["--version"]);
+    let text = stdout(&version);
+    assert!(
+        text.starts_with("harness 0.1.0 (commit ") && text.contains("candle 0.11"),
+        "{text}"
+    );
+    let ws = Workspace::new();
+    ws.write("e.toml", &tiny_experiment("prov", &["mtl"], &[0]));
+    let o = ws.run(&["run", "e.toml", "--plain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = std::fs::read_dir(ws.path().join("results"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("status.json").is_file())
+        .expect("a run folder");
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    let p = &status["provenance"];
+    for key in [
+        "git_commit",
+        "git_state",
+        "candle",
+        "polars",
+        "host",
+        "cpu_model",
+    ] {
+        assert!(p[key].as_str().is_some_and(|v| !v.is_empty()), "{key}: {p}");
+    }
+    let isa = p["instruction_set"].as_str().unwrap();
+    assert!(
+        [
+            "AVX-512",
+            "AVX2+FMA",
+            "x86-64 without AVX2",
+            "NEON",
+            "scalar"
+        ]
+        .contains(&isa),
+        "{isa}"
+    );
+}

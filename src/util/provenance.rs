@@ -1,0 +1,95 @@
+//! Where a run's numbers come from besides its spec: the code (git commit and whether the
+//! tree was dirty, candle and polars versions, cargo features, all fixed at build time) and
+//! the machine (host, CPU model, the vector instructions the kernels use). The same run id
+//! can give different last bits on an AVX-512 and an AVX2 machine, so every run records
+//! these; they are provenance, not part of the run id (README "Provenance").
+
+use serde::{Deserialize, Serialize};
+
+/// `harness --version`: the package version, then the build's provenance.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KDBENCH_GIT_COMMIT"),
+    ", ",
+    env!("KDBENCH_GIT_STATE"),
+    "; candle ",
+    env!("KDBENCH_CANDLE_VERSION"),
+    ", polars ",
+    env!("KDBENCH_POLARS_VERSION"),
+    "; features: ",
+    env!("KDBENCH_FEATURES"),
+    ")"
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub git_commit: String,
+    /// `clean`, `dirty`, or `built outside git`.
+    pub git_state: String,
+    pub candle: String,
+    pub polars: String,
+    pub features: String,
+    pub host: String,
+    pub cpu_model: String,
+    /// `AVX-512`, `AVX2+FMA`, …: what the CPU kernels run with.
+    pub instruction_set: String,
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// The provenance of this binary on this machine.
+pub fn current() -> Provenance {
+    Provenance {
+        git_commit: env!("KDBENCH_GIT_COMMIT").to_string(),
+        git_state: env!("KDBENCH_GIT_STATE").to_string(),
+        candle: env!("KDBENCH_CANDLE_VERSION").to_string(),
+        polars: env!("KDBENCH_POLARS_VERSION").to_string(),
+        features: env!("KDBENCH_FEATURES").to_string(),
+        host: host(),
+        cpu_model: cpu_model(),
+        instruction_set: super::cpu::instruction_set().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_and_the_machine_are_named() {
+        let p = current();
+        assert!(["clean", "dirty", "built outside git"].contains(&p.git_state.as_str()));
+        assert!(
+            p.git_commit == "unknown" || p.git_commit.len() == 40,
+            "{}",
+            p.git_commit
+        );
+        assert!(
+            p.candle.starts_with("0.") && p.polars.starts_with("0."),
+            "{p:?}"
+        );
+        assert!(!p.host.is_empty() && !p.cpu_model.is_empty());
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")) && VERSION.contains("candle"));
+    }
+}
