@@ -7,8 +7,8 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::parquet::{read_frame, write_frame};
-use crate::error::{Error, Result};
+use super::parquet::{not_ours, read_frame, write_frame};
+use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CkaRow {
@@ -67,12 +67,7 @@ pub fn write_cka(path: &Path, rows: &[CkaRow]) -> Result<()> {
 }
 
 pub fn read_cka(path: &Path) -> Result<Vec<CkaRow>> {
-    let bad = |e: &dyn std::fmt::Display| {
-        Error::input(format!(
-            "{}: not a kdbench CKA file ({e}); delete the run folder to re-run it",
-            path.display()
-        ))
-    };
+    let bad = |e: &dyn std::fmt::Display| not_ours(path, "CKA", e);
     let df = read_frame(path, "CKA")?;
     let text = |name: &str| {
         df.column(name)

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::parquet::{read_frame, write_frame};
+use super::parquet::{not_ours, read_frame, write_frame};
 use crate::error::{Error, Result};
 
 /// File name of the metrics log inside a run folder.
@@ -75,12 +75,7 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
 /// lacks a column is bad input and the error names the file.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
     let df = read_frame(path, "metrics")?;
-    from_frame(&df).map_err(|e| {
-        Error::input(format!(
-            "{}: not a kdbench metrics file ({e}); delete the run folder to re-run it",
-            path.display()
-        ))
-    })
+    from_frame(&df).map_err(|e| not_ours(path, "metrics", &e))
 }
 
 /// Lazily concatenates `results/<run_id>/metrics.parquet` of every run folder (or only of the

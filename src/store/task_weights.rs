@@ -7,8 +7,8 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::parquet::{read_frame, write_frame};
-use crate::error::{Error, Result};
+use super::parquet::{not_ours, read_frame, write_frame};
+use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightRow {
@@ -42,12 +42,7 @@ pub fn write_task_weights(path: &Path, run_id: &str, rows: &[WeightRow]) -> Resu
 }
 
 pub fn read_task_weights(path: &Path) -> Result<Vec<WeightRow>> {
-    let bad = |e: &dyn std::fmt::Display| {
-        Error::input(format!(
-            "{}: not a kdbench task-weights file ({e}); delete the run folder to re-run it",
-            path.display()
-        ))
-    };
+    let bad = |e: &dyn std::fmt::Display| not_ours(path, "task-weights", e);
     let df = read_frame(path, "task-weights")?;
     let epoch = df
         .column("epoch")
