@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
-use super::decomposition::{RunColumns, Sample};
+use super::decomposition::{any_synthetic, RunColumns, Sample};
 use super::table::TableKey;
 use crate::error::{Error, Result};
 
@@ -99,13 +99,7 @@ pub fn load_curves(
     keys.extend([col("epoch"), col("split")]);
     let df = selected
         .group_by(keys)
-        .agg([
-            col("value").mean().alias("value"),
-            col("data_kind")
-                .eq(lit("synthetic"))
-                .any(true)
-                .alias("synthetic"),
-        ])
+        .agg([col("value").mean().alias("value"), any_synthetic()])
         .collect()?;
     let runs = RunColumns::read(&df)?;
     let epoch: Vec<Option<u32>> = df.column("epoch")?.u32()?.iter().collect();

@@ -92,10 +92,7 @@ pub fn load_samples(
                 .sort_by([col("epoch")], by_epoch())
                 .last()
                 .alias("value"),
-            col("data_kind")
-                .eq(lit("synthetic"))
-                .any(true)
-                .alias("synthetic"),
+            any_synthetic(),
         ])
         .collect()?;
 
@@ -116,6 +113,15 @@ pub fn load_samples(
         samples.push(runs.sample(i, seed, task[i].clone(), epoch, 100.0 * fraction));
     }
     Ok(samples)
+}
+
+/// The aggregation that tells, per group of metrics rows, whether any came from synthetic
+/// data (the `synthetic` column [`RunColumns::read`] reads).
+pub fn any_synthetic() -> Expr {
+    col("data_kind")
+        .eq(lit("synthetic"))
+        .any(true)
+        .alias("synthetic")
 }
 
 /// The run-describing columns of a grouped metrics frame (`experiment, pretrain, profile,

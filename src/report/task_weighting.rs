@@ -13,7 +13,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::decomposition::{RunColumns, Sample};
+use super::decomposition::{any_synthetic, RunColumns, Sample};
 use crate::error::{Error, Result};
 use crate::store::run_dir::RunDir;
 use crate::store::task_weights::{read_task_weights, WeightRow};
@@ -38,10 +38,7 @@ pub fn load_weight_runs(
     }
     let df = selected
         .group_by(RunColumns::NAMES.map(col))
-        .agg([col("data_kind")
-            .eq(lit("synthetic"))
-            .any(true)
-            .alias("synthetic")])
+        .agg([any_synthetic()])
         .collect()?;
     let runs = RunColumns::read(&df)?;
 

@@ -5,10 +5,8 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::legend::{draw_legend, ENTRY};
-use super::{
-    caption, frame, text_width, DrawResult, Figure, BANNER, CAPTION_LINE, FONT, PALETTE, TITLE,
-};
+use super::legend::{draw_legend, legend_width, plot_height};
+use super::{caption, frame, DrawResult, Figure, BANNER, CAPTION_LINE, FONT, PALETTE, TITLE};
 use crate::report::curves::{Curve, CurveQuantity};
 
 /// One method's curves.
@@ -33,16 +31,11 @@ const PLOT_H: u32 = 420;
 
 impl TrainingCurves {
     fn legend_width(&self) -> u32 {
-        self.series
-            .iter()
-            .map(|s| text_width(&s.name, 13.0))
-            .max()
-            .unwrap_or(0) as u32
-            + 60
+        legend_width(self.series.iter().map(|s| s.name.as_str()))
     }
 
     fn plot_height(&self) -> u32 {
-        PLOT_H.max(self.series.len() as u32 * ENTRY as u32 + 40)
+        plot_height(self.series.len(), PLOT_H)
     }
 }
 

@@ -5,10 +5,20 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::{text, DrawResult, PALETTE};
+use super::{text, text_width, DrawResult, PALETTE};
 
 /// Line height of a legend entry.
 pub const ENTRY: i32 = 22;
+
+/// Width of the legend column for entries named `names`.
+pub fn legend_width<'a>(names: impl Iterator<Item = &'a str>) -> u32 {
+    names.map(|n| text_width(n, 13.0)).max().unwrap_or(0) as u32 + 60
+}
+
+/// Height of plots beside a legend of `entries` lines: at least `least`, tall enough for it.
+pub fn plot_height(entries: usize, least: u32) -> u32 {
+    least.max(entries as u32 * ENTRY as u32 + 40)
+}
 
 /// Draws `entries` (name, dashed), coloured by [`PALETTE`] in order, from `(x, y)` down.
 pub fn draw_legend<DB: DrawingBackend>(

@@ -7,10 +7,8 @@ use std::collections::BTreeMap;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::legend::{draw_legend, ENTRY};
-use super::{
-    caption, frame, text_width, DrawResult, Figure, BANNER, CAPTION_LINE, FONT, PALETTE, TITLE,
-};
+use super::legend::{draw_legend, legend_width, plot_height};
+use super::{caption, frame, DrawResult, Figure, BANNER, CAPTION_LINE, FONT, PALETTE, TITLE};
 
 /// One method's weights: per task (in `TaskWeights::tasks` order), (step, weight) points.
 pub struct WeightPanel {
@@ -78,16 +76,11 @@ pub fn smooth(line: &[(u64, f64)], window: usize) -> Vec<(u64, f64)> {
 
 impl TaskWeights {
     fn legend_width(&self) -> u32 {
-        self.tasks
-            .iter()
-            .map(|t| text_width(t, 13.0))
-            .max()
-            .unwrap_or(0) as u32
-            + 60
+        legend_width(self.tasks.iter().map(String::as_str))
     }
 
     fn plot_height(&self) -> u32 {
-        PLOT_H.max(self.tasks.len() as u32 * ENTRY as u32 + 40)
+        plot_height(self.tasks.len(), PLOT_H)
     }
 }
 
