@@ -25,6 +25,8 @@ mod html_report;
 mod plan;
 #[path = "it/real_data.rs"]
 mod real_data;
+#[path = "it/regress.rs"]
+mod regress;
 #[path = "it/run.rs"]
 mod run;
 #[path = "it/students.rs"]

@@ -87,6 +87,40 @@ pub enum Command {
         #[arg(long, default_value = "reports")]
         reports_dir: PathBuf,
     },
+    /// Promote an experiment's finished sweep to a baseline (`harness baseline save NAME`).
+    Baseline {
+        #[command(subcommand)]
+        what: BaselineCommand,
+    },
+    /// Compare an experiment's results with a saved baseline: one verdict (regressed,
+    /// improved, within noise) per method, data set, task and metric, from Welch's interval of
+    /// the difference of means over seeds. Exit 1 on any regression or failed run.
+    Regress {
+        /// Baseline name (`<results>/baselines/NAME.parquet`) or a path to a baseline file.
+        #[arg(long)]
+        baseline: String,
+        /// The experiment to check (default: the baseline's; another one is refused).
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: RegressFormat,
+        /// Two-sided confidence of the intervals.
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        /// Smallest accuracy change that counts, in percentage points.
+        #[arg(long, default_value_t = 1.0)]
+        min_accuracy_change: f64,
+        /// Smallest speed change that counts, in percent.
+        #[arg(long, default_value_t = 10.0)]
+        min_speed_change: f64,
+        /// Judge only this quantity (default: accuracy and speed). `accuracy` suits a
+        /// machine shared with other work, where speed says more about the neighbours.
+        #[arg(long, value_enum)]
+        only: Option<RegressQuantity>,
+        /// Where the report is also written (`<dir>/<experiment>/regress.md` and `.json`).
+        #[arg(long, default_value = "reports")]
+        reports_dir: PathBuf,
+    },
     /// Speed and memory benchmarks against PyTorch, measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -212,6 +246,37 @@ pub enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BaselineCommand {
+    /// Save the finished runs of an experiment (last epoch, every seed, with provenance) as
+    /// `<results>/baselines/NAME.parquet`. Refuses an incomplete sweep or one mixing real and
+    /// synthetic data unless --force.
+    Save {
+        name: String,
+        /// Default: the only experiment in the results folder.
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Default: the experiment's only profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Save even an incomplete sweep (its finished runs) or a real/synthetic mix.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RegressQuantity {
+    Accuracy,
+    Speed,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RegressFormat {
+    Markdown,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -7,6 +7,7 @@ mod bench;
 mod efficiency;
 mod experiment;
 mod preflight;
+mod regress;
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -84,6 +85,29 @@ where
             Ok(0)
         }
         Command::Bench { what } => cmd_bench(what),
+        Command::Baseline { what } => regress::cmd_baseline(g, what),
+        Command::Regress {
+            baseline,
+            experiment,
+            format,
+            confidence,
+            min_accuracy_change,
+            min_speed_change,
+            only,
+            reports_dir,
+        } => regress::cmd_regress(
+            g,
+            &regress::RegressArgs {
+                baseline,
+                experiment: experiment.as_deref(),
+                format: *format,
+                confidence: *confidence,
+                min_accuracy_change: *min_accuracy_change,
+                min_speed_change: *min_speed_change,
+                only: *only,
+                reports_dir,
+            },
+        ),
         Command::Efficiency {
             file,
             profile,

@@ -76,6 +76,7 @@ mod tests {
             device: "cpu".into(),
             threads: 2,
             wall_time_s: 1.0,
+            provenance: Default::default(),
         }
     }
 

@@ -25,6 +25,7 @@ pub mod html;
 pub mod latex;
 pub mod markdown;
 pub mod membership;
+pub mod regression;
 pub mod similarity;
 pub mod table;
 pub mod task_weighting;

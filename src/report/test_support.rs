@@ -58,6 +58,7 @@ pub(super) fn write_run(
         device: "cpu".into(),
         threads: 2,
         wall_time_s: 1.0,
+        provenance: Default::default(),
     };
     let rows = vec![
         row(1, "test", 0.05),

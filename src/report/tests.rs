@@ -37,6 +37,7 @@ fn row(
         device: "cpu".into(),
         threads: 2,
         wall_time_s: 1.5 * epoch as f64,
+        provenance: Default::default(),
     }
 }
 

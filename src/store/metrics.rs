@@ -16,6 +16,10 @@
 //! | `seed` | `UInt64` |
 //! | `epoch`, `threads` | `UInt32` |
 //! | `value`, `wall_time_s` | `Float64` |
+//! | `git_commit`, `git_state`, `candle`, `polars`, `features`, `host`, `cpu_model`, `instruction_set` | `String` (not null; [`Provenance`]) |
+//!
+//! The provenance columns came later: files written before them read as `"unrecorded"`
+//! there (and scans get nulls), so old results folders stay readable.
 //!
 //! Unsigned types are kept as they are in Rust so that a round trip is exact and a seed of
 //! `u64::MAX` survives.
@@ -31,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::parquet::{not_ours, read_frame, write_frame};
 use crate::error::{Error, Result};
+use crate::util::provenance::{Provenance, UNRECORDED};
 
 /// File name of the metrics log inside a run folder.
 pub const METRICS_FILE: &str = "metrics.parquet";
@@ -62,6 +67,8 @@ pub struct MetricRow {
     pub threads: u32,
     /// Wall time in seconds since the run started, when the row was produced.
     pub wall_time_s: f64,
+    /// The build and the machine that produced the row (one column per field).
+    pub provenance: Provenance,
 }
 
 /// Writes `rows` to `path` as Parquet, atomically: the file is encoded in memory, written to
@@ -149,7 +156,7 @@ fn to_frame(rows: &[MetricRow]) -> Result<DataFrame> {
             rows.iter().map(get).collect::<Vec<Option<&str>>>(),
         )
     }
-    let columns = vec![
+    let mut columns = vec![
         text("experiment", rows, |r| &r.experiment),
         text("run_id", rows, |r| &r.run_id),
         text("stage", rows, |r| &r.stage),
@@ -185,6 +192,9 @@ fn to_frame(rows: &[MetricRow]) -> Result<DataFrame> {
             rows.iter().map(|r| r.wall_time_s).collect::<Vec<f64>>(),
         ),
     ];
+    for (i, name) in Provenance::COLUMNS.iter().enumerate() {
+        columns.push(text(name, rows, |r| r.provenance.fields()[i]));
+    }
     Ok(DataFrame::new(rows.len(), columns)?)
 }
 
@@ -256,6 +266,17 @@ fn from_frame(df: &DataFrame) -> std::result::Result<Vec<MetricRow>, String> {
     let mut device = required("device")?;
     let threads = u32s("threads")?;
     let wall_time_s = f64s("wall_time_s")?;
+    // Absent in files written before provenance was recorded.
+    let mut provenance: Vec<Vec<String>> = Provenance::COLUMNS
+        .iter()
+        .map(|name| match df.column(name) {
+            Err(_) => Ok(vec![UNRECORDED.to_string(); df.height()]),
+            Ok(_) => Ok(text(name)?
+                .into_iter()
+                .map(|v| v.unwrap_or_else(|| UNRECORDED.to_string()))
+                .collect()),
+        })
+        .collect::<std::result::Result<_, String>>()?;
 
     let take = std::mem::take::<String>;
     let rows = (0..df.height())
@@ -279,6 +300,9 @@ fn from_frame(df: &DataFrame) -> std::result::Result<Vec<MetricRow>, String> {
             device: take(&mut device[i]),
             threads: threads[i],
             wall_time_s: wall_time_s[i],
+            provenance: Provenance::from_fields(std::array::from_fn(|c| {
+                take(&mut provenance[c][i])
+            })),
         })
         .collect();
     Ok(rows)
@@ -313,6 +337,7 @@ mod tests {
                         device: "cpu".into(),
                         threads: 2,
                         wall_time_s: 12.25 * f64::from(epoch),
+                        provenance: crate::util::provenance::current(),
                     });
                 }
             }
@@ -361,7 +386,26 @@ mod tests {
         assert_eq!(dtype("value"), DataType::Float64);
         assert_eq!(dtype("wall_time_s"), DataType::Float64);
         assert_eq!(dtype("downstream"), DataType::String);
-        assert_eq!(df.width(), 19);
+        assert_eq!(dtype("instruction_set"), DataType::String);
+        assert_eq!(df.width(), 27);
+    }
+
+    #[test]
+    fn files_from_before_provenance_read_as_unrecorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old").join(METRICS_FILE);
+        let new = dir.path().join("new").join(METRICS_FILE);
+        let rows = sample_rows();
+        let frame = to_frame(&rows).unwrap().drop_many(Provenance::COLUMNS);
+        write_frame(&old, frame).unwrap();
+        write_metrics(&new, &rows).unwrap();
+        let read = read_metrics(&old).unwrap();
+        assert_eq!(read.len(), rows.len());
+        assert!(read.iter().all(|r| r.provenance == Provenance::default()));
+        // A scan over old and new files together keeps every row.
+        let all = scan_all(dir.path(), None).unwrap().collect().unwrap();
+        assert_eq!(all.height(), 2 * rows.len());
+        assert_eq!(all.column("git_commit").unwrap().null_count(), rows.len());
     }
 
     #[test]

@@ -9,4 +9,5 @@ pub mod fit;
 pub mod optim;
 pub mod runner;
 pub mod schedule;
+pub mod speed_reference;
 pub mod transfer;

@@ -190,6 +190,11 @@ struct Hooks<'a> {
     threads: u32,
     data_kind: String,
     started: Instant,
+    /// Copied onto every metrics row.
+    provenance: crate::util::provenance::Provenance,
+    /// Where the reference throughput is measured, after every epoch (README "Nightly
+    /// regression sweeps").
+    device: candle_core::Device,
     sink: &'a dyn StepSink,
     /// Per-step task weights, kept for methods that balance gradients (equal weighting's
     /// are all 1 and are not written).
@@ -217,7 +222,14 @@ impl FitHooks for Hooks<'_> {
         weighting: &dyn Weighting,
     ) -> Result<()> {
         let wall = self.started.elapsed().as_secs_f64();
-        for v in values {
+        let reference = EpochValue {
+            task: None,
+            split: crate::data::batch::SplitName::Train,
+            metric: super::speed_reference::METRIC,
+            // Right after the epoch, so that it sees the machine as busy as the epoch did.
+            value: super::speed_reference::measure(&self.device)?,
+        };
+        for v in values.into_iter().chain(std::iter::once(reference)) {
             self.rows.push(MetricRow {
                 experiment: self.experiment.clone(),
                 run_id: self.spec.run_id(),
@@ -241,6 +253,7 @@ impl FitHooks for Hooks<'_> {
                 device: self.device_name.clone(),
                 threads: self.threads,
                 wall_time_s: wall,
+                provenance: self.provenance.clone(),
             });
         }
         // Metrics first, checkpoint second: on resume the checkpoint's epoch decides, and
@@ -356,6 +369,8 @@ fn train(
         threads: ctx.threads,
         data_kind: spec.data.kind.as_str().to_string(),
         started,
+        provenance: crate::util::provenance::current(),
+        device: device.clone(),
         sink,
         weights: weight_rows,
     };

@@ -11,3 +11,4 @@ pub mod location;
 pub mod provenance;
 pub mod rng;
 pub mod seed;
+pub mod student_t;

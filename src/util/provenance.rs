@@ -58,6 +58,69 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
+/// What rows and statuses written before provenance was recorded read as.
+pub const UNRECORDED: &str = "unrecorded";
+
+impl Default for Provenance {
+    /// Every field [`UNRECORDED`]: the provenance of a row from an older results folder.
+    fn default() -> Self {
+        let u = || UNRECORDED.to_string();
+        Provenance {
+            git_commit: u(),
+            git_state: u(),
+            candle: u(),
+            polars: u(),
+            features: u(),
+            host: u(),
+            cpu_model: u(),
+            instruction_set: u(),
+        }
+    }
+}
+
+impl Provenance {
+    /// Column names of the provenance in the metrics Parquet files, in field order.
+    pub const COLUMNS: [&'static str; 8] = [
+        "git_commit",
+        "git_state",
+        "candle",
+        "polars",
+        "features",
+        "host",
+        "cpu_model",
+        "instruction_set",
+    ];
+
+    /// The fields in [`Self::COLUMNS`] order.
+    pub fn fields(&self) -> [&str; 8] {
+        [
+            &self.git_commit,
+            &self.git_state,
+            &self.candle,
+            &self.polars,
+            &self.features,
+            &self.host,
+            &self.cpu_model,
+            &self.instruction_set,
+        ]
+    }
+
+    /// Rebuilds a provenance from values in [`Self::COLUMNS`] order.
+    pub fn from_fields(mut f: [String; 8]) -> Self {
+        let mut take = |i: usize| std::mem::take(&mut f[i]);
+        Provenance {
+            git_commit: take(0),
+            git_state: take(1),
+            candle: take(2),
+            polars: take(3),
+            features: take(4),
+            host: take(5),
+            cpu_model: take(6),
+            instruction_set: take(7),
+        }
+    }
+}
+
 /// The provenance of this binary on this machine.
 pub fn current() -> Provenance {
     Provenance {

@@ -358,6 +358,7 @@ fn every_experiment_file_parses() {
         "decomposition_medmnist",
         "decomposition_medmt",
         "decomposition_radimagenet",
+        "nightly",
         "table3",
         "table4",
         "transfer_medmnist",
