@@ -3,7 +3,7 @@
 //! old folders stay. Reports must not mix both as if they were extra seeds.
 //!
 //! An experiment's manifest lists exactly the runs of its current plan, so its finished
-//! runs are the current ones. Runs of stores written before manifests existed fall back to
+//! runs are the current ones, and a run no manifest lists any more is not. Runs of stores written before manifests existed fall back to
 //! the old rule: for each (experiment, profile, stage, method, data sets, tasks, seed) the
 //! most recently finished `done` run counts, with the experiment read from the run's own
 //! `spec.json` (older run specs carried it).
@@ -40,9 +40,14 @@ pub fn current_runs(results_dir: &Path) -> Result<Vec<String>> {
             current.insert(run_id);
             continue;
         }
+        // A run written since manifests exist that no manifest lists was superseded (its
+        // experiment file changed); only runs of older stores go by the rule below.
+        let Some(legacy) = dir.legacy_experiment() else {
+            continue;
+        };
         let key = format!(
             "{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}",
-            dir.legacy_experiment().unwrap_or_default(),
+            legacy,
             spec.profile,
             spec.stage.as_str(),
             spec.method,

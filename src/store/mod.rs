@@ -1,7 +1,8 @@
 //! Run store: one folder per run under `results/<run_id>/` holding `spec.json` (written
 //! first), `status.json`, `metrics.parquet`, `checkpoint.safetensors`, `log.txt` (and `task_weights.parquet`, `cka.parquet` where the run
 //! has them), and the
-//! experiments' manifests under `results/experiments/`.
+//! experiments' manifests under `results/experiments/`, and the baselines of regression
+//! checks under `results/baselines/`.
 //! Every write goes through [`crate::util::fs::write_atomic`] so a killed process never
 //! leaves a half-written file behind.
 

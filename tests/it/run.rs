@@ -261,3 +261,23 @@ fn every_run_records_the_build_and_the_machine() {
         "{isa}"
     );
 }
+
+/// After an experiment file changes (here its learning rate), its report shows the runs of
+/// the new plan only: the old runs stay in the store but are no longer the experiment's.
+#[test]
+fn a_changed_experiment_reports_only_its_current_runs() {
+    let ws = Workspace::new();
+    let text = tiny_experiment("changed", &["mtl"], &[0]);
+    ws.write("exp.toml", &text);
+    assert!(ws.run(&["run", "exp.toml"]).status.success());
+    ws.write("exp.toml", &text.replace("lr = 0.05", "lr = 0.01"));
+    assert!(ws.run(&["run", "exp.toml"]).status.success());
+    assert_eq!(ws.metrics_files().len(), 2, "both runs stay in the store");
+    let o = ws.run(&["report", "--format", "markdown"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains("· 1 runs ·") || out.contains("· 1 run ·"),
+        "{out}"
+    );
+}
