@@ -15,6 +15,9 @@ use crate::train::runner::{self, RunContext, RunOutcome, StepSink};
 /// Does the work of one run. The real one trains; tests use a mock.
 pub trait Executor: Sync {
     fn execute(&self, node: &PlanNode, device: &str, sink: &dyn StepSink) -> RunOutcome;
+
+    /// Records that a run was not started because a dependency did not succeed.
+    fn skipped(&self, _node: &PlanNode, _reason: &str) {}
 }
 
 /// The executor that trains with candle.
@@ -25,6 +28,11 @@ pub struct TrainExecutor {
 impl Executor for TrainExecutor {
     fn execute(&self, node: &PlanNode, device: &str, sink: &dyn StepSink) -> RunOutcome {
         runner::execute(&node.spec, device, &self.ctx, sink)
+    }
+
+    fn skipped(&self, node: &PlanNode, reason: &str) {
+        // A status that cannot be written loses nothing: the run simply shows as pending.
+        let _ = runner::record_skipped(&node.spec, &self.ctx, reason);
     }
 }
 
@@ -139,6 +147,7 @@ pub fn run_plan(
                                 g.remaining.remove(&i);
                                 g.states[i] = NodeState::Bad;
                                 let label = plan.nodes[i].spec.label();
+                                exec.skipped(&plan.nodes[i], &reason);
                                 progress.skipped(&label, &reason);
                                 g.summary.skipped.push((label, reason));
                                 continue;

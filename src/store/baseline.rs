@@ -54,7 +54,8 @@ pub fn check_name(name: &str) -> Result<()> {
 pub enum RunState {
     /// Finished; its last epoch's rows.
     Done(Vec<MetricRow>),
-    /// Failed or diverged; what its spec says it is (for naming the cells it lost) and why.
+    /// Failed, diverged, or skipped because a run it depends on did; what its spec says it
+    /// is (for naming the cells it lost) and why.
     Failed {
         identity: RunIdentity,
         state: State,
@@ -189,7 +190,7 @@ pub fn read_sweep(results_dir: &Path, manifest: &Manifest) -> Result<Sweep> {
                 }
                 RunState::Done(rows)
             }
-            Some(state @ (State::Failed | State::Diverged)) => {
+            Some(state @ (State::Failed | State::Diverged | State::Skipped)) => {
                 let spec = dir.read_spec()?;
                 if spec.analysis.is_some() {
                     continue;

@@ -1,4 +1,5 @@
-//! `status.json`: the life cycle of a run (pending → running → done | failed | diverged),
+//! `status.json`: the life cycle of a run (pending → running → done | failed | diverged; or
+//! skipped, when a run it depends on did not succeed),
 //! with the error, timings and where it ran. A `running` status whose process is gone means
 //! the run was interrupted; the scheduler resumes it.
 
@@ -12,6 +13,8 @@ pub enum State {
     Done,
     Failed,
     Diverged,
+    /// Not started because a run it depends on failed, diverged or was skipped.
+    Skipped,
 }
 
 impl State {
@@ -22,6 +25,7 @@ impl State {
             State::Done => "done",
             State::Failed => "failed",
             State::Diverged => "diverged",
+            State::Skipped => "skipped",
         }
     }
 }

@@ -81,6 +81,30 @@ pub fn open_device(name: &str) -> Result<Device> {
     )))
 }
 
+/// Records a run that was not started because a run it depends on did not succeed: its
+/// spec and a `skipped` status with the reason, so that `harness status` and `harness
+/// regress` can say what it is and why it has no results. Re-running retries it.
+pub fn record_skipped(spec: &RunSpec, ctx: &RunContext, reason: &str) -> Result<()> {
+    let dir = RunDir::new(&ctx.results_dir, &spec.run_id());
+    dir.write_spec(spec)?;
+    dir.write_status(&Status {
+        state: State::Skipped,
+        run_id: spec.run_id(),
+        label: spec.label(),
+        started_at: None,
+        finished_at: Some(now()),
+        wall_time_s: None,
+        epochs_done: 0,
+        epochs_total: spec.train.epochs,
+        error: Some(reason.to_string()),
+        pid: None,
+        device: None,
+        threads: None,
+        code_version: spec.code_version.clone(),
+        provenance: Some(crate::util::provenance::current()),
+    })
+}
+
 /// Execute one run to completion (or failure), writing everything into its run folder.
 pub fn execute(
     spec: &RunSpec,

@@ -200,6 +200,18 @@ fn foundation_loads_weights_with_a_key_mapping() {
     ] {
         assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
     }
+    // The skipped run is recorded as such, with the reason, for `status` and `regress`.
+    let o = ws.run(&["status"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let skipped = out
+        .lines()
+        .find(|l| l.contains("skipped"))
+        .unwrap_or_else(|| panic!("no skipped run in:\n{out}"));
+    assert!(
+        skipped.contains("lorkd") && skipped.contains("did not succeed"),
+        "{skipped}"
+    );
 }
 
 #[test]

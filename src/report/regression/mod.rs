@@ -429,7 +429,10 @@ pub fn compare(
     let mut kinds: BTreeSet<String> = baseline_rows.iter().map(|r| r.data_kind.clone()).collect();
     kinds.extend(current_rows.iter().map(|r| r.data_kind.clone()));
     let mut warn = warnings(baseline_rows, &current_rows);
-    if cells.iter().any(|c| c.key.quantity == Quantity::Speed) {
+    if cells
+        .iter()
+        .any(|c| c.key.quantity == Quantity::Speed && c.verdict != Verdict::Failed)
+    {
         warn.push("the baseline (or this sweep) has no per-run reference throughput: speed is compared in absolute images/s, which differs between machines".into());
     }
     Ok(Comparison {
