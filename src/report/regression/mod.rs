@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use render::{render_json, render_markdown};
-use verdict::{judge, welch, Difference, Verdict};
+use verdict::{judge, welch, Difference, Pooled, Verdict};
 
 use crate::error::{Error, Result};
 use crate::store::baseline::{RunState, Sweep};
@@ -377,6 +377,7 @@ pub fn compare(
         })
     };
 
+    let pooled = pool(&base, &cur);
     let mut missing = Vec::new();
     let mut cells = Vec::new();
     let all_keys: BTreeSet<&CellKey> = base.keys().chain(cur.keys()).collect();
@@ -412,7 +413,8 @@ pub fn compare(
         if seeds.is_empty() {
             continue;
         }
-        cells.push(judged_cell(key, b, c, settings));
+        let pooled = pooled.get(&pool_kind(key)).copied();
+        cells.push(judged_cell(key, b, c, settings, pooled));
     }
     if !missing.is_empty() {
         let n = missing.len();
@@ -468,8 +470,18 @@ fn failed_cell(key: &CellKey, b: &Values, c: &Values, failures: Vec<String>) -> 
     }
 }
 
-fn judged_cell(key: &CellKey, b: &Values, c: &Values, settings: Settings) -> Cell {
-    let mut key = key.clone();
+/// Which cells share a pooled spread: per-task accuracies, Avg accuracies, speeds.
+fn pool_kind(key: &CellKey) -> u8 {
+    match key.quantity {
+        Quantity::Accuracy if key.task == AVG_TASK => 1,
+        Quantity::Accuracy => 0,
+        _ => 2,
+    }
+}
+
+/// The values a cell's test runs on: accuracy in points; speed as ln(images/s ÷
+/// reference), or ln(images/s) where a side lacks the reference. Also whether relative.
+fn transformed(key: &CellKey, b: &Values, c: &Values) -> (Vec<f64>, Vec<f64>, bool) {
     let relative = key.quantity != Quantity::Accuracy
         && b.values()
             .chain(c.values())
@@ -479,9 +491,39 @@ fn judged_cell(key: &CellKey, b: &Values, c: &Values, settings: Settings) -> Cel
         _ if relative => (v / r.unwrap_or(1.0)).max(f64::MIN_POSITIVE).ln(),
         _ => v.max(f64::MIN_POSITIVE).ln(),
     };
-    let bx: Vec<f64> = b.values().map(value).collect();
-    let cx: Vec<f64> = c.values().map(value).collect();
-    let d = welch(&bx, &cx, settings.confidence);
+    (
+        b.values().map(value).collect(),
+        c.values().map(value).collect(),
+        relative,
+    )
+}
+
+/// The spread of each pool kind over the cells that have one of their own (two or more
+/// seeds on a side), for the cells that do not.
+fn pool(base: &Side, cur: &Side) -> BTreeMap<u8, Pooled> {
+    let mut groups: BTreeMap<u8, Vec<Vec<f64>>> = BTreeMap::new();
+    for (key, b) in base {
+        let Some(c) = cur.get(key) else { continue };
+        let (bx, cx, _) = transformed(key, b, c);
+        let g = groups.entry(pool_kind(key)).or_default();
+        g.extend([bx, cx].into_iter().filter(|x| x.len() > 1));
+    }
+    groups
+        .into_iter()
+        .filter_map(|(k, g)| Pooled::of(g.iter().map(Vec::as_slice)).map(|p| (k, p)))
+        .collect()
+}
+
+fn judged_cell(
+    key: &CellKey,
+    b: &Values,
+    c: &Values,
+    settings: Settings,
+    pooled: Option<Pooled>,
+) -> Cell {
+    let mut key = key.clone();
+    let (bx, cx, relative) = transformed(&key, b, c);
+    let d = welch(&bx, &cx, settings.confidence, pooled);
     let (verdict, change, low, high) = if key.quantity == Quantity::Accuracy {
         (
             judge(&d, settings.min_accuracy_points),
@@ -504,6 +546,10 @@ fn judged_cell(key: &CellKey, b: &Values, c: &Values, settings: Settings) -> Cel
         verdict::Spread::Borrowed => {
             Some("one value on a side: the other side's spread stands for both".into())
         }
+        verdict::Spread::Pooled => Some(format!(
+            "one seed a side: the spread of the sweep's other cells of this quantity ({:.0} df)",
+            d.df
+        )),
         verdict::Spread::None => {
             Some("one seed a side: no spread, only the minimum effect decides".into())
         }

@@ -10,8 +10,11 @@
 //! criterion's resamples: seeds are the replicates a researcher can afford.
 //!
 //! Fewer than two values on a side give no variance for it: the other side's variance then
-//! stands for both (the spread of one code version is the best guess for the other's); with
-//! one value on both sides there is no spread at all and only the minimum effect decides.
+//! stands for both (the spread of one code version is the best guess for the other's). With
+//! one value on both sides (the foundation runs use one seed) the cell has no spread of its
+//! own, and the caller passes the spread pooled over the sweep's other cells of the same
+//! quantity ([`Pooled`]): without it one test image more or less (1 point at 96 images)
+//! would read as a change on every machine whose last bits differ.
 //! Identical values on both sides (a deterministic re-run) give a difference of exactly 0,
 //! within noise whatever the spread.
 
@@ -64,8 +67,36 @@ pub enum Spread {
     Both,
     /// One side had a single value; the other's variance was used for it.
     Borrowed,
-    /// One value a side: no spread, only the minimum effect decides.
+    /// One value a side: the spread pooled over the sweep's other cells of the quantity.
+    Pooled,
+    /// One value a side and nothing to pool: only the minimum effect decides.
     None,
+}
+
+/// A variance pooled over many cells, with its degrees of freedom.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pooled {
+    pub variance: f64,
+    pub df: f64,
+}
+
+impl Pooled {
+    /// Pools the sample variances of `groups` (each with two or more values), weighted by
+    /// their degrees of freedom; `None` when no group has two values.
+    pub fn of<'a>(groups: impl IntoIterator<Item = &'a [f64]>) -> Option<Pooled> {
+        let (mut ss, mut df) = (0.0, 0.0);
+        for g in groups {
+            if let (_, Some(var)) = mean_var(g) {
+                let k = (g.len() - 1) as f64;
+                ss += var * k;
+                df += k;
+            }
+        }
+        (df > 0.0).then(|| Pooled {
+            variance: ss / df,
+            df,
+        })
+    }
 }
 
 fn mean_var(x: &[f64]) -> (f64, Option<f64>) {
@@ -76,8 +107,13 @@ fn mean_var(x: &[f64]) -> (f64, Option<f64>) {
 }
 
 /// Welch's interval for mean(current) − mean(baseline) at `confidence` (e.g. 0.95). Both
-/// sides must be non-empty.
-pub fn welch(baseline: &[f64], current: &[f64], confidence: f64) -> Difference {
+/// sides must be non-empty. `pooled` stands for the variance when neither side has one.
+pub fn welch(
+    baseline: &[f64],
+    current: &[f64],
+    confidence: f64,
+    pooled: Option<Pooled>,
+) -> Difference {
     let (mb, vb) = mean_var(baseline);
     let (mc, vc) = mean_var(current);
     let (nb, nc) = (baseline.len() as f64, current.len() as f64);
@@ -86,7 +122,22 @@ pub fn welch(baseline: &[f64], current: &[f64], confidence: f64) -> Difference {
         (Some(b), Some(c)) => (b, c, Spread::Both),
         (Some(b), None) => (b, b, Spread::Borrowed),
         (None, Some(c)) => (c, c, Spread::Borrowed),
-        (None, None) => (0.0, 0.0, Spread::None),
+        (None, None) => match pooled {
+            Some(p) => {
+                let (eb, ec) = (p.variance / nb, p.variance / nc);
+                let se2 = eb + ec;
+                let t = student_t::quantile(1.0 - (1.0 - confidence) / 2.0, p.df);
+                let half = t * se2.sqrt();
+                return Difference {
+                    diff,
+                    low: diff - half,
+                    high: diff + half,
+                    df: p.df,
+                    spread: Spread::Pooled,
+                };
+            }
+            None => (0.0, 0.0, Spread::None),
+        },
     };
     let (eb, ec) = (vb / nb, vc / nc);
     let se2 = eb + ec;
@@ -135,7 +186,7 @@ mod tests {
     fn welch_matches_scipy() {
         let b = [71.0, 74.5, 69.0];
         let c = [65.0, 66.5, 61.25, 63.0];
-        let d = welch(&b, &c, 0.95);
+        let d = welch(&b, &c, 0.95, None);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
         assert!(close(d.diff, -7.5625), "{d:?}");
         assert!(close(d.df, 3.8850870677203004), "{d:?}");
@@ -145,25 +196,40 @@ mod tests {
         assert_eq!(judge(&d, 1.0), Verdict::Regressed);
         // The same change is within noise when it is smaller than the minimum effect.
         assert_eq!(judge(&d, 8.0), Verdict::WithinNoise);
-        let up = welch(&c, &b, 0.95);
+        let up = welch(&c, &b, 0.95, None);
         assert_eq!(judge(&up, 1.0), Verdict::Improved);
     }
 
     #[test]
     fn identical_values_are_within_noise_and_lone_values_need_the_minimum_effect() {
         let x = [70.0, 72.0, 71.0];
-        let d = welch(&x, &x, 0.95);
+        let d = welch(&x, &x, 0.95, None);
         assert_eq!(d.diff, 0.0);
         assert!(d.low < 0.0 && d.low == -d.high, "{d:?}");
         assert_eq!(judge(&d, 1.0), Verdict::WithinNoise);
-        let same = welch(&[80.0], &[80.0], 0.95);
+        let same = welch(&[80.0], &[80.0], 0.95, None);
         assert_eq!(judge(&same, 1.0), Verdict::WithinNoise);
         assert_eq!(same.spread, Spread::None);
-        let lone = welch(&[80.0], &[78.5], 0.95);
+        let lone = welch(&[80.0], &[78.5], 0.95, None);
         assert_eq!(judge(&lone, 1.0), Verdict::Regressed);
         assert_eq!(judge(&lone, 2.0), Verdict::WithinNoise);
+        // With the sweep's pooled spread, one image's worth (1.04 points at 96 test images)
+        // is within noise: variance 9 on 4 df gives ±2.776·√18 = ±11.8 points.
+        let pooled = Pooled::of([&[1.0, 4.0, 7.0][..], &[2.0, 5.0, 8.0][..]]).unwrap();
+        assert_eq!(
+            pooled,
+            Pooled {
+                variance: 9.0,
+                df: 4.0
+            }
+        );
+        let one = welch(&[80.0], &[78.96], 0.95, Some(pooled));
+        assert_eq!(one.spread, Spread::Pooled);
+        assert!((one.high - one.diff - 2.7764451051977934 * 18f64.sqrt()).abs() < 1e-9);
+        assert_eq!(judge(&one, 1.0), Verdict::WithinNoise);
+        assert!(Pooled::of([&[1.0][..]]).is_none());
         // One seed tonight against three in the baseline: the baseline's spread is borrowed.
-        let b = welch(&x, &[69.0], 0.95);
+        let b = welch(&x, &[69.0], 0.95, None);
         assert_eq!(b.spread, Spread::Borrowed);
         // Both sides then have 2 degrees of freedom: df = (4/3)² / ((1/3)²/2 + 1²/2) = 3.2.
         assert!(
