@@ -134,6 +134,23 @@ fn a_slower_machine_is_not_a_slower_commit_but_a_slower_commit_is() {
     let speed = cell(&cmp, "all", Quantity::RelativeSpeed);
     assert_eq!(speed.verdict, Verdict::Regressed);
     assert!((speed.change - 0.7).abs() < 1e-9, "{speed:?}");
+    // 20 % slower is certain but under the default 25 %; with --min-speed-change 20 it
+    // counts (a drop of exactly m: ratio 0.8 ≤ 1 − 0.2).
+    let slower = mtl(
+        [0.70, 0.72, 0.71],
+        [800.0, 808.0, 792.0],
+        [50.0, 50.5, 49.5],
+    );
+    let judged = |fraction: f64| {
+        let settings = Settings {
+            min_speed_fraction: fraction,
+            ..Settings::default()
+        };
+        let cmp = compare("b".into(), &base, &sweep(slower.clone(), None), settings).unwrap();
+        cell(&cmp, "all", Quantity::RelativeSpeed).verdict
+    };
+    assert_eq!(judged(0.25), Verdict::WithinNoise);
+    assert_eq!(judged(0.199_999), Verdict::Regressed);
     assert_eq!(
         cmp.cells[0].verdict,
         Verdict::Regressed,

@@ -167,9 +167,16 @@ pub fn welch(
 /// The verdict of a difference where higher is better, with `min_effect` the smallest
 /// change (in the difference's units, > 0) that counts.
 pub fn judge(d: &Difference, min_effect: f64) -> Verdict {
-    if d.high < 0.0 && -d.diff >= min_effect {
+    judge_between(d, -min_effect, min_effect)
+}
+
+/// As [`judge`], with separate thresholds: a drop counts at `diff <= worse` (< 0), a rise
+/// at `diff >= better` (> 0). A ratio compared in log space needs these: 10 % slower is
+/// ln 0.9, 10 % faster ln 1.1.
+pub fn judge_between(d: &Difference, worse: f64, better: f64) -> Verdict {
+    if d.high < 0.0 && d.diff <= worse {
         Verdict::Regressed
-    } else if d.low > 0.0 && d.diff >= min_effect {
+    } else if d.low > 0.0 && d.diff >= better {
         Verdict::Improved
     } else {
         Verdict::WithinNoise
