@@ -88,21 +88,31 @@ pub fn record_skipped(spec: &RunSpec, ctx: &RunContext, reason: &str) -> Result<
     let dir = RunDir::new(&ctx.results_dir, &spec.run_id());
     dir.write_spec(spec)?;
     dir.write_status(&Status {
-        state: State::Skipped,
+        finished_at: Some(now()),
+        error: Some(reason.to_string()),
+        ..new_status(spec, State::Skipped)
+    })
+}
+
+/// The status of `spec` in `state`, nothing timed or owned yet, with this build's and
+/// machine's provenance.
+fn new_status(spec: &RunSpec, state: State) -> Status {
+    Status {
+        state,
         run_id: spec.run_id(),
         label: spec.label(),
         started_at: None,
-        finished_at: Some(now()),
+        finished_at: None,
         wall_time_s: None,
         epochs_done: 0,
         epochs_total: spec.train.epochs,
-        error: Some(reason.to_string()),
+        error: None,
         pid: None,
         device: None,
         threads: None,
         code_version: spec.code_version.clone(),
         provenance: Some(crate::util::provenance::current()),
-    })
+    }
 }
 
 /// Execute one run to completion (or failure), writing everything into its run folder.
@@ -115,20 +125,11 @@ pub fn execute(
     let dir = RunDir::new(&ctx.results_dir, &spec.run_id());
     let started = Instant::now();
     let mut status = Status {
-        state: State::Running,
-        run_id: spec.run_id(),
-        label: spec.label(),
         started_at: Some(now()),
-        finished_at: None,
-        wall_time_s: None,
-        epochs_done: 0,
-        epochs_total: spec.train.epochs,
-        error: None,
         pid: Some(std::process::id()),
         device: Some(device_name.to_string()),
         threads: Some(ctx.threads),
-        code_version: spec.code_version.clone(),
-        provenance: Some(crate::util::provenance::current()),
+        ..new_status(spec, State::Running)
     };
     let mut analysed = None;
     let result = dir

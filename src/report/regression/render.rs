@@ -7,14 +7,19 @@ use super::verdict::Verdict;
 use super::{Cell, Comparison, Quantity};
 use crate::report::table::SYNTHETIC_BANNER;
 
+/// A value in its quantity's precision.
+fn value(quantity: Quantity, v: f64) -> String {
+    match quantity {
+        Quantity::Accuracy => format!("{v:.2}"),
+        Quantity::RelativeSpeed => format!("{v:.3}"),
+        Quantity::Speed => format!("{v:.0}"),
+    }
+}
+
 fn seeds(values: &[(u64, f64)], quantity: Quantity) -> String {
     values
         .iter()
-        .map(|(s, v)| match quantity {
-            Quantity::Accuracy => format!("{s}: {v:.2}"),
-            Quantity::RelativeSpeed => format!("{s}: {v:.3}"),
-            Quantity::Speed => format!("{s}: {v:.0}"),
-        })
+        .map(|(s, v)| format!("{s}: {}", value(quantity, *v)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -51,11 +56,7 @@ fn table(out: &mut String, title: &str, cells: &[&Cell]) {
     out.push_str("|:---|:---|---:|---:|:---|:---|:---|:---|\n");
     for c in cells {
         let q = c.key.quantity;
-        let fmt = |v: f64| match q {
-            Quantity::Accuracy => format!("{v:.2}"),
-            Quantity::RelativeSpeed => format!("{v:.3}"),
-            Quantity::Speed => format!("{v:.0}"),
-        };
+        let fmt = |v: f64| value(q, v);
         let current = if c.current.is_empty() {
             "–".to_string()
         } else {

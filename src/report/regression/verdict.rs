@@ -118,25 +118,15 @@ pub fn welch(
     let (mc, vc) = mean_var(current);
     let (nb, nc) = (baseline.len() as f64, current.len() as f64);
     let diff = mc - mb;
-    let (vb, vc, spread) = match (vb, vc) {
-        (Some(b), Some(c)) => (b, c, Spread::Both),
-        (Some(b), None) => (b, b, Spread::Borrowed),
-        (None, Some(c)) => (c, c, Spread::Borrowed),
+    // (variance, degrees of freedom) of each side: a borrowed variance keeps the degrees of
+    // freedom of the side it came from; a pooled one is a single estimate for both sides.
+    let ((vb, db), (vc, dc), spread) = match (vb, vc) {
+        (Some(b), Some(c)) => ((b, nb - 1.0), (c, nc - 1.0), Spread::Both),
+        (Some(b), None) => ((b, nb - 1.0), (b, nb - 1.0), Spread::Borrowed),
+        (None, Some(c)) => ((c, nc - 1.0), (c, nc - 1.0), Spread::Borrowed),
         (None, None) => match pooled {
-            Some(p) => {
-                let (eb, ec) = (p.variance / nb, p.variance / nc);
-                let se2 = eb + ec;
-                let t = student_t::quantile(1.0 - (1.0 - confidence) / 2.0, p.df);
-                let half = t * se2.sqrt();
-                return Difference {
-                    diff,
-                    low: diff - half,
-                    high: diff + half,
-                    df: p.df,
-                    spread: Spread::Pooled,
-                };
-            }
-            None => (0.0, 0.0, Spread::None),
+            Some(p) => ((p.variance, p.df), (p.variance, p.df), Spread::Pooled),
+            None => ((0.0, 1.0), (0.0, 1.0), Spread::None),
         },
     };
     let (eb, ec) = (vb / nb, vc / nc);
@@ -150,9 +140,10 @@ pub fn welch(
             spread,
         };
     }
-    // A borrowed variance has the degrees of freedom of the side it came from.
-    let dof = |n: f64, other: f64| if n > 1.0 { n - 1.0 } else { other - 1.0 };
-    let df = se2 * se2 / (eb * eb / dof(nb, nc) + ec * ec / dof(nc, nb));
+    let df = match spread {
+        Spread::Pooled => db,
+        _ => se2 * se2 / (eb * eb / db + ec * ec / dc),
+    };
     let t = student_t::quantile(1.0 - (1.0 - confidence) / 2.0, df);
     let half = t * se2.sqrt();
     Difference {
