@@ -29,6 +29,8 @@ mod real_data;
 mod regress;
 #[path = "it/run.rs"]
 mod run;
+#[path = "it/shared_store.rs"]
+mod shared_store;
 #[path = "it/students.rs"]
 mod students;
 #[path = "it/transfer.rs"]

@@ -45,6 +45,10 @@ pub enum Command {
         /// Devices, one worker each: `cpu`, or `cuda:0,cuda:1`.
         #[arg(long, default_value = "cpu", value_delimiter = ',')]
         device: Vec<String>,
+        /// Workers per device, each running its own run at once; CPU workers divide the
+        /// threads between them (`--device cpu --jobs 4 --threads 8`: 2 threads each).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
         /// CPU threads for tensor kernels (sets RAYON_NUM_THREADS). Same threads + seed +
         /// code = identical metrics.
         #[arg(long)]

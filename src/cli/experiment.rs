@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::args::GlobalArgs;
 use super::preflight::check_inputs;
+use super::workers::layout;
 use crate::data::registry::Registry;
 use crate::data::{source, DataKind};
 use crate::error::Result;
@@ -18,9 +19,10 @@ use crate::sched::progress::Progress;
 use crate::spec::expand::expand;
 use crate::spec::run::{RunSpec, Stage};
 use crate::spec::validate::{self, Experiment};
+use crate::store::claim::{inspect, ClaimSettings, ClaimView};
 use crate::store::manifest::{write_manifest, Manifest};
 use crate::store::run_dir::RunDir;
-use crate::store::status::{pid_alive, State, Status};
+use crate::store::status::{now, State, Status};
 use crate::train::runner::{open_device, RunContext};
 
 pub(super) fn load_registry(path: &Path) -> Result<Registry> {
@@ -134,11 +136,15 @@ pub(super) fn cmd_run(
     file: &Path,
     profile: Option<&str>,
     devices: &[String],
+    jobs: usize,
     plain: bool,
 ) -> Result<u8> {
     for d in devices {
         open_device(d)?;
     }
+    let workers = layout(devices, jobs, candle_core::utils::get_num_threads())?;
+    let claims = ClaimSettings::from_env()?;
+    let session_started = now();
     let l = load_experiment(g, file, profile)?;
     let plan = Plan::new(l.specs, &g.results_dir)?;
     let todo: Vec<usize> = (0..plan.nodes.len())
@@ -177,15 +183,20 @@ pub(super) fn cmd_run(
             reference: l.experiment.reference.clone(),
         },
     )?;
-    let threads = candle_core::utils::get_num_threads() as u32;
+    let threads = workers.threads as u32;
+    let per_worker = if workers.devices.len() > 1 {
+        " per CPU worker"
+    } else {
+        ""
+    };
     eprintln!(
-        "experiment {} · profile {} · {} runs ({} cached, {} to run) · devices {} · {} threads",
+        "experiment {} · profile {} · {} runs ({} cached, {} to run) · workers {} · {} threads{per_worker}",
         l.experiment.name,
         l.profile,
         plan.nodes.len(),
         plan.nodes.len() - todo.len(),
         todo.len(),
-        devices.join(","),
+        workers.devices.join(","),
         threads
     );
     let executor = TrainExecutor {
@@ -196,9 +207,12 @@ pub(super) fn cmd_run(
             results_dir: g.results_dir.clone(),
             threads,
         },
+        claims,
+        session_started,
+        pools: workers.pools,
     };
-    let progress = Progress::new(todo.len(), devices.len(), plain);
-    let summary = run_plan(&plan, devices, &executor, &progress);
+    let progress = Progress::new(todo.len(), workers.devices.len(), plain);
+    let summary = run_plan(&plan, &workers.devices, &executor, &progress);
     eprintln!("{}", summary.render());
     if !summary.ok() {
         eprintln!("see results/<run_id>/status.json and log.txt of the runs above; re-running the same command retries them");
@@ -224,16 +238,23 @@ pub(super) fn cmd_status(g: &GlobalArgs) -> Result<u8> {
         return Ok(0);
     }
     rows.sort_by(|a, b| a.label.cmp(&b.label));
+    let claims = ClaimSettings::from_env()?;
     let mut interrupted = 0;
     for s in &rows {
-        // A run whose process is gone (killed, machine restarted) is not running: the next
-        // `harness run` resumes it from its last checkpoint.
-        let state = match (s.state, s.pid) {
-            (State::Running, Some(pid)) if !pid_alive(pid) => {
-                interrupted += 1;
-                "interrupted"
+        // A run whose holder is gone (killed, machine restarted) is not running: the next
+        // `harness run` resumes it from its last checkpoint. The claim knows about holders
+        // on other hosts, which a pid cannot tell.
+        let state = match s.state {
+            State::Running => {
+                match inspect(&RunDir::new(&g.results_dir, &s.run_id).path, &claims) {
+                    ClaimView::Live(_) => "running",
+                    ClaimView::Stale { .. } | ClaimView::Free => {
+                        interrupted += 1;
+                        "interrupted"
+                    }
+                }
             }
-            (st, _) => st.as_str(),
+            st => st.as_str(),
         };
         println!(
             "{:<16}  {:<11}  {:>3}/{:<3} epochs  {:>8}  {}{}",

@@ -8,6 +8,7 @@ mod efficiency;
 mod experiment;
 mod preflight;
 mod regress;
+mod workers;
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ where
             file,
             profile,
             device,
+            jobs,
             threads,
             plain,
         } => {
@@ -59,7 +61,7 @@ where
                 // Must happen before the first tensor op creates the thread pools.
                 std::env::set_var("RAYON_NUM_THREADS", n.to_string());
             }
-            cmd_run(g, file, profile.as_deref(), device, *plain)
+            cmd_run(g, file, profile.as_deref(), device, *jobs, *plain)
         }
         Command::Plan { file, profile } => cmd_plan(g, file, profile.as_deref()),
         Command::Status => cmd_status(g),

@@ -1,20 +1,52 @@
-//! The local scheduler: one worker thread per device pulls runs whose dependencies have
-//! finished, skips runs that are already done, isolates failures (a failed or diverged run
+//! The local scheduler: worker threads (one or more per device) pull runs whose dependencies
+//! have finished, skip runs that are already done, isolate failures (a failed or diverged run
 //! is recorded and its dependants are skipped with the reason; everything else goes on) and
-//! returns a summary for the final report and exit code.
+//! return a summary for the final report and exit code.
+//!
+//! Several processes may execute the same plan on one results folder (two terminals, Slurm
+//! array tasks, a cron job overlapping a manual run). A worker claims a run before executing
+//! it ([`crate::store::claim`]); a run another live process holds is set aside and checked
+//! again every [`POLL`] until that process finishes it (its outcome counts here, nothing is
+//! trained twice) or dies (then its claim is taken over and the run resumed).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::dag::{Plan, PlanNode};
 use super::progress::Progress;
+use crate::store::claim::{try_claim, Attempt, Claim, ClaimSettings};
+use crate::store::run_dir::RunDir;
+use crate::store::status::{State, Status};
 use crate::train::fit::StepProgress;
 use crate::train::runner::{self, RunContext, RunOutcome, StepSink};
 
+/// How often a run held by another process is looked at again.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// What a worker found when it tried to claim a run.
+pub enum Claimed {
+    /// Ours to execute.
+    Mine(Box<Claim>),
+    /// Another live process holds it (described); look again later.
+    Busy(String),
+    /// Another process finished it since this session began, with this outcome.
+    Finished(RunOutcome),
+}
+
 /// Does the work of one run. The real one trains; tests use a mock.
 pub trait Executor: Sync {
-    fn execute(&self, node: &PlanNode, device: &str, sink: &dyn StepSink) -> RunOutcome;
+    fn claim(&self, node: &PlanNode) -> Claimed;
+
+    /// Execute a claimed run on `device` as worker `worker`; the claim is released after.
+    fn execute(
+        &self,
+        node: &PlanNode,
+        claim: Box<Claim>,
+        worker: usize,
+        device: &str,
+        sink: &dyn StepSink,
+    ) -> RunOutcome;
 
     /// Records that a run was not started because a dependency did not succeed.
     fn skipped(&self, _node: &PlanNode, _reason: &str) {}
@@ -23,16 +55,82 @@ pub trait Executor: Sync {
 /// The executor that trains with candle.
 pub struct TrainExecutor {
     pub ctx: RunContext,
+    pub claims: ClaimSettings,
+    /// Unix seconds when this process made its plan: a run finished after it was finished
+    /// by another process during this session, and is not redone.
+    pub session_started: f64,
+    /// One thread pool per worker when CPU workers share the cores (`--jobs`), so each
+    /// gets its share; `None`: the global pool.
+    pub pools: Vec<Option<rayon::ThreadPool>>,
+}
+
+impl TrainExecutor {
+    fn dir(&self, node: &PlanNode) -> RunDir {
+        RunDir::new(&self.ctx.results_dir, &node.run_id)
+    }
 }
 
 impl Executor for TrainExecutor {
-    fn execute(&self, node: &PlanNode, device: &str, sink: &dyn StepSink) -> RunOutcome {
-        runner::execute(&node.spec, device, &self.ctx, sink)
+    fn claim(&self, node: &PlanNode) -> Claimed {
+        let dir = self.dir(node);
+        match try_claim(&dir.path, &node.spec.label(), &self.claims) {
+            Err(e) => Claimed::Finished(RunOutcome::Failed(format!("cannot claim the run: {e}"))),
+            Ok(Attempt::Busy(holder)) => Claimed::Busy(holder.describe()),
+            Ok(Attempt::Claimed { claim, took_over }) => {
+                if let Some(note) = took_over {
+                    let _ = dir.log(&format!("took over the claim {note}"));
+                }
+                match dir.read_status() {
+                    Ok(Some(s)) if self.finished_during_session(&s) => {
+                        drop(claim);
+                        Claimed::Finished(outcome_of(&s))
+                    }
+                    _ => Claimed::Mine(Box::new(claim)),
+                }
+            }
+        }
+    }
+
+    fn execute(
+        &self,
+        node: &PlanNode,
+        claim: Box<Claim>,
+        worker: usize,
+        device: &str,
+        sink: &dyn StepSink,
+    ) -> RunOutcome {
+        let run = || runner::execute(&node.spec, device, &self.ctx, sink, &claim);
+        match self.pools.get(worker) {
+            Some(Some(pool)) => pool.install(run),
+            _ => run(),
+        }
     }
 
     fn skipped(&self, node: &PlanNode, reason: &str) {
-        // A status that cannot be written loses nothing: the run simply shows as pending.
-        let _ = runner::record_skipped(&node.spec, &self.ctx, reason);
+        // Only the holder writes a run's status; a run someone else holds is theirs to record.
+        if let Claimed::Mine(_claim) = self.claim(node) {
+            // A status that cannot be written loses nothing: the run simply shows as pending.
+            let _ = runner::record_skipped(&node.spec, &self.ctx, reason);
+        }
+    }
+}
+
+impl TrainExecutor {
+    fn finished_during_session(&self, s: &Status) -> bool {
+        matches!(s.state, State::Done | State::Failed | State::Diverged)
+            && s.finished_at.is_some_and(|t| t >= self.session_started)
+    }
+}
+
+/// The outcome a stored final status stands for.
+fn outcome_of(s: &Status) -> RunOutcome {
+    let error = || s.error.clone().unwrap_or_default();
+    match s.state {
+        State::Done => RunOutcome::Done {
+            summary: String::new(),
+        },
+        State::Diverged => RunOutcome::Diverged(error()),
+        _ => RunOutcome::Failed(error()),
     }
 }
 
@@ -40,6 +138,8 @@ impl Executor for TrainExecutor {
 pub struct Summary {
     pub done: Vec<String>,
     pub cached: Vec<String>,
+    /// Finished by another process while this one ran the plan.
+    pub elsewhere: Vec<String>,
     pub failed: Vec<(String, String)>,
     pub diverged: Vec<(String, String)>,
     pub skipped: Vec<(String, String)>,
@@ -52,8 +152,13 @@ impl Summary {
     }
 
     pub fn render(&self) -> String {
+        let elsewhere = if self.elsewhere.is_empty() {
+            String::new()
+        } else {
+            format!(", {} by another process", self.elsewhere.len())
+        };
         let mut s = format!(
-            "{} trained, {} cached, {} failed, {} diverged, {} skipped in {:.1}s",
+            "{} trained, {} cached{elsewhere}, {} failed, {} diverged, {} skipped in {:.1}s",
             self.done.len(),
             self.cached.len(),
             self.failed.len(),
@@ -85,7 +190,92 @@ enum NodeState {
 struct Shared {
     states: Vec<NodeState>,
     remaining: BTreeSet<usize>,
+    /// Runs another process holds, with when to look again.
+    held_elsewhere: BTreeMap<usize, Instant>,
+    /// Runs whose wait has been announced.
+    announced: BTreeSet<usize>,
     summary: Summary,
+}
+
+impl Shared {
+    /// The next node to work on: a ready one, else one held elsewhere that is due for
+    /// another look; `Err(wait)` when there is none yet (`None`: nothing left at all).
+    fn pick(
+        &mut self,
+        plan: &Plan,
+        exec: &dyn Executor,
+        progress: &Progress,
+    ) -> Result<usize, Option<Duration>> {
+        // Skip dependants of failed runs, then take the first ready node.
+        let candidates: Vec<usize> = self.remaining.iter().copied().collect();
+        for i in candidates {
+            let deps = &plan.nodes[i].deps;
+            if let Some(&bad) = deps.iter().find(|&&d| self.states[d] == NodeState::Bad) {
+                let reason = format!(
+                    "dependency {} did not succeed",
+                    plan.nodes[bad].spec.label()
+                );
+                self.remaining.remove(&i);
+                self.states[i] = NodeState::Bad;
+                let label = plan.nodes[i].spec.label();
+                exec.skipped(&plan.nodes[i], &reason);
+                progress.skipped(&label, &reason);
+                self.summary.skipped.push((label, reason));
+                continue;
+            }
+            if deps.iter().all(|&d| self.states[d] == NodeState::Ok) {
+                self.remaining.remove(&i);
+                self.states[i] = NodeState::Running;
+                return Ok(i);
+            }
+        }
+        let now = Instant::now();
+        if let Some(i) = self
+            .held_elsewhere
+            .iter()
+            .find(|(_, &due)| due <= now)
+            .map(|(&i, _)| i)
+        {
+            self.held_elsewhere.remove(&i);
+            self.states[i] = NodeState::Running;
+            return Ok(i);
+        }
+        if self.remaining.is_empty() && self.held_elsewhere.is_empty() {
+            return Err(None);
+        }
+        let next_look = self.held_elsewhere.values().min();
+        Err(Some(next_look.map_or(Duration::from_secs(3600), |due| {
+            due.saturating_duration_since(now)
+        })))
+    }
+
+    fn record(&mut self, i: usize, label: String, outcome: RunOutcome, elsewhere: bool) {
+        let place = |e: String| {
+            if elsewhere {
+                format!("in another process: {e}")
+            } else {
+                e
+            }
+        };
+        match outcome {
+            RunOutcome::Done { .. } => {
+                self.states[i] = NodeState::Ok;
+                if elsewhere {
+                    self.summary.elsewhere.push(label);
+                } else {
+                    self.summary.done.push(label);
+                }
+            }
+            RunOutcome::Failed(e) => {
+                self.states[i] = NodeState::Bad;
+                self.summary.failed.push((label, place(e)));
+            }
+            RunOutcome::Diverged(e) => {
+                self.states[i] = NodeState::Bad;
+                self.summary.diverged.push((label, place(e)));
+            }
+        }
+    }
 }
 
 struct WorkerSink<'a> {
@@ -99,10 +289,11 @@ impl StepSink for WorkerSink<'_> {
     }
 }
 
-/// Run every node of the plan that is not already done.
+/// Run every node of the plan that is not already done, with one worker per entry of
+/// `workers` (a device name each; a device may appear several times).
 pub fn run_plan(
     plan: &Plan,
-    devices: &[String],
+    workers: &[String],
     exec: &dyn Executor,
     progress: &Progress,
 ) -> Summary {
@@ -110,6 +301,8 @@ pub fn run_plan(
     let mut shared = Shared {
         states: vec![NodeState::Waiting; plan.nodes.len()],
         remaining: BTreeSet::new(),
+        held_elsewhere: BTreeMap::new(),
+        announced: BTreeSet::new(),
         summary: Summary::default(),
     };
     for i in plan.topological_order() {
@@ -123,48 +316,18 @@ pub fn run_plan(
     let lock = Mutex::new(shared);
     let wake = Condvar::new();
     std::thread::scope(|scope| {
-        for (worker, device) in devices.iter().enumerate() {
+        for (worker, device) in workers.iter().enumerate() {
             let (lock, wake) = (&lock, &wake);
             scope.spawn(move || loop {
                 let next = {
                     let mut g = lock.lock().expect("scheduler lock");
                     loop {
-                        if g.remaining.is_empty() {
-                            break None;
-                        }
-                        // Skip dependants of failed runs, then take the first ready node.
-                        let mut picked = None;
-                        let candidates: Vec<usize> = g.remaining.iter().copied().collect();
-                        for i in candidates {
-                            let deps = &plan.nodes[i].deps;
-                            if let Some(&bad) =
-                                deps.iter().find(|&&d| g.states[d] == NodeState::Bad)
-                            {
-                                let reason = format!(
-                                    "dependency {} did not succeed",
-                                    plan.nodes[bad].spec.label()
-                                );
-                                g.remaining.remove(&i);
-                                g.states[i] = NodeState::Bad;
-                                let label = plan.nodes[i].spec.label();
-                                exec.skipped(&plan.nodes[i], &reason);
-                                progress.skipped(&label, &reason);
-                                g.summary.skipped.push((label, reason));
-                                continue;
+                        match g.pick(plan, exec, progress) {
+                            Ok(i) => break Some(i),
+                            Err(None) => break None,
+                            Err(Some(wait)) => {
+                                g = wake.wait_timeout(g, wait).expect("scheduler lock").0;
                             }
-                            if deps.iter().all(|&d| g.states[d] == NodeState::Ok) {
-                                picked = Some(i);
-                                break;
-                            }
-                        }
-                        match picked {
-                            Some(i) => {
-                                g.remaining.remove(&i);
-                                g.states[i] = NodeState::Running;
-                                break Some(i);
-                            }
-                            None if g.remaining.is_empty() => break None,
-                            None => g = wake.wait(g).expect("scheduler lock"),
                         }
                     }
                 };
@@ -174,25 +337,34 @@ pub fn run_plan(
                 };
                 let node = &plan.nodes[i];
                 let label = node.spec.label();
-                progress.run_started(worker, &label, device);
-                let t0 = Instant::now();
-                let outcome = exec.execute(node, device, &WorkerSink { progress, worker });
-                progress.run_finished(worker, &label, &outcome, t0.elapsed().as_secs_f64());
-                let mut g = lock.lock().expect("scheduler lock");
-                match outcome {
-                    RunOutcome::Done { .. } => {
-                        g.states[i] = NodeState::Ok;
-                        g.summary.done.push(label);
+                let (outcome, elsewhere) = match exec.claim(node) {
+                    Claimed::Busy(holder) => {
+                        let mut g = lock.lock().expect("scheduler lock");
+                        if g.announced.insert(i) {
+                            progress.waiting(&label, &holder);
+                        }
+                        g.states[i] = NodeState::Waiting;
+                        g.held_elsewhere.insert(i, Instant::now() + POLL);
+                        wake.notify_all();
+                        continue;
                     }
-                    RunOutcome::Failed(e) => {
-                        g.states[i] = NodeState::Bad;
-                        g.summary.failed.push((label, e));
+                    Claimed::Finished(outcome) => {
+                        progress.finished_elsewhere(&label, &outcome);
+                        (outcome, true)
                     }
-                    RunOutcome::Diverged(e) => {
-                        g.states[i] = NodeState::Bad;
-                        g.summary.diverged.push((label, e));
+                    Claimed::Mine(claim) => {
+                        progress.run_started(worker, &label, device);
+                        let t0 = Instant::now();
+                        let sink = WorkerSink { progress, worker };
+                        let outcome = exec.execute(node, claim, worker, device, &sink);
+                        let secs = t0.elapsed().as_secs_f64();
+                        progress.run_finished(worker, &label, &outcome, secs);
+                        (outcome, false)
                     }
-                }
+                };
+                lock.lock()
+                    .expect("scheduler lock")
+                    .record(i, label, outcome, elsewhere);
                 wake.notify_all();
             });
         }

@@ -153,6 +153,27 @@ impl Progress {
     }
 
     pub fn skipped(&self, label: &str, reason: &str) {
+        self.finished_line(format!("SKIPPED {label}: {reason}"));
+    }
+
+    /// A run another process holds: this one waits for it (printed once per run).
+    pub fn waiting(&self, label: &str, holder: &str) {
+        self.note(format!(
+            "WAITING {label}: claimed by {holder}; waiting for it to finish"
+        ));
+    }
+
+    /// A run another process finished while this one waited for it or was about to start it.
+    pub fn finished_elsewhere(&self, label: &str, outcome: &RunOutcome) {
+        self.finished_line(match outcome {
+            RunOutcome::Done { .. } => format!("done   {label} by another process"),
+            RunOutcome::Failed(e) => format!("FAILED {label} in another process: {e}"),
+            RunOutcome::Diverged(e) => format!("DIVERGED {label} in another process: {e}"),
+        });
+    }
+
+    /// A line for a run that is over without this process training it.
+    fn finished_line(&self, line: String) {
         let n = {
             let mut f = self.finished.lock().expect("progress lock");
             *f += 1;
@@ -161,9 +182,18 @@ impl Progress {
         match &self.mode {
             Mode::Bars { multi, overall, .. } => {
                 overall.inc(1);
-                let _ = multi.println(format!("SKIPPED {label}: {reason}"));
+                let _ = multi.println(line);
             }
-            Mode::Plain => eprintln!("[{n}/{}] SKIPPED {label}: {reason}", self.total),
+            Mode::Plain => eprintln!("[{n}/{}] {line}", self.total),
+        }
+    }
+
+    fn note(&self, line: String) {
+        match &self.mode {
+            Mode::Bars { multi, .. } => {
+                let _ = multi.println(line);
+            }
+            Mode::Plain => eprintln!("        {line}"),
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod baseline;
 pub mod cka;
+pub mod claim;
 pub mod index;
 pub mod manifest;
 pub mod metrics;

@@ -22,6 +22,7 @@ use crate::method::{self, BuildContext, TaskModel};
 use crate::model::init::SeededInit;
 use crate::model::weights::{self, KeyRename};
 use crate::spec::run::{RunSpec, Stage, WeightsRef, FOUNDATION_METHOD, SCRATCH_METHOD};
+use crate::store::claim::Claim;
 use crate::store::metrics::{read_metrics, write_metrics, MetricRow};
 use crate::store::run_dir::RunDir;
 use crate::store::status::{now, State, Status};
@@ -53,7 +54,7 @@ pub enum RunOutcome {
 }
 
 /// Receives step progress of the run being executed.
-pub trait StepSink {
+pub trait StepSink: Sync {
     fn step(&self, p: &StepProgress);
 }
 
@@ -115,12 +116,15 @@ fn new_status(spec: &RunSpec, state: State) -> Status {
     }
 }
 
-/// Execute one run to completion (or failure), writing everything into its run folder.
+/// Execute one run to completion (or failure), writing everything into its run folder. The
+/// caller holds the run's claim: nobody else writes in the folder meanwhile, so leftover
+/// temporary files are a dead process's and can go.
 pub fn execute(
     spec: &RunSpec,
     device_name: &str,
     ctx: &RunContext,
     sink: &dyn StepSink,
+    claim: &Claim,
 ) -> RunOutcome {
     let dir = RunDir::new(&ctx.results_dir, &spec.run_id());
     let started = Instant::now();
@@ -141,8 +145,15 @@ pub fn execute(
                 analysed = Some(s);
                 FitOutcome::Done
             }),
-            _ => train(spec, device_name, ctx, &dir, sink, started),
+            _ => train(spec, device_name, ctx, &dir, sink, started, claim),
         });
+    if claim.is_lost() {
+        // Whoever took the claim over owns the status now.
+        return RunOutcome::Failed(format!(
+            "another process took over the claim of {} (this one looked dead to it); stopped without recording",
+            spec.run_id()
+        ));
+    }
     let (state, outcome) = match result {
         Ok(FitOutcome::Done) => {
             let summary = analysed.unwrap_or_else(|| summarise(&dir).unwrap_or_default());
@@ -224,6 +235,7 @@ struct Hooks<'a> {
     /// Per-step task weights, kept for methods that balance gradients (equal weighting's
     /// are all 1 and are not written).
     weights: Option<Vec<WeightRow>>,
+    claim: &'a Claim,
 }
 
 impl FitHooks for Hooks<'_> {
@@ -246,6 +258,12 @@ impl FitHooks for Hooks<'_> {
         optim: &Optimizer,
         weighting: &dyn Weighting,
     ) -> Result<()> {
+        if self.claim.is_lost() {
+            return Err(Error::Failed(
+                "another process took over this run's claim; stopped before writing epoch results"
+                    .into(),
+            ));
+        }
         let wall = self.started.elapsed().as_secs_f64();
         let reference = EpochValue {
             task: None,
@@ -324,6 +342,7 @@ fn train(
     dir: &RunDir,
     sink: &dyn StepSink,
     started: Instant,
+    claim: &Claim,
 ) -> Result<FitOutcome> {
     let device = open_device(device_name)?;
     let data = source::load(&ctx.registry, &spec.data, &ctx.data_dir)?;
@@ -398,6 +417,7 @@ fn train(
         device: device.clone(),
         sink,
         weights: weight_rows,
+        claim,
     };
     if start_epoch >= spec.train.epochs {
         return Ok(FitOutcome::Done);

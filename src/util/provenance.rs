@@ -36,7 +36,8 @@ pub struct Provenance {
     pub instruction_set: String,
 }
 
-fn host() -> String {
+/// This machine's host name (what claims and provenance record).
+pub fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())

@@ -50,6 +50,19 @@ pub fn tiny_experiment(name: &str, methods: &[&str], seeds: &[u64]) -> String {
     )
 }
 
+/// The tiny experiment with a foundation stage and teacher `teacher` (a 2-stage bottleneck
+/// ResNet), and `extra` appended (method or foundation settings).
+pub fn distill_experiment(name: &str, methods: &[&str], stages: &str, extra: &str) -> String {
+    tiny_experiment(name, methods, &[0])
+        .replace("stages = [\"decompose\"]", &format!("stages = {stages}"))
+        .replace(
+            "pretrain = [\"medmnist\"]",
+            "pretrain = [\"medmnist\"]\nfoundation = [\"teacher\"]",
+        )
+        + "\n[profile.smoke.foundation.teacher.model]\narch = \"resnet_bottleneck\"\nwidths = [4, 8]\ndepths = [1, 1]\n"
+        + extra
+}
+
 impl Workspace {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -116,4 +129,22 @@ pub fn assert_bad_input(o: &Output, needles: &[&str]) {
         assert!(err.contains(n), "stderr lacks `{n}`:\n{err}");
     }
     assert!(!err.contains("panicked"), "panic:\n{err}");
+}
+
+/// The metrics of a run that do not depend on timing, as (epoch, split, task, metric) and
+/// the value's bits: what two runs of the same seed, threads and code must share exactly.
+pub fn deterministic_metrics(path: &Path) -> Vec<((u32, String, String, String), u64)> {
+    kdbench::store::metrics::read_metrics(path)
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            !["samples_per_s", "epoch_time_s", "reference_gflops"].contains(&r.metric.as_str())
+        })
+        .map(|r| {
+            (
+                (r.epoch, r.split.clone(), r.task.clone(), r.metric.clone()),
+                r.value.to_bits(),
+            )
+        })
+        .collect()
 }

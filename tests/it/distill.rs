@@ -7,20 +7,9 @@ use std::path::Path;
 
 use kdbench::data::numpy::{write_npz, NpyArray, NpyData};
 
-use crate::common::{assert_bad_input, stderr, stdout, tiny_experiment, Workspace};
-
-/// The tiny experiment with a foundation stage and teacher `teacher` (a 2-stage bottleneck
-/// ResNet), and `extra` appended (method or foundation settings).
-fn distill_experiment(name: &str, methods: &[&str], stages: &str, extra: &str) -> String {
-    tiny_experiment(name, methods, &[0])
-        .replace("stages = [\"decompose\"]", &format!("stages = {stages}"))
-        .replace(
-            "pretrain = [\"medmnist\"]",
-            "pretrain = [\"medmnist\"]\nfoundation = [\"teacher\"]",
-        )
-        + "\n[profile.smoke.foundation.teacher.model]\narch = \"resnet_bottleneck\"\nwidths = [4, 8]\ndepths = [1, 1]\n"
-        + extra
-}
+use crate::common::{
+    assert_bad_input, distill_experiment, stderr, stdout, tiny_experiment, Workspace,
+};
 
 /// Run id of the only run whose spec has `method`.
 fn run_of(ws: &Workspace, method: &str) -> String {

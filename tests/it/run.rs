@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use kdbench::store::metrics::read_metrics;
 
-use crate::common::{stderr, stdout, tiny_experiment, Workspace};
+use crate::common::{deterministic_metrics, stderr, stdout, tiny_experiment, Workspace};
 
 fn test_accuracies(ws: &Workspace) -> Vec<(String, String, u64, f64)> {
     let mut out = Vec::new();
@@ -88,39 +88,15 @@ fn same_seed_gives_identical_metrics_on_cpu() {
         let o = ws.run(&["run", "exp.toml", "--threads", "2"]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let ra = read_metrics(&a.metrics_files()[0]).unwrap();
-    let rb = read_metrics(&b.metrics_files()[0]).unwrap();
-    let key = |r: &kdbench::store::metrics::MetricRow| {
-        (r.epoch, r.split.clone(), r.task.clone(), r.metric.clone())
-    };
-    let va: Vec<_> = ra
-        .iter()
-        .filter(|r| {
-            !["samples_per_s", "epoch_time_s", "reference_gflops"].contains(&r.metric.as_str())
-        })
-        .map(|r| (key(r), r.value.to_bits()))
-        .collect();
-    let vb: Vec<_> = rb
-        .iter()
-        .filter(|r| {
-            !["samples_per_s", "epoch_time_s", "reference_gflops"].contains(&r.metric.as_str())
-        })
-        .map(|r| (key(r), r.value.to_bits()))
-        .collect();
+    let va = deterministic_metrics(&a.metrics_files()[0]);
+    let vb = deterministic_metrics(&b.metrics_files()[0]);
     assert!(!va.is_empty());
     assert_eq!(va, vb, "bit-identical metrics expected");
     // A different seed gives different numbers.
     let c = Workspace::new();
     c.write("exp.toml", &tiny_experiment("det", &["mtl"], &[4]));
     assert!(c.run(&["run", "exp.toml"]).status.success());
-    let rc = read_metrics(&c.metrics_files()[0]).unwrap();
-    let vc: Vec<_> = rc
-        .iter()
-        .filter(|r| {
-            !["samples_per_s", "epoch_time_s", "reference_gflops"].contains(&r.metric.as_str())
-        })
-        .map(|r| (key(r), r.value.to_bits()))
-        .collect();
+    let vc = deterministic_metrics(&c.metrics_files()[0]);
     assert_ne!(va, vc);
 }
 

@@ -1,0 +1,99 @@
+//! How `--device` and `--jobs` become workers: one worker per device and job, and the CPU
+//! threads divided between the CPU workers so that N of them do not oversubscribe the cores
+//! (each trains in its own thread pool of `threads / N` threads; `threads` is `--threads`, or
+//! the machine's cores).
+
+use crate::error::{Error, Result};
+
+pub(super) struct Workers {
+    /// The device of each worker.
+    pub devices: Vec<String>,
+    /// Threads each CPU worker computes with (what its runs record).
+    pub threads: usize,
+    /// Each worker's own thread pool, where CPU workers share the cores.
+    pub pools: Vec<Option<rayon::ThreadPool>>,
+}
+
+pub(super) fn layout(devices: &[String], jobs: usize, total_threads: usize) -> Result<Workers> {
+    if jobs == 0 {
+        return Err(Error::input("--jobs must be at least 1"));
+    }
+    let devices: Vec<String> = devices
+        .iter()
+        .flat_map(|d| std::iter::repeat_n(d.clone(), jobs))
+        .collect();
+    let cpu_workers = devices.iter().filter(|d| *d == "cpu").count();
+    if cpu_workers <= 1 {
+        return Ok(Workers {
+            pools: devices.iter().map(|_| None).collect(),
+            devices,
+            threads: total_threads,
+        });
+    }
+    let threads = total_threads / cpu_workers;
+    if threads == 0 {
+        return Err(Error::input(format!(
+            "{cpu_workers} CPU workers (--device/--jobs) but only {total_threads} threads: each needs one; pass --threads {cpu_workers} or more, or fewer --jobs"
+        )));
+    }
+    let mut pools = Vec::with_capacity(devices.len());
+    for (w, d) in devices.iter().enumerate() {
+        if d != "cpu" {
+            pools.push(None);
+            continue;
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |i| format!("worker{w}-{i}"))
+            .build()
+            .map_err(|e| Error::Failed(format!("cannot start worker {w}'s threads: {e}")))?;
+        pools.push(Some(pool));
+    }
+    Ok(Workers {
+        devices,
+        threads,
+        pools,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn cpu_jobs_divide_the_threads() {
+        let w = layout(&names(&["cpu"]), 3, 8).unwrap();
+        assert_eq!(w.devices, names(&["cpu", "cpu", "cpu"]));
+        assert_eq!(w.threads, 2);
+        assert!(w
+            .pools
+            .iter()
+            .all(|p| p.as_ref().unwrap().current_num_threads() == 2));
+    }
+
+    #[test]
+    fn one_cpu_worker_keeps_the_global_pool() {
+        let w = layout(&names(&["cpu"]), 1, 4).unwrap();
+        assert_eq!((w.devices.len(), w.threads), (1, 4));
+        assert!(w.pools[0].is_none());
+    }
+
+    #[test]
+    fn gpu_workers_take_no_cpu_share() {
+        let w = layout(&names(&["cuda:0", "cuda:1"]), 2, 2).unwrap();
+        assert_eq!(w.devices, names(&["cuda:0", "cuda:0", "cuda:1", "cuda:1"]));
+        assert!(w.pools.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn too_few_threads_is_bad_input() {
+        let e = layout(&names(&["cpu"]), 4, 2).err().unwrap().to_string();
+        assert!(e.contains("4 CPU workers"), "{e}");
+        assert!(e.contains("--threads 4"), "{e}");
+        assert!(layout(&names(&["cpu"]), 0, 2).is_err());
+    }
+}
