@@ -31,6 +31,8 @@ mod regress;
 mod run;
 #[path = "it/shared_store.rs"]
 mod shared_store;
+#[path = "it/slurm_cli.rs"]
+mod slurm_cli;
 #[path = "it/students.rs"]
 mod students;
 #[path = "it/transfer.rs"]

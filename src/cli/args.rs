@@ -56,6 +56,31 @@ pub enum Command {
         /// Plain progress lines even on a terminal.
         #[arg(long)]
         plain: bool,
+        /// `local` trains here; `slurm` submits one sbatch job array per wave of the plan
+        /// (foundation, decompose, transfer, analysis), chained with afterok.
+        #[arg(long, value_enum, default_value = "local")]
+        executor: ExecutorKind,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Execute one run of the store (what each Slurm array task runs): claim it, train it
+    /// (resuming from its checkpoint), record it. Its dependencies must be done.
+    Exec {
+        run_id: String,
+        /// The experiment recorded on its metrics (default: the manifest listing the run).
+        #[arg(long)]
+        experiment: Option<String>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// CPU threads for tensor kernels.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Cancel the queued and running Slurm jobs of an experiment file.
+    Cancel {
+        file: PathBuf,
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// Print the expanded runs of an experiment without running anything.
     Plan {
@@ -63,8 +88,13 @@ pub enum Command {
         #[arg(long)]
         profile: Option<String>,
     },
-    /// List runs in the store with their state.
-    Status,
+    /// List runs in the store with their state; with FILE, that experiment's runs, and
+    /// Slurm's state of those submitted with `--executor slurm`.
+    Status {
+        file: Option<PathBuf>,
+        #[arg(long)]
+        profile: Option<String>,
+    },
     /// Render the decomposition tables from the stored metrics.
     Report {
         /// Only this experiment.
@@ -288,4 +318,30 @@ pub enum RegressFormat {
 pub enum DatasetsFormat {
     Text,
     Markdown,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutorKind {
+    Local,
+    Slurm,
+}
+
+/// Options of `--executor slurm`.
+#[derive(clap::Args, Debug)]
+pub struct SlurmArgs {
+    /// Slurm partition of every array.
+    #[arg(long, help_heading = "Slurm")]
+    pub partition: Option<String>,
+    /// GPUs per run (each array task gets them and trains on cuda:0 of its allocation).
+    #[arg(long, default_value_t = 0, help_heading = "Slurm")]
+    pub gpus_per_run: u32,
+    /// Time limit per run (HH:MM:SS, D-HH:MM:SS or minutes).
+    #[arg(long, help_heading = "Slurm")]
+    pub time: Option<String>,
+    /// Further sbatch option for every array, e.g. `--sbatch-arg=--account=lab` (repeatable).
+    #[arg(long, allow_hyphen_values = true, help_heading = "Slurm")]
+    pub sbatch_arg: Vec<String>,
+    /// Print the batch scripts and sbatch commands; submit and write nothing.
+    #[arg(long, help_heading = "Slurm")]
+    pub dry_run: bool,
 }

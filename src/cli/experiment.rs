@@ -30,14 +30,18 @@ pub(super) fn load_registry(path: &Path) -> Result<Registry> {
 }
 
 /// Registry + validated experiment + chosen profile + expanded runs.
-struct Loaded {
-    registry: Registry,
-    experiment: Experiment,
-    profile: String,
-    specs: Vec<RunSpec>,
+pub(super) struct Loaded {
+    pub registry: Registry,
+    pub experiment: Experiment,
+    pub profile: String,
+    pub specs: Vec<RunSpec>,
 }
 
-fn load_experiment(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Result<Loaded> {
+pub(super) fn load_experiment(
+    g: &GlobalArgs,
+    file: &Path,
+    profile: Option<&str>,
+) -> Result<Loaded> {
     let registry = load_registry(&g.registry)?;
     let experiment = validate::load(file, &registry, &method::CATALOG)?;
     let (profile, _) = experiment.select_profile(profile)?;
@@ -131,20 +135,24 @@ pub(super) fn cmd_plan(g: &GlobalArgs, file: &Path, profile: Option<&str>) -> Re
     Ok(0)
 }
 
-pub(super) fn cmd_run(
+/// An experiment ready to execute: its plan, with the data of every pending run loaded
+/// and checked and the manifest written.
+pub(super) struct Prepared {
+    pub experiment: Experiment,
+    pub profile: String,
+    pub registry: Arc<Registry>,
+    pub plan: Plan,
+    /// Plan indices of the runs not done yet.
+    pub todo: Vec<usize>,
+}
+
+/// `dry`: check everything but write nothing (no manifest).
+pub(super) fn prepare(
     g: &GlobalArgs,
     file: &Path,
     profile: Option<&str>,
-    devices: &[String],
-    jobs: usize,
-    plain: bool,
-) -> Result<u8> {
-    for d in devices {
-        open_device(d)?;
-    }
-    let workers = layout(devices, jobs, candle_core::utils::get_num_threads())?;
-    let claims = ClaimSettings::from_env()?;
-    let session_started = now();
+    dry: bool,
+) -> Result<Prepared> {
     let l = load_experiment(g, file, profile)?;
     let plan = Plan::new(l.specs, &g.results_dir)?;
     let todo: Vec<usize> = (0..plan.nodes.len())
@@ -168,6 +176,15 @@ pub(super) fn cmd_run(
             }
         }
     }
+    if dry {
+        return Ok(Prepared {
+            experiment: l.experiment,
+            profile: l.profile,
+            registry,
+            plan,
+            todo,
+        });
+    }
     // The manifest first: it says which runs are this experiment's, so reports of a
     // half-finished sweep already show what is done.
     write_manifest(
@@ -183,6 +200,59 @@ pub(super) fn cmd_run(
             reference: l.experiment.reference.clone(),
         },
     )?;
+    Ok(Prepared {
+        experiment: l.experiment,
+        profile: l.profile,
+        registry,
+        plan,
+        todo,
+    })
+}
+
+/// The local executor for `results_dir` with these workers.
+pub(super) fn train_executor(
+    g: &GlobalArgs,
+    experiment: &str,
+    registry: Arc<Registry>,
+    threads: u32,
+    pools: Vec<Option<rayon::ThreadPool>>,
+    session_started: f64,
+) -> Result<TrainExecutor> {
+    Ok(TrainExecutor {
+        ctx: RunContext {
+            experiment: experiment.to_string(),
+            registry,
+            data_dir: g.data_dir.clone(),
+            results_dir: g.results_dir.clone(),
+            threads,
+        },
+        claims: ClaimSettings::from_env()?,
+        session_started,
+        pools,
+    })
+}
+
+pub(super) fn cmd_run(
+    g: &GlobalArgs,
+    file: &Path,
+    profile: Option<&str>,
+    devices: &[String],
+    jobs: usize,
+    plain: bool,
+) -> Result<u8> {
+    for d in devices {
+        open_device(d)?;
+    }
+    let workers = layout(devices, jobs, candle_core::utils::get_num_threads())?;
+    ClaimSettings::from_env()?;
+    let session_started = now();
+    let Prepared {
+        experiment,
+        profile,
+        registry,
+        plan,
+        todo,
+    } = prepare(g, file, profile, false)?;
     let threads = workers.threads as u32;
     let per_worker = if workers.devices.len() > 1 {
         " per CPU worker"
@@ -191,26 +261,22 @@ pub(super) fn cmd_run(
     };
     eprintln!(
         "experiment {} · profile {} · {} runs ({} cached, {} to run) · workers {} · {} threads{per_worker}",
-        l.experiment.name,
-        l.profile,
+        experiment.name,
+        profile,
         plan.nodes.len(),
         plan.nodes.len() - todo.len(),
         todo.len(),
         workers.devices.join(","),
         threads
     );
-    let executor = TrainExecutor {
-        ctx: RunContext {
-            experiment: l.experiment.name.clone(),
-            registry,
-            data_dir: g.data_dir.clone(),
-            results_dir: g.results_dir.clone(),
-            threads,
-        },
-        claims,
+    let executor = train_executor(
+        g,
+        &experiment.name,
+        registry,
+        threads,
+        workers.pools,
         session_started,
-        pools: workers.pools,
-    };
+    )?;
     let progress = Progress::new(todo.len(), workers.devices.len(), plain);
     let summary = run_plan(&plan, &workers.devices, &executor, &progress);
     eprintln!("{}", summary.render());

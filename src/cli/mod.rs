@@ -8,6 +8,7 @@ mod efficiency;
 mod experiment;
 mod preflight;
 mod regress;
+mod slurm;
 mod workers;
 
 use std::ffi::OsString;
@@ -18,8 +19,9 @@ use clap::Parser;
 use crate::data::registry_render;
 use crate::error::{Error, Result};
 use crate::report;
+use crate::sched::slurm::arrays::SlurmOptions;
 use crate::train::runner::RunContext;
-use args::{Cli, Command, DatasetsFormat};
+use args::{Cli, Command, DatasetsFormat, ExecutorKind};
 use bench::cmd_bench;
 use experiment::{cmd_plan, cmd_run, cmd_status, load_registry, report_options};
 
@@ -53,18 +55,57 @@ where
             jobs,
             threads,
             plain,
+            executor,
+            slurm: s,
         } => {
-            if let Some(n) = threads {
-                if *n == 0 {
-                    return Err(Error::input("--threads must be at least 1"));
+            set_threads(*threads)?;
+            match executor {
+                ExecutorKind::Local => {
+                    if s.dry_run
+                        || s.partition.is_some()
+                        || s.time.is_some()
+                        || s.gpus_per_run > 0
+                        || !s.sbatch_arg.is_empty()
+                    {
+                        return Err(Error::input(
+                            "--dry-run, --partition, --time, --gpus-per-run and --sbatch-arg belong to --executor slurm",
+                        ));
+                    }
+                    cmd_run(g, file, profile.as_deref(), device, *jobs, *plain)
                 }
-                // Must happen before the first tensor op creates the thread pools.
-                std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+                ExecutorKind::Slurm => {
+                    if *jobs != 1 || device.iter().any(|d| d != "cpu") {
+                        return Err(Error::input(
+                            "--executor slurm: Slurm places the runs; use --gpus-per-run (and --threads) instead of --device/--jobs",
+                        ));
+                    }
+                    let opts = SlurmOptions {
+                        partition: s.partition.clone(),
+                        gpus_per_run: s.gpus_per_run,
+                        time: s.time.clone(),
+                        threads: *threads,
+                        sbatch_args: s.sbatch_arg.clone(),
+                    };
+                    slurm::cmd_submit(g, file, profile.as_deref(), &opts, s.dry_run)
+                }
             }
-            cmd_run(g, file, profile.as_deref(), device, *jobs, *plain)
         }
+        Command::Exec {
+            run_id,
+            experiment,
+            device,
+            threads,
+        } => {
+            set_threads(*threads)?;
+            slurm::cmd_exec(g, run_id, experiment.as_deref(), device)
+        }
+        Command::Cancel { file, profile } => slurm::cmd_cancel(g, file, profile.as_deref()),
         Command::Plan { file, profile } => cmd_plan(g, file, profile.as_deref()),
-        Command::Status => cmd_status(g),
+        Command::Status { file: None, .. } => cmd_status(g),
+        Command::Status {
+            file: Some(file),
+            profile,
+        } => slurm::cmd_status_of(g, file, profile.as_deref()),
         Command::Report {
             experiment,
             format,
@@ -163,4 +204,16 @@ where
             Ok(0)
         }
     }
+}
+
+/// `--threads N`: the size of the kernels' thread pool. Must happen before the first tensor
+/// op creates the pools.
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err(Error::input("--threads must be at least 1"));
+        }
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    Ok(())
 }

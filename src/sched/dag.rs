@@ -8,6 +8,15 @@ use crate::spec::run::RunSpec;
 use crate::store::run_dir::RunDir;
 use crate::store::status::State;
 
+/// The run ids a run needs finished first: a distilling run its teacher's foundation run,
+/// a transfer run the run it fine-tunes, an analysis run the runs whose experts it compares.
+pub fn dependencies(spec: &RunSpec) -> Vec<&String> {
+    let teacher = spec.teacher.iter().map(|t| &t.run_id);
+    let source = spec.transfer.iter().filter_map(|t| t.source.as_ref());
+    let compared = spec.analysis.iter().flat_map(|a| &a.sources);
+    teacher.chain(source).chain(compared).collect()
+}
+
 pub struct PlanNode {
     pub spec: RunSpec,
     pub run_id: String,
@@ -28,15 +37,9 @@ impl Plan {
         let mut nodes = Vec::with_capacity(specs.len());
         for (spec, run_id) in specs.into_iter().zip(ids.iter().cloned()) {
             let stored = RunDir::new(results_dir, &run_id).effective_state()?;
-            // A distilling run waits for its teacher's foundation run, a transfer run for
-            // the run it fine-tunes, an analysis run for the runs whose experts it compares.
-            let teacher = spec.teacher.iter().map(|t| &t.run_id);
-            let source = spec.transfer.iter().filter_map(|t| t.source.as_ref());
-            let compared = spec.analysis.iter().flat_map(|a| &a.sources);
-            let mut deps: Vec<usize> = teacher
-                .chain(source)
-                .chain(compared)
-                .filter_map(|dep| ids.iter().position(|id| id == dep))
+            let mut deps: Vec<usize> = dependencies(&spec)
+                .iter()
+                .filter_map(|dep| ids.iter().position(|id| *id == **dep))
                 .collect();
             deps.sort_unstable();
             deps.dedup();

@@ -6,3 +6,4 @@
 pub mod dag;
 pub mod local;
 pub mod progress;
+pub mod slurm;
