@@ -109,8 +109,13 @@ impl Executor for TrainExecutor {
     fn skipped(&self, node: &PlanNode, reason: &str) {
         // Only the holder writes a run's status; a run someone else holds is theirs to record.
         if let Claimed::Mine(_claim) = self.claim(node) {
-            // A status that cannot be written loses nothing: the run simply shows as pending.
-            let _ = runner::record_skipped(&node.spec, &self.ctx, reason);
+            // Another process may have had the dependency succeed and finished this run.
+            let done =
+                matches!(self.dir(node).read_status(), Ok(Some(s)) if s.state == State::Done);
+            if !done {
+                // A status that cannot be written loses nothing: the run shows as pending.
+                let _ = runner::record_skipped(&node.spec, &self.ctx, reason);
+            }
         }
     }
 }

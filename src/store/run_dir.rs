@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::claim::process_alive;
 use super::status::{pid_alive, State, Status};
 use crate::error::{Error, Result};
 use crate::spec::run::RunSpec;
-use crate::util::fs::{read_json, write_atomic, write_json_atomic};
+use crate::util::fs::{read_json, temporary_writer, write_atomic, write_json_atomic, TMP_SUFFIX};
 
 pub struct RunDir {
     pub path: PathBuf,
@@ -82,13 +83,20 @@ impl RunDir {
     }
 
     /// Remove temporary files a killed process left behind (atomic writes that never got
-    /// renamed). Called before a run is (re)started.
+    /// renamed). Called by the holder of the run's claim before it (re)starts the run; a
+    /// temporary file whose writer (the pid in its name) still runs on this host is left
+    /// alone, whoever it is (a submission writing the run's spec, say).
     pub fn clean_temporaries(&self) -> Result<()> {
         let Ok(rd) = std::fs::read_dir(&self.path) else {
             return Ok(());
         };
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().ends_with(".tmp") {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let writer = temporary_writer(&name);
+            if writer.is_some_and(|pid| pid != std::process::id() && process_alive(pid, None)) {
+                continue;
+            }
+            if name.ends_with(TMP_SUFFIX) {
                 std::fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
             }
         }

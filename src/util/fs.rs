@@ -29,6 +29,15 @@ fn temporary_beside(path: &Path) -> PathBuf {
     ))
 }
 
+/// The pid that wrote a temporary file named by [`temporary_beside`]
+/// (`.<name>.<pid>.<n>.tmp`); `None` for other names.
+pub fn temporary_writer(file_name: &str) -> Option<u32> {
+    let stem = file_name.strip_suffix(TMP_SUFFIX)?;
+    let mut parts = stem.rsplitn(3, '.');
+    let _counter: u64 = parts.next()?.parse().ok()?;
+    parts.next()?.parse().ok()
+}
+
 /// Make `path` hold what `write` puts into the temporary file it is given, atomically:
 /// parent directories are created, the temporary file and then the directory are synced,
 /// and on any failure the temporary file is removed and `path` is left as it was. For
@@ -81,6 +90,16 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporary_names_say_their_writer() {
+        let name = temporary_beside(Path::new("/r/spec.json"));
+        let name = name.file_name().unwrap().to_string_lossy();
+        assert_eq!(temporary_writer(&name), Some(std::process::id()));
+        assert_eq!(temporary_writer(".metrics.parquet.4242.7.tmp"), Some(4242));
+        assert_eq!(temporary_writer("metrics.parquet"), None);
+        assert_eq!(temporary_writer("old.tmp"), None);
+    }
 
     fn leftovers(dir: &Path) -> Vec<String> {
         std::fs::read_dir(dir)
