@@ -18,10 +18,10 @@ C=$W/cluster
 T0=$SECONDS
 say() { printf '[slurm-test %3ds] %s\n' $((SECONDS - T0)) "$*" >&2; }
 fail() { say "FAIL: $*"; "$REPO/.ci/slurm-cluster.sh" logs "$C" >&2 || true; exit 1; }
-# until_ok SECONDS CMD...: poll CMD every 0.5 s
+# until_ok SECONDS CMD...: poll CMD every 0.2 s (the kill must land before the run ends)
 until_ok() {
   local end=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do ((SECONDS < end)) || return 1; sleep 0.5; done
+  until "$@" >/dev/null 2>&1; do ((SECONDS < end)) || return 1; sleep 0.2; done
 }
 [ -x "$H" ] || fail "no harness binary at $H (cargo build --release first)"
 
