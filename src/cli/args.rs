@@ -72,7 +72,8 @@ pub enum Command {
         experiment: Option<String>,
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// CPU threads for tensor kernels.
+        /// CPU threads for tensor kernels (default: `SLURM_CPUS_PER_TASK` under Slurm, else
+        /// the machine's cores).
         #[arg(long)]
         threads: Option<usize>,
     },

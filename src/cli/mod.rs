@@ -96,7 +96,11 @@ where
             device,
             threads,
         } => {
-            set_threads(*threads)?;
+            // Under Slurm the task's CPUs, not the node's: the node may be shared.
+            let slurm_cpus = std::env::var("SLURM_CPUS_PER_TASK")
+                .ok()
+                .and_then(|v| v.parse().ok());
+            set_threads(threads.or(slurm_cpus))?;
             slurm::cmd_exec(g, run_id, experiment.as_deref(), device)
         }
         Command::Cancel { file, profile } => slurm::cmd_cancel(g, file, profile.as_deref()),
