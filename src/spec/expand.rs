@@ -34,6 +34,21 @@ use crate::CODE_VERSION;
 
 /// Expand an experiment under one profile into runs, in a stable order
 /// (stage, pre-training set, method, foundation, seed, task).
+/// More runs than any table needs; a grid this large is a mistake (a seed range written
+/// out by a script, say) and would spend minutes and gigabytes on planning alone.
+pub const MAX_RUNS: usize = 20_000;
+
+fn too_many_runs(exp: &Experiment) -> Error {
+    Error::input(format!(
+        "{}: the grid expands to more than {MAX_RUNS} runs ({} seeds × {} methods × {} pre-training sets × their tasks × {} downstream sets); split it into several experiment files or use fewer seeds",
+        exp.path.display(),
+        exp.seeds.len(),
+        exp.methods.len(),
+        exp.pretrain.len(),
+        exp.downstream.len().max(1)
+    ))
+}
+
 pub fn expand(
     exp: &Experiment,
     profile_name: &str,
@@ -117,6 +132,9 @@ pub fn expand(
             };
             for teacher in &teachers {
                 for &seed in &exp.seeds {
+                    if runs.len() > MAX_RUNS {
+                        return Err(too_many_runs(exp));
+                    }
                     for tasks in &task_sets {
                         runs.push(RunSpec {
                             profile: profile_name.to_string(),
@@ -142,6 +160,9 @@ pub fn expand(
             }
         }
     }
+    if runs.len() > MAX_RUNS {
+        return Err(too_many_runs(exp));
+    }
     if transfer {
         let planned = transfer_specs(
             exp,
@@ -158,6 +179,9 @@ pub fn expand(
         let planned =
             super::analysis_plan::analysis_specs(profile, catalog, &exp.analysis_protocols, &runs)?;
         runs.extend(planned);
+    }
+    if runs.len() > MAX_RUNS {
+        return Err(too_many_runs(exp));
     }
     Ok(runs)
 }

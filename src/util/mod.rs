@@ -12,3 +12,4 @@ pub mod provenance;
 pub mod rng;
 pub mod seed;
 pub mod student_t;
+pub mod text_file;

@@ -110,3 +110,51 @@ fn unknown_normalisation_is_rejected() {
         &["exp.toml:", "profile.smoke.normalize", "per_image"],
     );
 }
+
+/// Files that are not experiment files at all, and absurd sizes: each is bad input at a
+/// location, in well under a second, never a hang or the OS killing the process for memory.
+#[test]
+fn files_given_by_mistake_and_absurd_grids_are_bad_input_with_a_location() {
+    let ws = Workspace::new();
+    let write_bytes =
+        |name: &str, bytes: &[u8]| std::fs::write(ws.path().join(name), bytes).unwrap();
+    write_bytes("latin1.toml", b"name = \"x\"\n# caf\xe9 au lait\n");
+    assert_bad_input(
+        &ws.run(&["plan", "latin1.toml"]),
+        &[
+            "latin1.toml:2:6: byte 0xe9 at byte offset 16 is not UTF-8",
+            "iconv",
+        ],
+    );
+    write_bytes("binary.toml", b"\x7fELF\x02\x01\x01\x00\x00\x00");
+    assert_bad_input(
+        &ws.run(&["plan", "binary.toml"]),
+        &["binary.toml:1:8: a NUL byte at byte offset 7: this is a binary file"],
+    );
+    write_bytes("huge.toml", &vec![b'#'; 100 << 20]);
+    assert_bad_input(&ws.run(&["plan", "huge.toml"]), &["huge.toml: over 4 MiB"]);
+    write_bytes("bad-registry.toml", b"[[dataset]]\nkey = \"m\xf6\"\n");
+    ws.write("exp.toml", &tiny_experiment("e", &["stl"], &[0]));
+    assert_bad_input(
+        &ws.run(&["--registry", "bad-registry.toml", "plan", "exp.toml"]),
+        &["bad-registry.toml:2:9: byte 0xf6 at byte offset 20 is not UTF-8; save the dataset registry as UTF-8"],
+    );
+    let rank =
+        tiny_experiment("e", &["lorkd"], &[0]) + "\n[method.lorkd]\nkd = \"none\"\nrank = 100000\n";
+    ws.write("rank.toml", &rank);
+    assert_bad_input(
+        &ws.run(&["plan", "rank.toml"]),
+        &[
+            "rank.toml:6:",
+            "rank 100000",
+            "widest layer, 8 channels",
+            "rank ≤ 8",
+        ],
+    );
+    let seeds: Vec<u64> = (0..30_000).collect();
+    ws.write("seeds.toml", &tiny_experiment("e", &["mtl"], &seeds));
+    assert_bad_input(
+        &ws.run(&["plan", "seeds.toml"]),
+        &["seeds.toml: the grid expands to more than 20000 runs (30000 seeds"],
+    );
+}

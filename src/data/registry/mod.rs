@@ -20,6 +20,7 @@ use toml::Spanned;
 
 use crate::error::{Error, Result};
 use crate::util::location::at;
+use crate::util::text_file::read_text;
 
 /// Whether a data set is used for pre-training/decomposition or for fine-tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,16 +188,12 @@ impl Locator<'_> {
 impl Registry {
     /// Reads and validates a registry file.
     pub fn load(path: &Path) -> Result<Registry> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::input(format!(
-                    "dataset registry {} not found; run from the repository root (where \
-                     datasets.toml lives) or pass --registry PATH",
-                    path.display()
-                )))
-            }
-            Err(e) => return Err(Error::io(path, e)),
+        let Some(text) = read_text(path, "dataset registry")? else {
+            return Err(Error::input(format!(
+                "dataset registry {} not found; run from the repository root (where \
+                 datasets.toml lives) or pass --registry PATH",
+                path.display()
+            )));
         };
         Registry::from_str(&text, path)
     }

@@ -33,6 +33,15 @@ impl Validator<'_> {
                     "method `{key}` distils from a foundation model (profile `{pname}`): name one in grid.foundation = [\"NAME\"] and define it as [profile.<profile>.foundation.NAME] (or set kd = \"none\" in [method.{key}])"
                 ));
             }
+            // ΔW = BA of a layer with c output channels has rank ≤ c: a larger rank adds
+            // parameters (and memory, r × channels per task and layer) and nothing else.
+            let widest = p.model.widths.iter().copied().max().unwrap_or(0);
+            if let Some(lr) = o.low_rank.filter(|lr| widest > 0 && lr.rank > widest) {
+                return self.err(span, format!(
+                    "method `{key}`: rank {} (profile `{pname}`) is above the student's widest layer, {widest} channels; an expert ΔW = BA of a c-channel layer has rank at most c, so set rank ≤ {widest} in [method.{key}] (the paper uses 4)",
+                    lr.rank
+                ));
+            }
             if o.low_rank.is_some() && !p.model.arch.is_convolutional() {
                 return self.err(span, format!(
                     "method `{key}` puts low-rank experts on convolutions; profile.{pname}.model.arch `{}` has none (use one of {})",

@@ -33,6 +33,7 @@ use crate::data::settings::{DataSettings, Normalize, SplitCaps};
 use crate::data::DataKind;
 use crate::error::{Error, Result};
 use crate::util::location::at;
+use crate::util::text_file::read_text;
 
 /// A validated experiment.
 #[derive(Debug, Clone)]
@@ -171,12 +172,11 @@ impl Experiment {
 /// Read, parse and validate an experiment file against the dataset registry and the
 /// methods of `catalog`.
 pub fn load(path: &Path, registry: &Registry, catalog: &dyn MethodCatalog) -> Result<Experiment> {
-    let src = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::input(format!(
+    let src = read_text(path, "experiment file")?.ok_or_else(|| {
+        Error::input(format!(
             "{}: experiment file not found (experiment files live under experiments/)",
             path.display()
-        )),
-        _ => Error::io(path, e),
+        ))
     })?;
     parse(&src, path, registry, catalog)
 }
