@@ -13,6 +13,8 @@ mod balancing;
 mod bench;
 #[path = "it/common.rs"]
 mod common;
+#[path = "it/corruption.rs"]
+mod corruption;
 #[path = "it/distill.rs"]
 mod distill;
 #[path = "it/efficiency.rs"]

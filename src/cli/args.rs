@@ -77,6 +77,12 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Check every run of the store against the checksums recorded when its files were
+    /// written; exit 1 if any is corrupt. `--repair` sets corrupt runs aside to be redone.
+    Verify {
+        #[arg(long)]
+        repair: bool,
+    },
     /// Cancel the queued and running Slurm jobs of an experiment file.
     Cancel {
         file: PathBuf,

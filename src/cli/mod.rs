@@ -9,6 +9,7 @@ mod experiment;
 mod preflight;
 mod regress;
 mod slurm;
+mod verify;
 mod workers;
 
 use std::ffi::OsString;
@@ -103,6 +104,7 @@ where
             set_threads(threads.or(slurm_cpus))?;
             slurm::cmd_exec(g, run_id, experiment.as_deref(), device)
         }
+        Command::Verify { repair } => verify::cmd_verify(g, *repair),
         Command::Cancel { file, profile } => slurm::cmd_cancel(g, file, profile.as_deref()),
         Command::Plan { file, profile } => cmd_plan(g, file, profile.as_deref()),
         Command::Status { file: None, .. } => cmd_status(g),

@@ -126,7 +126,11 @@ pub fn export(a: &ExportArgs) -> Result<Exported> {
     let map = VarMap::new();
     let vb = SeededInit::var_builder(&map, 0, &device);
     let (model, _) = build_model(&spec, &heads, None, vb)?;
-    checkpoint::load_vars(&dir.checkpoint_path(), &map, &device)?;
+    checkpoint::load_vars(
+        &crate::store::artefacts::verified_checkpoint(&dir)?,
+        &map,
+        &device,
+    )?;
     let (tensors, tsn) = match spec.stage {
         Stage::Foundation => (
             expert::backbone_and_head(&map, &spec.tasks, task, None)?,

@@ -14,6 +14,7 @@ use super::transfer::HEAD;
 use super::{expert, require};
 use crate::error::{Error, Result};
 use crate::spec::run::{RunSpec, Stage};
+use crate::store::artefacts::verified_checkpoint;
 use crate::store::run_dir::RunDir;
 use crate::store::status::State;
 
@@ -60,7 +61,7 @@ impl FinishedRun {
         Ok(FinishedRun {
             run_id: run_id.to_string(),
             spec: dir.read_spec()?,
-            vars: checkpoint_vars(&dir.checkpoint_path(), device)?,
+            vars: checkpoint_vars(&verified_checkpoint(&dir)?, device)?,
         })
     }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::spec::run::RunSpec;
+use crate::store::artefacts::{self, Depth};
 use crate::store::run_dir::RunDir;
 use crate::store::status::State;
 
@@ -36,7 +37,20 @@ impl Plan {
         let ids: Vec<String> = specs.iter().map(|s| s.run_id()).collect();
         let mut nodes = Vec::with_capacity(specs.len());
         for (spec, run_id) in specs.into_iter().zip(ids.iter().cloned()) {
-            let stored = RunDir::new(results_dir, &run_id).effective_state()?;
+            let dir = RunDir::new(results_dir, &run_id);
+            // A finished run whose files fail their checksums, or whose status cannot be
+            // read, is redone (its files set aside first), never used.
+            let bad = artefacts::folder_problems(&dir, Depth::Plan);
+            let stored = if bad.is_empty() {
+                dir.effective_state()?
+            } else {
+                eprintln!(
+                    "warning: run {run_id} ({}) will be redone: {}",
+                    spec.label(),
+                    bad.join("; ")
+                );
+                Some(State::Pending)
+            };
             let mut deps: Vec<usize> = dependencies(&spec)
                 .iter()
                 .filter_map(|dep| ids.iter().position(|id| *id == **dep))

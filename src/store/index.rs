@@ -35,6 +35,16 @@ pub fn current_runs(results_dir: &Path) -> Result<Vec<String>> {
         if status.state != State::Done {
             continue;
         }
+        let bad = super::artefacts::problems(&dir, &status, super::artefacts::Depth::Plan);
+        if !bad.is_empty() {
+            // Reports never show numbers from a file that is not what the run wrote.
+            eprintln!(
+                "warning: run {} left out of reports: {}; `harness run` redoes it",
+                status.run_id,
+                bad.join("; ")
+            );
+            continue;
+        }
         let run_id = spec.run_id();
         if listed.contains(&run_id) {
             current.insert(run_id);

@@ -6,6 +6,7 @@
 //! Every write goes through [`crate::util::fs::write_atomic`] so a killed process never
 //! leaves a half-written file behind.
 
+pub mod artefacts;
 pub mod baseline;
 pub mod cka;
 pub mod claim;

@@ -51,6 +51,10 @@ pub struct Status {
     /// The build and the machine that ran it; absent in runs recorded before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<crate::util::provenance::Provenance>,
+    /// Size and sha256 of each artefact as last written (`super::artefacts`); absent in runs
+    /// recorded before checksums existed, which are trusted as they are.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub artefacts: std::collections::BTreeMap<String, Artefact>,
 }
 
 /// Seconds since the Unix epoch.
@@ -65,4 +69,11 @@ pub fn now() -> f64 {
 /// interrupted run from one that another harness process is still executing.
 pub fn pid_alive(pid: u32) -> bool {
     pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Size and sha256 of one file of a run as written (`super::artefacts` computes and checks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artefact {
+    pub bytes: u64,
+    pub sha256: String,
 }

@@ -22,6 +22,7 @@ use crate::method::{self, BuildContext, TaskModel};
 use crate::model::init::SeededInit;
 use crate::model::weights::{self, KeyRename};
 use crate::spec::run::{RunSpec, Stage, WeightsRef, FOUNDATION_METHOD, SCRATCH_METHOD};
+use crate::store::artefacts;
 use crate::store::claim::Claim;
 use crate::store::metrics::{read_metrics, write_metrics, MetricRow};
 use crate::store::run_dir::RunDir;
@@ -113,6 +114,7 @@ fn new_status(spec: &RunSpec, state: State) -> Status {
         threads: None,
         code_version: spec.code_version.clone(),
         provenance: Some(crate::util::provenance::current()),
+        artefacts: Default::default(),
     }
 }
 
@@ -138,6 +140,7 @@ pub fn execute(
     let mut analysed = None;
     let result = dir
         .clean_temporaries()
+        .and_then(|_| set_aside_corrupt(&dir))
         .and_then(|_| dir.write_spec(spec))
         .and_then(|_| dir.write_status(&status))
         .and_then(|_| match spec.stage {
@@ -172,6 +175,10 @@ pub fn execute(
     if let RunOutcome::Failed(m) | RunOutcome::Diverged(m) = &outcome {
         status.error = Some(m.clone());
     }
+    match artefacts::record(&dir) {
+        Ok(a) => status.artefacts = a,
+        Err(e) => return RunOutcome::Failed(format!("could not checksum the run's files: {e}")),
+    }
     let _ = dir.log(&format!(
         "{} {}",
         state.as_str(),
@@ -181,6 +188,21 @@ pub fn execute(
         return RunOutcome::Failed(format!("could not record status: {e}"));
     }
     outcome
+}
+
+/// A run folder whose files fail their recorded checksums (or whose status cannot be read)
+/// is not resumed from: its files move to `corrupt-<time>/` and the run starts afresh.
+fn set_aside_corrupt(dir: &RunDir) -> Result<()> {
+    let bad = artefacts::folder_problems(dir, artefacts::Depth::Full);
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let to = artefacts::quarantine(dir)?;
+    dir.log(&format!(
+        "set the run's files aside into {} and started afresh: {}",
+        to.display(),
+        bad.join("; ")
+    ))
 }
 
 /// An analysis run: compare the experts of its source runs (nothing is trained).
@@ -318,6 +340,7 @@ impl FitHooks for Hooks<'_> {
         // Keep `harness status` current while the run is going.
         if let Some(mut status) = self.dir.read_status()? {
             status.epochs_done = epoch + 1;
+            status.artefacts = artefacts::record(self.dir)?;
             self.dir.write_status(&status)?;
         }
         self.dir.log(&format!(
@@ -528,7 +551,12 @@ pub fn load_teacher(
         )));
     }
     let spec = dir.read_spec()?;
-    Teacher::load(&spec, &dir.checkpoint_path(), &tasks, device)
+    Teacher::load(
+        &spec,
+        &artefacts::verified_checkpoint(&dir)?,
+        &tasks,
+        device,
+    )
 }
 
 /// Load pre-trained weights into the `backbone.*` variables of `map` (all or nothing).
