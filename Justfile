@@ -31,6 +31,12 @@ nightly *ARGS:
 baseline NAME *ARGS:
     cargo run --release -- baseline save {{NAME}} {{ARGS}}
 
+# SIGKILL `harness run` and `harness report` at random moments (KILL_TRIALS=24, KILL_SEED=2026),
+# restart, and check that nothing done is lost, nothing is corrupt and the final metrics equal
+# an uninterrupted sweep's
+kill-trials:
+    cargo test --release --test tests kill_trials::kill_trials -- --ignored --nocapture
+
 # Registered data sets and whether their files are present
 datasets *ARGS:
     cargo run --release -- datasets {{ARGS}}

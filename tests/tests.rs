@@ -23,6 +23,8 @@ mod efficiency;
 mod errors;
 #[path = "it/html_report.rs"]
 mod html_report;
+#[path = "it/kill_trials.rs"]
+mod kill_trials;
 #[path = "it/plan.rs"]
 mod plan;
 #[path = "it/real_data.rs"]

@@ -55,6 +55,11 @@ pub struct Status {
     /// recorded before checksums existed, which are trusted as they are.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub artefacts: std::collections::BTreeMap<String, Artefact>,
+    /// Set while an epoch's files are being replaced: each is then (renames are atomic) the
+    /// complete file of the epoch before or of this one, and only the latter has no
+    /// checksum here yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writing: bool,
 }
 
 /// Seconds since the Unix epoch.

@@ -115,6 +115,7 @@ fn new_status(spec: &RunSpec, state: State) -> Status {
         code_version: spec.code_version.clone(),
         provenance: Some(crate::util::provenance::current()),
         artefacts: Default::default(),
+        writing: false,
     }
 }
 
@@ -321,6 +322,13 @@ impl FitHooks for Hooks<'_> {
                 provenance: self.provenance.clone(),
             });
         }
+        // The status says the files are being replaced, so that a kill in between does
+        // not make the new ones look corrupt against the old checksums.
+        let mut status = self.dir.read_status()?;
+        if let Some(s) = &mut status {
+            s.writing = true;
+            self.dir.write_status(s)?;
+        }
         // Metrics first, checkpoint second: on resume the checkpoint's epoch decides, and
         // rows of later epochs are dropped, so the two can never disagree.
         write_metrics(&self.dir.metrics_path(), &self.rows)?;
@@ -338,9 +346,10 @@ impl FitHooks for Hooks<'_> {
             },
         )?;
         // Keep `harness status` current while the run is going.
-        if let Some(mut status) = self.dir.read_status()? {
+        if let Some(mut status) = status {
             status.epochs_done = epoch + 1;
             status.artefacts = artefacts::record(self.dir)?;
+            status.writing = false;
             self.dir.write_status(&status)?;
         }
         self.dir.log(&format!(

@@ -54,7 +54,12 @@ pub fn replace_atomically(
     let tmp = temporary_beside(path);
     let result = write(&tmp)
         .and_then(|()| File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
+        .and_then(|()| {
+            if let Some(name) = path.file_name() {
+                super::fault::before_rename(&name.to_string_lossy());
+            }
+            std::fs::rename(&tmp, path)
+        });
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(path, e));

@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod base64;
 pub mod cpu;
+pub mod fault;
 pub mod fs;
 pub mod hash;
 pub mod linalg;
