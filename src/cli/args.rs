@@ -32,6 +32,14 @@ pub struct GlobalArgs {
     /// Dataset registry.
     #[arg(long, global = true, default_value = "datasets.toml")]
     pub registry: PathBuf,
+    /// Write a run's checkpoint every N epochs (and after the last); a killed run resumes
+    /// from its last checkpoint. Results do not depend on it.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub checkpoint_every: u32,
+    /// Also write it at the end of an epoch once this many seconds have passed since the
+    /// last one (for long runs checkpointed every N epochs).
+    #[arg(long, global = true)]
+    pub checkpoint_interval: Option<f64>,
 }
 
 #[derive(Subcommand, Debug)]

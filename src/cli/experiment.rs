@@ -23,7 +23,7 @@ use crate::store::claim::{inspect, ClaimSettings, ClaimView};
 use crate::store::manifest::{write_manifest, Manifest};
 use crate::store::run_dir::RunDir;
 use crate::store::status::{now, State, Status};
-use crate::train::runner::{open_device, RunContext};
+use crate::train::runner::{open_device, CheckpointPolicy, RunContext};
 
 pub(super) fn load_registry(path: &Path) -> Result<Registry> {
     Registry::load(path)
@@ -209,6 +209,23 @@ pub(super) fn prepare(
     })
 }
 
+/// `--checkpoint-every` and `--checkpoint-interval`.
+fn checkpoint_policy(g: &GlobalArgs) -> Result<CheckpointPolicy> {
+    let interval = match g.checkpoint_interval {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+        Some(s) => {
+            return Err(crate::error::Error::input(format!(
+                "--checkpoint-interval {s}: expected a positive number of seconds"
+            )))
+        }
+    };
+    Ok(CheckpointPolicy {
+        every_epochs: g.checkpoint_every,
+        interval,
+    })
+}
+
 /// The local executor for `results_dir` with these workers.
 pub(super) fn train_executor(
     g: &GlobalArgs,
@@ -225,6 +242,7 @@ pub(super) fn train_executor(
             data_dir: g.data_dir.clone(),
             results_dir: g.results_dir.clone(),
             threads,
+            checkpoints: checkpoint_policy(g)?,
         },
         claims: ClaimSettings::from_env()?,
         session_started,

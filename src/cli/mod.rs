@@ -86,6 +86,7 @@ where
                         time: s.time.clone(),
                         threads: *threads,
                         sbatch_args: s.sbatch_arg.clone(),
+                        harness_args: checkpoint_args(g),
                     };
                     slurm::cmd_submit(g, file, profile.as_deref(), &opts, s.dry_run)
                 }
@@ -176,6 +177,7 @@ where
                 data_dir: g.data_dir.clone(),
                 results_dir: g.results_dir.clone(),
                 threads: 0,
+                checkpoints: Default::default(),
             };
             let exported = crate::expert::export::export(&crate::expert::export::ExportArgs {
                 ctx: &ctx,
@@ -222,4 +224,13 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     Ok(())
+}
+
+/// The checkpoint options as flags, for Slurm tasks to pass on.
+fn checkpoint_args(g: &args::GlobalArgs) -> Vec<String> {
+    let mut out = vec!["--checkpoint-every".to_string(), g.checkpoint_every.to_string()];
+    if let Some(s) = g.checkpoint_interval {
+        out.extend(["--checkpoint-interval".to_string(), s.to_string()]);
+    }
+    out
 }

@@ -44,6 +44,34 @@ pub struct RunContext {
     pub data_dir: PathBuf,
     pub results_dir: PathBuf,
     pub threads: u32,
+    pub checkpoints: CheckpointPolicy,
+}
+
+/// When a run writes its checkpoint. Results do not depend on it: a run resumed from an
+/// earlier checkpoint recomputes the epochs after it exactly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckpointPolicy {
+    pub every_epochs: u32,
+    /// Also after an epoch that ends this long after the last checkpoint.
+    pub interval: Option<std::time::Duration>,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy {
+            every_epochs: 1,
+            interval: None,
+        }
+    }
+}
+
+impl CheckpointPolicy {
+    /// Whether to checkpoint after `epochs_done` of `total` epochs, `since` the last one.
+    pub fn due(&self, epochs_done: u32, total: u32, since: std::time::Duration) -> bool {
+        epochs_done >= total
+            || epochs_done.is_multiple_of(self.every_epochs.max(1))
+            || self.interval.is_some_and(|i| since >= i)
+    }
 }
 
 /// How a run ended.
@@ -259,6 +287,10 @@ struct Hooks<'a> {
     /// are all 1 and are not written).
     weights: Option<Vec<WeightRow>>,
     claim: &'a Claim,
+    checkpoints: CheckpointPolicy,
+    /// Epochs the checkpoint on disk holds, and when it was written.
+    checkpointed: u32,
+    last_checkpoint: Instant,
 }
 
 impl FitHooks for Hooks<'_> {
@@ -335,19 +367,28 @@ impl FitHooks for Hooks<'_> {
         if let Some(rows) = &self.weights {
             write_task_weights(&self.dir.task_weights_path(), &self.spec.run_id(), rows)?;
         }
-        checkpoint::save(
-            &self.dir.checkpoint_path(),
-            map,
-            optim,
-            weighting,
-            &Position {
-                epochs_done: epoch + 1,
-                steps: optim.steps,
-            },
-        )?;
-        // Keep `harness status` current while the run is going.
+        let since = self.last_checkpoint.elapsed();
+        if self
+            .checkpoints
+            .due(epoch + 1, self.spec.train.epochs, since)
+        {
+            checkpoint::save(
+                &self.dir.checkpoint_path(),
+                map,
+                optim,
+                weighting,
+                &Position {
+                    epochs_done: epoch + 1,
+                    steps: optim.steps,
+                },
+            )?;
+            self.checkpointed = epoch + 1;
+            self.last_checkpoint = Instant::now();
+        }
+        // Keep `harness status` current while the run is going: the epochs a resumed run
+        // would not redo.
         if let Some(mut status) = status {
-            status.epochs_done = epoch + 1;
+            status.epochs_done = self.checkpointed;
             status.artefacts = artefacts::record(self.dir)?;
             status.writing = false;
             self.dir.write_status(&status)?;
@@ -450,6 +491,9 @@ fn train(
         sink,
         weights: weight_rows,
         claim,
+        checkpoints: ctx.checkpoints,
+        checkpointed: start_epoch,
+        last_checkpoint: Instant::now(),
     };
     if start_epoch >= spec.train.epochs {
         return Ok(FitOutcome::Done);
@@ -596,4 +640,24 @@ fn load_backbone_weights(map: &VarMap, w: &WeightsRef) -> Result<()> {
         &w.ignore,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CheckpointPolicy;
+    use std::time::Duration;
+
+    #[test]
+    fn checkpoints_every_n_epochs_after_an_interval_and_at_the_end() {
+        let p = CheckpointPolicy {
+            every_epochs: 3,
+            interval: Some(Duration::from_secs(60)),
+        };
+        let short = Duration::from_secs(1);
+        let due: Vec<u32> = (1..=7).filter(|&e| p.due(e, 7, short)).collect();
+        assert_eq!(due, [3, 6, 7]);
+        assert!(p.due(1, 7, Duration::from_secs(61)));
+        let every = CheckpointPolicy::default();
+        assert!((1..=7).all(|e| every.due(e, 7, short)));
+    }
 }

@@ -251,3 +251,60 @@ fn kill_trials() {
         .unwrap_or(2026);
     trials(n, seed);
 }
+
+#[test]
+fn checkpoints_every_n_epochs_resume_from_the_last_one() {
+    let text =
+        crate::common::tiny_experiment("ckpt", &["mtl"], &[0]).replace("epochs = 2", "epochs = 7");
+    let whole = Workspace::new();
+    whole.write("exp.toml", &text);
+    assert!(whole
+        .run(&["run", "exp.toml", "--threads", "1"])
+        .status
+        .success());
+
+    let ws = Workspace::new();
+    ws.write("exp.toml", &text);
+    // Dies while writing epoch 5's metrics: the checkpoint on disk is epoch 3's.
+    let o = ws
+        .cmd()
+        .env("HARNESS_FAULT", "die-before-rename:metrics.parquet:5")
+        .args([
+            "--checkpoint-every",
+            "3",
+            "run",
+            "exp.toml",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("HARNESS_FAULT: dying before renaming metrics.parquet"));
+    let dir = ws.metrics_files()[0].parent().unwrap().to_path_buf();
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["epochs_done"], 3, "{status}");
+    let o = ws.run(&[
+        "--checkpoint-every",
+        "3",
+        "run",
+        "exp.toml",
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    assert!(log.contains("resuming after epoch 3"), "{log}");
+    assert_eq!(
+        deterministic_metrics(&ws.metrics_files()[0]),
+        deterministic_metrics(&whole.metrics_files()[0])
+    );
+    let o = ws.run(&["--checkpoint-interval=-1", "run", "exp.toml"]);
+    crate::common::assert_bad_input(
+        &o,
+        &["--checkpoint-interval -1: expected a positive number"],
+    );
+    let o = ws.run(&["--checkpoint-every", "0", "run", "exp.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+}

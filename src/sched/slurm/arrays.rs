@@ -24,6 +24,8 @@ pub struct SlurmOptions {
     pub threads: Option<usize>,
     /// Further sbatch options, one per entry, written into every script.
     pub sbatch_args: Vec<String>,
+    /// Global harness options every task passes on (`--checkpoint-every 5`).
+    pub harness_args: Vec<String>,
 }
 
 /// Where the array tasks find everything: absolute paths, since they start elsewhere.
@@ -139,11 +141,15 @@ pub fn script(
         .map(|n| format!(" --threads {n}"))
         .unwrap_or_default();
     s.push_str(&format!(
-        "exec {} --results-dir {} --data-dir {} --registry {} exec \"${{runs[$SLURM_ARRAY_TASK_ID]}}\" --experiment {} --device {device}{threads}\n",
+        "exec {} --results-dir {} --data-dir {} --registry {}{} exec \"${{runs[$SLURM_ARRAY_TASK_ID]}}\" --experiment {} --device {device}{threads}\n",
         shell_quote(&paths.harness.display().to_string()),
         shell_quote(&paths.results_dir.display().to_string()),
         shell_quote(&paths.data_dir.display().to_string()),
         shell_quote(&paths.registry.display().to_string()),
+        opts.harness_args
+            .iter()
+            .map(|a| format!(" {}", shell_quote(a)))
+            .collect::<String>(),
         shell_quote(experiment),
     ));
     s
@@ -205,6 +211,7 @@ mod tests {
             time: Some("02:00:00".into()),
             threads: Some(8),
             sbatch_args: vec!["--account=lab".into()],
+            harness_args: vec!["--checkpoint-every".into(), "5".into()],
         };
         let s = script(
             "table3",
@@ -225,7 +232,7 @@ mod tests {
             "#SBATCH --cpus-per-task=8\n",
             "#SBATCH --account=lab\n",
             "  aaaa000000000002  # decompose mtl seed 1\n",
-            "exec '/opt/it'\\''s here/harness' --results-dir '/shared/results' --data-dir '/shared/data' --registry '/shared/datasets.toml' exec \"${runs[$SLURM_ARRAY_TASK_ID]}\" --experiment 'table3' --device cuda:0 --threads 8\n",
+            "exec '/opt/it'\\''s here/harness' --results-dir '/shared/results' --data-dir '/shared/data' --registry '/shared/datasets.toml' '--checkpoint-every' '5' exec \"${runs[$SLURM_ARRAY_TASK_ID]}\" --experiment 'table3' --device cuda:0 --threads 8\n",
         ] {
             assert!(s.contains(line), "missing {line:?} in\n{s}");
         }
