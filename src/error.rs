@@ -16,7 +16,7 @@ pub enum Error {
     /// Work was attempted and did not succeed (failed or diverged runs, regressions).
     #[error("{0}")]
     Failed(String),
-    #[error("I/O error on {}: {source}", path.display())]
+    #[error("I/O error on {}: {source}{}", path.display(), io_hint(source))]
     Io {
         path: PathBuf,
         #[source]
@@ -26,6 +26,17 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     #[error("parquet/dataframe error: {0}")]
     Polars(#[from] polars::error::PolarsError),
+}
+
+/// What to do about the I/O errors a user can fix.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        // ENOSPC, EDQUOT: every write is atomic, so nothing written before was damaged.
+        Some(28) | Some(122) => "; the disk is full: free space (or use another --results-dir) and run again, nothing already written was damaged",
+        Some(13) => "; permission denied: check the folder's owner and mode",
+        Some(30) => "; the file system is read-only: use another --results-dir",
+        _ => "",
+    }
 }
 
 impl Error {

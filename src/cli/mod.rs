@@ -228,7 +228,10 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
 
 /// The checkpoint options as flags, for Slurm tasks to pass on.
 fn checkpoint_args(g: &args::GlobalArgs) -> Vec<String> {
-    let mut out = vec!["--checkpoint-every".to_string(), g.checkpoint_every.to_string()];
+    let mut out = vec![
+        "--checkpoint-every".to_string(),
+        g.checkpoint_every.to_string(),
+    ];
     if let Some(s) = g.checkpoint_interval {
         out.extend(["--checkpoint-interval".to_string(), s.to_string()]);
     }
