@@ -7,6 +7,8 @@
 mod analysis;
 #[path = "it/architecture.rs"]
 mod architecture;
+#[path = "it/bad_inputs.rs"]
+mod bad_inputs;
 #[path = "it/balancing.rs"]
 mod balancing;
 #[path = "it/bench.rs"]

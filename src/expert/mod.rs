@@ -109,7 +109,13 @@ impl PlainExpert {
 
     /// Read an expert file.
     pub fn load(path: &Path, device: &Device) -> Result<PlainExpert> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::input(format!(
+                "{}: no such expert file; write one with `harness export RUN_ID --task T --out FILE`",
+                path.display()
+            )),
+            _ => Error::io(path, e),
+        })?;
         let not_expert = |why: String| {
             Error::input(format!(
                 "{}: not a kdbench expert file ({why}); write one with `harness export RUN_ID --task T --out FILE`",
