@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::args::GlobalArgs;
+use super::memory_check::check_memory;
 use super::preflight::check_inputs;
 use super::workers::layout;
 use crate::data::registry::Registry;
@@ -263,6 +264,10 @@ pub(super) fn cmd_run(
     }
     let workers = layout(devices, jobs, candle_core::utils::get_num_threads())?;
     ClaimSettings::from_env()?;
+    if devices.iter().all(|d| d == "cpu") {
+        let l = load_experiment(g, file, profile)?;
+        check_memory(&l.experiment, &l.profile)?;
+    }
     let session_started = now();
     let Prepared {
         experiment,

@@ -6,6 +6,7 @@ pub mod args;
 mod bench;
 mod efficiency;
 mod experiment;
+mod memory_check;
 mod preflight;
 mod regress;
 mod slurm;

@@ -326,6 +326,12 @@ fn cases() -> Vec<Case> {
             at: "HARNESS_CLAIM_TIMEOUT_S",
         },
     ];
+    v.push(case(
+        "a batch that cannot fit in memory",
+        Some(t().replace("batch_size = 16", "batch_size = 100000000")),
+        &["run", "exp.toml"],
+        "set batch_size to",
+    ));
     v.sort_by_key(|c| c.name);
     v
 }
