@@ -30,7 +30,15 @@ pub fn read_tensors(path: &Path, device: &Device) -> Result<BTreeMap<String, Ten
             .map_err(|e| unreadable(path, e))?
             .into_iter()
             .collect(),
-        "pth" | "pt" | "bin" => candle_core::pickle::read_all(path).map_err(|e| unreadable(path, e))?,
+        // candle's pickle reader panics on some malformed files (fuzzing found three).
+        "pth" | "pt" | "bin" => crate::util::no_panic::catch(|| candle_core::pickle::read_all(path))
+            .map_err(|msg| {
+                Error::input(format!(
+                    "{}: cannot read weights: not a well-formed PyTorch pickle ({msg})",
+                    path.display()
+                ))
+            })?
+            .map_err(|e| unreadable(path, e))?,
         _ => {
             return Err(Error::input(format!(
                 "{}: unknown weights format `.{ext}` (use .safetensors, or a PyTorch state dict saved as .pth/.pt)",
@@ -320,5 +328,29 @@ mod tests {
         assert!(
             matches!(err, Error::BadInput(_)) && err.to_string().contains("unknown weights format")
         );
+    }
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    /// The inputs on which `cargo fuzz run weights` found candle's pickle reader panicking
+    /// (fuzz/regressions/weights/): each is now bad input with the file named.
+    #[test]
+    fn malformed_pickles_are_bad_input_not_panics() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/weights");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            let r = super::read_tensors(&path, &candle_core::Device::Cpu);
+            match r {
+                Err(crate::error::Error::BadInput(msg)) => {
+                    assert!(msg.contains(&path.display().to_string()), "{msg}")
+                }
+                Err(other) => panic!("{}: {other}", path.display()),
+                Ok(t) => panic!("{}: read {} tensors from garbage", path.display(), t.len()),
+            }
+            n += 1;
+        }
+        assert_eq!(n, 9);
     }
 }

@@ -9,6 +9,7 @@ pub mod fs;
 pub mod hash;
 pub mod linalg;
 pub mod location;
+pub mod no_panic;
 pub mod provenance;
 pub mod rng;
 pub mod seed;
