@@ -20,10 +20,10 @@ use crate::sched::progress::Progress;
 use crate::spec::expand::expand;
 use crate::spec::run::{RunSpec, Stage};
 use crate::spec::validate::{self, Experiment};
-use crate::store::claim::{inspect, ClaimSettings, ClaimView};
+use crate::store::claim::{shown_state, ClaimSettings};
 use crate::store::manifest::{write_manifest, Manifest};
 use crate::store::run_dir::RunDir;
-use crate::store::status::{now, State, Status};
+use crate::store::status::{now, Status};
 use crate::train::runner::{open_device, CheckpointPolicy, RunContext};
 
 pub(super) fn load_registry(path: &Path) -> Result<Registry> {
@@ -264,10 +264,6 @@ pub(super) fn cmd_run(
     }
     let workers = layout(devices, jobs, candle_core::utils::get_num_threads())?;
     ClaimSettings::from_env()?;
-    if devices.iter().all(|d| d == "cpu") {
-        let l = load_experiment(g, file, profile)?;
-        check_memory(&l.experiment, &l.profile)?;
-    }
     let session_started = now();
     let Prepared {
         experiment,
@@ -276,6 +272,10 @@ pub(super) fn cmd_run(
         plan,
         todo,
     } = prepare(g, file, profile, false)?;
+    // Before any training: a step too large for free memory would be killed by the OS.
+    if devices.iter().all(|d| d == "cpu") {
+        check_memory(&experiment, &profile)?;
+    }
     let threads = workers.threads as u32;
     let per_worker = if workers.devices.len() > 1 {
         " per CPU worker"
@@ -333,18 +333,14 @@ pub(super) fn cmd_status(g: &GlobalArgs) -> Result<u8> {
         // A run whose holder is gone (killed, machine restarted) is not running: the next
         // `harness run` resumes it from its last checkpoint. The claim knows about holders
         // on other hosts, which a pid cannot tell.
-        let state = match s.state {
-            State::Running => {
-                match inspect(&RunDir::new(&g.results_dir, &s.run_id).path, &claims) {
-                    ClaimView::Live(_) => "running",
-                    ClaimView::Stale { .. } | ClaimView::Free => {
-                        interrupted += 1;
-                        "interrupted"
-                    }
-                }
-            }
-            st => st.as_str(),
-        };
+        let state = shown_state(
+            &RunDir::new(&g.results_dir, &s.run_id).path,
+            s.state,
+            &claims,
+        );
+        if state == "interrupted" {
+            interrupted += 1;
+        }
         println!(
             "{:<16}  {:<11}  {:>3}/{:<3} epochs  {:>8}  {}{}",
             s.run_id,

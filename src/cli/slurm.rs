@@ -16,7 +16,7 @@ use crate::sched::progress::Progress;
 use crate::sched::slurm::arrays::{valid_time, waves, ExecPaths, SlurmOptions};
 use crate::sched::slurm::queue::{self, TaskState};
 use crate::sched::slurm::submission::{self, read_submissions, Submission};
-use crate::store::claim::{inspect, ClaimSettings, ClaimView};
+use crate::store::claim::{shown_state, ClaimSettings};
 use crate::store::manifest::read_manifests;
 use crate::store::run_dir::RunDir;
 use crate::store::status::{now, State};
@@ -250,14 +250,9 @@ pub(super) fn cmd_status_of(g: &GlobalArgs, file: &Path, profile: Option<&str>) 
     for n in &plan.nodes {
         let dir = RunDir::new(&g.results_dir, &n.run_id);
         let status = dir.read_status()?;
-        let state = match status.as_ref().map(|s| s.state) {
-            None => "not started",
-            Some(State::Running) => match inspect(&dir.path, &claims) {
-                ClaimView::Live(_) => "running",
-                _ => "interrupted",
-            },
-            Some(s) => s.as_str(),
-        };
+        let state = status
+            .as_ref()
+            .map_or("not started", |s| shown_state(&dir.path, s.state, &claims));
         *counts.entry(state.to_string()).or_default() += 1;
         let epochs = status
             .as_ref()

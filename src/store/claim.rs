@@ -212,6 +212,20 @@ pub fn inspect(run_dir: &Path, settings: &ClaimSettings) -> ClaimView {
     }
 }
 
+/// The state to show for a run with `state` in `run_dir`: a `running` run whose claim is not
+/// held by a live process (killed, machine restarted, on any host) is `interrupted`.
+pub fn shown_state(
+    run_dir: &Path,
+    state: super::status::State,
+    settings: &ClaimSettings,
+) -> &'static str {
+    match (state, inspect(run_dir, settings)) {
+        (super::status::State::Running, ClaimView::Live(_)) => "running",
+        (super::status::State::Running, _) => "interrupted",
+        (st, _) => st.as_str(),
+    }
+}
+
 /// The outcome of trying to claim a run.
 pub enum Attempt {
     /// Ours; `took_over` says whose stale claim was replaced and why.
