@@ -218,13 +218,20 @@ fn index_split_layout(dir: &Path, names: &[String], seed: u64) -> Result<FolderI
 
 /// Decodes one image file to `3 × size × size`.
 pub(crate) fn decode(path: &Path, size: usize) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_bytes(&bytes, size, path)
+}
+
+/// Decodes an image held in memory (PNG or JPEG, told by its content) to `3 × size × size`,
+/// grey expanded to RGB and any size resampled; `origin` names it in errors. Public so the
+/// fuzz target can reach the decoder without a file system round trip.
+pub fn decode_bytes(bytes: &[u8], size: usize, origin: &Path) -> Result<Vec<u8>> {
     let bad = |e: &dyn std::fmt::Display| {
-        Error::input(format!("{}: cannot decode image: {e}", path.display()))
+        Error::input(format!("{}: cannot decode image: {e}", origin.display()))
     };
-    let img = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
+        .map_err(|e| Error::io(origin, e))?
         .decode()
         .map_err(|e| bad(&e))?;
     let rgb = img.to_rgb8();

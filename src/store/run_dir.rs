@@ -64,11 +64,18 @@ impl RunDir {
         if !p.exists() {
             return Ok(None);
         }
-        read_json(&p).map(Some)
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        Status::from_sealed_json(&text)
+            .map(Some)
+            .map_err(|e| Error::input(format!("{}: {e}", p.display())))
     }
 
     pub fn write_status(&self, status: &Status) -> Result<()> {
-        write_json_atomic(&self.status_path(), status)
+        let p = self.status_path();
+        let text = status
+            .to_sealed_json()
+            .map_err(|e| Error::Failed(format!("cannot serialise {}: {e}", p.display())))?;
+        write_atomic(&p, text.as_bytes())
     }
 
     /// The state the scheduler should act on: `running` with a dead owner counts as

@@ -62,6 +62,50 @@ pub struct Status {
     pub writing: bool,
 }
 
+/// The field of `status.json` that holds its own checksum.
+const SEAL: &str = "sha256";
+
+fn seal_of(fields: &serde_json::Value) -> Result<String, String> {
+    serde_json::to_vec(fields)
+        .map(|bytes| crate::util::hash::sha256_hex(&bytes))
+        .map_err(|e| e.to_string())
+}
+
+impl Status {
+    /// The text of `status.json`: pretty JSON with the checksum as its last field.
+    pub fn to_sealed_json(&self) -> Result<String, String> {
+        let mut fields = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let seal = seal_of(&fields)?;
+        let serde_json::Value::Object(map) = &mut fields else {
+            return Err("a status is not a JSON object".into());
+        };
+        map.insert(SEAL.into(), serde_json::Value::String(seal));
+        let mut text = serde_json::to_string_pretty(&fields).map_err(|e| e.to_string())?;
+        text.push('\n');
+        Ok(text)
+    }
+
+    /// Parses `status.json` and checks its checksum where it has one; the error says what
+    /// is wrong, the caller adds the path.
+    pub fn from_sealed_json(text: &str) -> Result<Status, String> {
+        let mut fields: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+        if let serde_json::Value::Object(map) = &mut fields {
+            if let Some(recorded) = map.remove(SEAL) {
+                let got = seal_of(&fields)?;
+                if recorded.as_str() != Some(got.as_str()) {
+                    return Err(format!(
+                        "fails its own checksum (sha256 {}…, recorded {}): the file was changed after it was written",
+                        &got[..12],
+                        recorded
+                    ));
+                }
+            }
+        }
+        serde_json::from_value(fields).map_err(|e| format!("malformed status: {e}"))
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> f64 {
     std::time::SystemTime::now()
@@ -81,4 +125,53 @@ pub fn pid_alive(pid: u32) -> bool {
 pub struct Artefact {
     pub bytes: u64,
     pub sha256: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Status {
+        Status {
+            state: State::Done,
+            run_id: "abc".into(),
+            label: "decompose mtl".into(),
+            started_at: Some(1.0e9 + 0.123_456_789),
+            finished_at: Some(1.0e9 + 7.5),
+            wall_time_s: Some(7.376_543_211),
+            epochs_done: 4,
+            epochs_total: 4,
+            error: None,
+            pid: Some(42),
+            device: Some("cpu".into()),
+            threads: Some(2),
+            code_version: "9".into(),
+            provenance: None,
+            artefacts: Default::default(),
+            writing: false,
+        }
+    }
+
+    #[test]
+    fn the_seal_round_trips_and_catches_a_flip_that_still_parses() {
+        let text = status().to_sealed_json().unwrap();
+        assert!(text.trim_end().ends_with('}'));
+        let back = Status::from_sealed_json(&text).unwrap();
+        assert_eq!(back.to_sealed_json().unwrap(), text);
+        let flipped = text.replace("\"epochs_done\": 4", "\"epochs_done\": 5");
+        assert_ne!(flipped, text);
+        let err = Status::from_sealed_json(&flipped).unwrap_err();
+        assert!(err.contains("fails its own checksum"), "{err}");
+        // Whitespace does not matter; the values do.
+        let reflowed = text.replace("\n  ", "\n    ");
+        assert!(Status::from_sealed_json(&reflowed).is_ok());
+    }
+
+    #[test]
+    fn a_status_written_before_the_seal_is_read_as_it_is() {
+        let text = serde_json::to_string_pretty(&status()).unwrap();
+        assert_eq!(Status::from_sealed_json(&text).unwrap().epochs_done, 4);
+        let err = Status::from_sealed_json("{\"state\": \"do").unwrap_err();
+        assert!(err.starts_with("malformed JSON"), "{err}");
+    }
 }

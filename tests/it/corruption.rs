@@ -154,6 +154,27 @@ fn corrupt_files_are_found_reported_and_redone() {
     let err = stderr(&o);
     assert!(err.contains("status.json is unreadable"), "{err}");
     assert!(err.contains("1 trained, 2 cached"), "{err}");
+
+    // A bit flip that still parses (one digit of the epoch count) fails the status's own
+    // checksum.
+    let status_path = mtl.join("status.json");
+    let text = std::fs::read_to_string(&status_path).unwrap();
+    let key = "\"epochs_done\": ";
+    let at = text.find(key).expect("status has epochs_done") + key.len();
+    let digit = text.as_bytes()[at];
+    assert!(digit.is_ascii_digit(), "{text}");
+    let mut flipped = text.clone().into_bytes();
+    flipped[at] = if digit == b'9' { b'8' } else { digit + 1 };
+    let flipped = String::from_utf8(flipped).unwrap();
+    std::fs::write(&status_path, flipped).unwrap();
+    let o = run(&["verify"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("fails its own checksum"), "{out}");
+    let o = run(&["run", "exp.toml", "--threads", "1"]);
+    let err = stderr(&o);
+    assert!(err.contains("fails its own checksum"), "{err}");
+    assert!(err.contains("1 trained, 2 cached"), "{err}");
     let o = run(&["verify"]);
     assert!(
         stdout(&o).contains("3 run folders checked: 0 corrupt"),

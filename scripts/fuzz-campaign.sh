@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs one cargo-fuzz target for a fixed time and says whether its coverage plateaued.
+#
+#   scripts/fuzz-campaign.sh TARGET SECONDS
+#
+# libFuzzer's status lines carry no clock, so each line is stamped with the seconds since
+# the start as it arrives (fuzz/logs/TARGET.log, not committed). The summary line gives the
+# time and inputs run, the final edge coverage (cov) and features (ft), when cov last grew,
+# and how much ft grew over the second half of the run: "plateau" means no new edge in the
+# last quarter of the run and under 1 % more features over its second half.
+# Exit status: libFuzzer's (non-zero when it found a crash, a hang or a memory blow-up; the
+# input is then under fuzz/artifacts/TARGET/).
+set -uo pipefail
+target=${1:?usage: scripts/fuzz-campaign.sh TARGET SECONDS}
+seconds=${2:?usage: scripts/fuzz-campaign.sh TARGET SECONDS}
+cd "$(dirname "$0")/../fuzz" || exit 2
+mkdir -p logs "corpus/$target"
+dict=()
+[ -f "dicts/$target.dict" ] && dict=("-dict=dicts/$target.dict")
+log="logs/$target.log"
+# Build first, so that the clock starts with the fuzzing.
+cargo +nightly fuzz build -O -a -s none "$target" || exit 2
+start=$EPOCHSECONDS
+cargo +nightly fuzz run -O -a -s none "$target" -- \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 "${dict[@]}" 2>&1 |
+    while IFS= read -r line; do printf '%6d %s\n' $((EPOCHSECONDS - start)) "$line"; done >"$log"
+status=${PIPESTATUS[0]}
+awk -v target="$target" -v total="$seconds" -v status="$status" '
+    # "#1234  NEW    cov: 10 ft: 20 corp: ..." and the same for pulse/REDUCE lines
+    $2 ~ /^#[0-9]+$/ {
+        n = substr($2, 2) + 0
+        for (i = 3; i < NF; i++) {
+            if ($i == "cov:") c = $(i + 1) + 0
+            if ($i == "ft:") f = $(i + 1) + 0
+        }
+        if (c > cov) { cov = c; last_cov = $1 }
+        if (f > ft) ft = f
+        if ($1 <= total / 2) ft_half = ft
+        runs = n
+    }
+    /stat::number_of_executed_units:/ { runs = $NF }
+    END {
+        growth = ft_half > 0 ? 100 * (ft - ft_half) / ft_half : 100
+        plateau = (last_cov <= 0.75 * total && growth < 1) ? "plateau" : "still rising"
+        printf "%s: %d s, %d inputs (%.0f/s), cov %d ft %d, last new edge at %d s, ft +%.2f%% over the second half: %s; exit %d\n",
+            target, total, runs, runs / total, cov, ft, last_cov, growth, plateau, status
+    }' "$log"
+exit "$status"
