@@ -37,6 +37,8 @@ mod regress;
 mod run;
 #[path = "it/shared_store.rs"]
 mod shared_store;
+#[path = "it/simd.rs"]
+mod simd;
 #[path = "it/slurm_cli.rs"]
 mod slurm_cli;
 #[path = "it/students.rs"]

@@ -258,6 +258,8 @@ def main():
     torch.set_num_interop_threads(1)
     answer = {
         "torch_version": torch.__version__,
+        # What ATEN_CPU_CAPABILITY (set by the harness to its own cap) left PyTorch using.
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
         "step": train_step(req) if req["workload"] is not None else None,
         "ops": {op["key"]: op_times(req, op) for op in req["ops"]},
     }

@@ -119,6 +119,8 @@ pub struct WorkloadResult {
 #[derive(Debug, Serialize)]
 pub struct TrainBenchReport {
     pub threads: usize,
+    /// CPU model and the instruction set our kernels used (`HARNESS_SIMD` caps it).
+    pub machine: String,
     pub torch_version: Option<String>,
     pub workloads: Vec<WorkloadResult>,
     /// Depthwise convolutions (no workload uses them yet).
@@ -192,6 +194,11 @@ pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Tr
     };
     let mut report = TrainBenchReport {
         threads: o.threads,
+        machine: format!(
+            "{} · ours {}",
+            crate::util::provenance::cpu_model(),
+            crate::util::cpu::instruction_set_detail()
+        ),
         torch_version: None,
         workloads: Vec::new(),
         depthwise_ops: Vec::new(),
@@ -229,8 +236,8 @@ pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Tr
                 match reference::run(o, Some(&w), op_specs) {
                     Ok(a) => {
                         a.attach_op_times(&mut result.ops);
+                        report.torch_version = Some(a.described_version());
                         torch = a.step;
-                        report.torch_version = Some(a.torch_version);
                     }
                     Err(e) => result.reference_error = Some(e),
                 }
@@ -247,7 +254,7 @@ pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Tr
             match reference::run(o, None, &specs) {
                 Ok(a) => {
                     a.attach_op_times(&mut report.depthwise_ops);
-                    report.torch_version.get_or_insert(a.torch_version);
+                    report.torch_version.get_or_insert(a.described_version());
                 }
                 Err(e) => report.depthwise_reference_error = Some(e),
             }
@@ -314,6 +321,7 @@ pub fn render_text(r: &TrainBenchReport) -> String {
         "training step, f32, CPU, {} threads, {rounds} round(s) per workload; reference: {version}",
         r.threads
     );
+    let _ = writeln!(s, "machine: {}", r.machine);
     let _ = writeln!(
         s,
         "{:<16} {:>11} {:>14} {:>7}  {:<18} {:>14} {:>17} {:>7}",

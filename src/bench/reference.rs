@@ -25,10 +25,32 @@ struct Request<'a> {
     ops: &'a [OpSpec],
 }
 
+/// PyTorch's instruction-set cap: the user's `ATEN_CPU_CAPABILITY` if set, else the one
+/// matching ours (`HARNESS_SIMD`), so both sides run the same vector width.
+fn aten_capability() -> String {
+    std::env::var("ATEN_CPU_CAPABILITY")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| crate::util::cpu::simd().aten_capability().to_string())
+}
+
+impl Answer {
+    /// `2.15.0 (AVX2)`: the version and the instruction set PyTorch ran with.
+    pub fn described_version(&self) -> String {
+        match &self.torch_capability {
+            Some(c) => format!("{} ({c})", self.torch_version),
+            None => self.torch_version.clone(),
+        }
+    }
+}
+
 /// The script's answer for one workload.
 #[derive(Debug, Deserialize)]
 pub struct Answer {
     pub torch_version: String,
+    /// PyTorch's vector instruction set in use (`torch.backends.cpu.get_cpu_capability()`).
+    #[serde(default)]
+    pub torch_capability: Option<String>,
     pub step: Option<StepStats>,
     pub ops: BTreeMap<String, OpTimes>,
 }
@@ -75,6 +97,7 @@ pub fn run(
         .arg(&path)
         .env("OMP_NUM_THREADS", o.threads.to_string())
         .env("MKL_NUM_THREADS", o.threads.to_string())
+        .env("ATEN_CPU_CAPABILITY", aten_capability())
         .stdin(Stdio::null())
         .output();
     let _ = std::fs::remove_file(&path);

@@ -48,6 +48,7 @@ where
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
+    crate::util::cpu::check_simd_env()?;
     let g = &cli.global;
     match &cli.command {
         Command::Run {

@@ -5,16 +5,26 @@
 //! straight from memory (no im2col copy), lets the backward pass read transposed or flipped
 //! weights in place, and lets a reduction run over the valid pixels of several samples.
 //!
-//! On x86-64 with AVX-512 (this project's machines) the kernel is written with intrinsics:
-//! 8 rows × 32 columns (or 16 × 16) of C in registers, B panels blocked to stay in L1,
-//! masked loads and stores for ragged edges. Elsewhere a portable version of the same loop
-//! nest runs (compiled with AVX2+FMA when the CPU has it). The `gemm` crate only uses AVX2 on
-//! stable Rust, which left half of this machine's floating-point width unused. Callers
-//! parallelise across samples, so these never spawn threads, and the summation order is
-//! fixed, so results are identical on every run.
+//! Three copies, chosen by `crate::util::cpu::simd` (the CPU, capped by `HARNESS_SIMD`):
+//! - AVX-512, with intrinsics: 6 rows × 64 columns (or 8 × 32, 16 × 16) of C in registers,
+//!   B panels of 128 × 64 packed to stay in L1, masked loads and stores for ragged edges.
+//! - AVX2 + FMA, with intrinsics: 6 rows × 16 columns (12 of the 16 ymm registers) or
+//!   8 × 8, B panels of 128 × 16, masked edges with `vmaskmovps`.
+//! - Portable: the same loop nest in plain Rust (it does not vectorise reliably: a 16-wide
+//!   strip compiled to scalar code), for CPUs without AVX2.
+//!
+//! All three sum in the same order: each element of C is one chain of fused multiply-adds
+//! over a block of 128 reduction indices, and the blocks' partial sums are added to C in
+//! order. So the three give the same bits, on every run. Callers parallelise across
+//! samples, so these never spawn threads.
 
 /// Rows of C per portable micro-kernel call (accumulators stay in registers).
 const MR: usize = 8;
+
+/// Reduction indices per block: every copy sums a block in one chain, then adds the block's
+/// sum to C, so all copies round alike. A packed AVX-512 B panel of this many rows (64
+/// columns, 32 KiB) stays in L1 while every row block of A streams past it.
+const KC: usize = 128;
 
 /// `A[i, k] = data[row_offsets[i] + k_offsets[k]]`.
 #[derive(Clone, Copy)]
@@ -63,31 +73,65 @@ pub fn nn(n: usize, a: IndirectA, b: IndirectB, c: &mut [f32], ldc: usize, accum
     let b_max = b.k_offsets.iter().max().unwrap() + n;
     assert!(a_max < a.data.len(), "gemm: A index out of range");
     assert!(b_max <= b.data.len(), "gemm: B index out of range");
-    // SAFETY: every index the kernels form is bounded by the checks above.
+    // SAFETY: every index the kernels form is bounded by the checks above, and each copy
+    // runs only where the CPU has its instructions.
     unsafe {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return avx512::nn(n, a, b, c, ldc, accumulate);
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return nn_avx2(n, a, b, c, ldc, accumulate);
+            use crate::util::cpu::{simd, Simd};
+            match simd() {
+                Simd::Avx512 => return avx512::nn(n, a, b, c, ldc, accumulate),
+                Simd::Avx2 => return avx2::nn(n, a, b, c, ldc, accumulate),
+                Simd::Baseline => {}
             }
         }
         nn_portable(n, a, b, c, ldc, accumulate)
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn nn_avx2(n: usize, a: IndirectA, b: IndirectB, c: &mut [f32], ldc: usize, acc: bool) {
-    nn_portable(n, a, b, c, ldc, acc)
+/// Calls `block(a, b, accumulate)` for each run of at most [`KC`] reduction indices, in
+/// order: the first with the caller's `accumulate`, the others adding to C. The summation
+/// order every copy shares.
+#[inline(always)]
+fn k_blocks<'a>(
+    a: IndirectA<'a>,
+    b: IndirectB<'a>,
+    accumulate: bool,
+    mut block: impl FnMut(IndirectA<'a>, IndirectB<'a>, bool),
+) {
+    let k = a.k_offsets.len();
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = (k - k0).min(KC);
+        let ab = IndirectA {
+            k_offsets: &a.k_offsets[k0..k0 + kc],
+            ..a
+        };
+        let bb = IndirectB {
+            k_offsets: &b.k_offsets[k0..k0 + kc],
+            ..b
+        };
+        block(ab, bb, accumulate || k0 > 0);
+        k0 += kc;
+    }
+}
+
+/// The portable copy.
+unsafe fn nn_portable(n: usize, a: IndirectA, b: IndirectB, c: &mut [f32], ldc: usize, acc: bool) {
+    k_blocks(a, b, acc, |a, b, acc| {
+        nn_portable_block(n, a, b, c, ldc, acc)
+    });
 }
 
 #[inline(always)]
-unsafe fn nn_portable(n: usize, a: IndirectA, b: IndirectB, c: &mut [f32], ldc: usize, acc: bool) {
+unsafe fn nn_portable_block(
+    n: usize,
+    a: IndirectA,
+    b: IndirectB,
+    c: &mut [f32],
+    ldc: usize,
+    acc: bool,
+) {
     let mut j = 0;
     while j + 16 <= n {
         strip::<16>(j, a, b, c, ldc, acc);
@@ -144,11 +188,10 @@ unsafe fn strip<const NR: usize>(
     }
 }
 
-/// The AVX-512 kernel, with intrinsics: the array code above does not vectorise reliably for
-/// every strip width (a 16-wide strip compiled to scalar code).
+/// The AVX-512 kernel, with intrinsics.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{IndirectA, IndirectB, MR};
+    use super::{k_blocks, IndirectA, IndirectB, KC, MR};
     use std::arch::x86_64::*;
 
     fn mask(width: usize) -> __mmask16 {
@@ -159,9 +202,6 @@ mod avx512 {
         }
     }
 
-    /// Reduction rows per pass: a packed 64-column B panel of this many rows (32 KiB) stays
-    /// in L1 while every row block of A streams past it.
-    const KC: usize = 128;
     /// Columns of a packed panel.
     const NC: usize = 64;
 
@@ -194,20 +234,12 @@ mod avx512 {
         accumulate: bool,
         panel: &mut [f32; KC * NC],
     ) {
-        let k = a.k_offsets.len();
         // B rows are often a power-of-two number of floats apart (im2col rows, image
         // channels), which maps a whole panel onto a few cache sets; copying the panel into
         // one contiguous block avoids those conflict misses.
         let bp = b.data.as_ptr();
-        let mut k0 = 0;
-        while k0 < k {
-            let kc = (k - k0).min(KC);
-            let a = IndirectA {
-                k_offsets: &a.k_offsets[k0..k0 + kc],
-                ..a
-            };
-            let acc = accumulate || k0 > 0;
-            let b_offs = &b.k_offsets[k0..k0 + kc];
+        k_blocks(a, b, accumulate, |a, b, acc| {
+            let b_offs = b.k_offsets;
             // Packing pays when several row blocks of A reuse the panel.
             let pack = a.row_offsets.len() > 2 * MR;
             // Few rows that are a multiple of 4 (16- and 32-channel layers): 4-row tiles leave
@@ -253,8 +285,7 @@ mod avx512 {
                 }
                 j += w;
             }
-            k0 += kc;
-        }
+        });
     }
 
     /// Where a strip reads row `kk` of its B columns.
@@ -333,6 +364,181 @@ mod avx512 {
     }
 }
 
+/// The AVX2 + FMA kernel, with intrinsics: 16 ymm registers of 8 f32, so register tiles of
+/// 6 rows × 16 columns (12 accumulators, 2 B vectors, 1 broadcast A value).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{k_blocks, IndirectA, IndirectB, KC, MR};
+    use std::arch::x86_64::*;
+
+    /// Columns of a packed panel: one 6 × 16 register tile wide.
+    const NC: usize = 16;
+    /// Rows of the wide tile.
+    const RW: usize = 6;
+
+    thread_local! {
+        static PANEL: std::cell::RefCell<Box<[f32; KC * NC]>> =
+            std::cell::RefCell::new(Box::new([0f32; KC * NC]));
+    }
+
+    /// Lane mask for the first `width` (≤ 8 counts all) lanes of a ymm vector.
+    #[target_feature(enable = "avx2")]
+    unsafe fn mask(width: usize) -> __m256i {
+        let w = width.min(8) as i32;
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(w),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn nn(
+        n: usize,
+        a: IndirectA,
+        b: IndirectB,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        PANEL.with_borrow_mut(|panel| nn_with_panel(n, a, b, c, ldc, accumulate, panel))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn nn_with_panel(
+        n: usize,
+        a: IndirectA,
+        b: IndirectB,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+        panel: &mut [f32; KC * NC],
+    ) {
+        let bp = b.data.as_ptr();
+        k_blocks(a, b, accumulate, |a, b, acc| {
+            let b_offs = b.k_offsets;
+            // As in the AVX-512 copy: packing pays when several row blocks reuse the panel,
+            // and removes the cache-set conflicts of power-of-two row strides.
+            let pack = a.row_offsets.len() > 2 * RW;
+            let mut j = 0;
+            while j < n {
+                let w = (n - j).min(NC);
+                let masks = [mask(w), mask(w.saturating_sub(8))];
+                let src = if pack {
+                    let pp = panel.as_mut_ptr();
+                    for (t, &off) in b_offs.iter().enumerate() {
+                        let row = bp.add(off + j);
+                        let dst = pp.add(t * NC);
+                        if w == NC {
+                            _mm256_storeu_ps(dst, _mm256_loadu_ps(row));
+                            _mm256_storeu_ps(dst.add(8), _mm256_loadu_ps(row.add(8)));
+                        } else {
+                            _mm256_storeu_ps(dst, _mm256_maskload_ps(row, masks[0]));
+                            _mm256_storeu_ps(dst.add(8), _mm256_maskload_ps(row.add(8), masks[1]));
+                        }
+                    }
+                    Source::Packed(panel.as_ptr())
+                } else {
+                    Source::Direct(bp.add(j), b_offs)
+                };
+                let full = w == NC || w == 8;
+                match (w > 8, full) {
+                    (true, true) => strip::<2, RW, true>(j, masks, a, src, c, ldc, acc),
+                    (true, false) => strip::<2, RW, false>(j, masks, a, src, c, ldc, acc),
+                    (false, true) => strip::<1, MR, true>(j, masks, a, src, c, ldc, acc),
+                    (false, false) => strip::<1, MR, false>(j, masks, a, src, c, ldc, acc),
+                }
+                j += w;
+            }
+        });
+    }
+
+    #[derive(Clone, Copy)]
+    enum Source<'a> {
+        /// A packed panel, `NC` floats per row.
+        Packed(*const f32),
+        /// In place: the strip's first column plus the row offsets.
+        Direct(*const f32, &'a [usize]),
+    }
+
+    /// Columns `j0..j0 + 8·V` of C (masked unless `FULL`), `R` rows at a time. Rows past
+    /// `m` in the last block re-read row `m−1` (valid memory) and are not stored.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn strip<const V: usize, const R: usize, const FULL: bool>(
+        j0: usize,
+        masks: [__m256i; 2],
+        a: IndirectA,
+        src: Source,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        let m = a.row_offsets.len();
+        let ap = a.data.as_ptr();
+        let cp = c.as_mut_ptr();
+        let k = a.k_offsets.len();
+        let mut i0 = 0;
+        while i0 < m {
+            let rows = (m - i0).min(R);
+            let mut row_base = [0usize; R];
+            for (r, base) in row_base.iter_mut().enumerate() {
+                *base = *a.row_offsets.get_unchecked(i0 + r.min(rows - 1));
+            }
+            let mut accs = [[_mm256_setzero_ps(); V]; R];
+            for kk in 0..k {
+                let ao = *a.k_offsets.get_unchecked(kk);
+                let mut bv = [_mm256_setzero_ps(); V];
+                match src {
+                    Source::Packed(p) => {
+                        let brow = p.add(kk * NC);
+                        for (v, b) in bv.iter_mut().enumerate() {
+                            *b = _mm256_loadu_ps(brow.add(8 * v));
+                        }
+                    }
+                    Source::Direct(p, offs) => {
+                        let brow = p.add(*offs.get_unchecked(kk));
+                        for (v, b) in bv.iter_mut().enumerate() {
+                            *b = if FULL {
+                                _mm256_loadu_ps(brow.add(8 * v))
+                            } else {
+                                _mm256_maskload_ps(brow.add(8 * v), masks[v])
+                            };
+                        }
+                    }
+                }
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*ap.add(row_base[r] + ao));
+                    for v in 0..V {
+                        accs[r][v] = _mm256_fmadd_ps(av, bv[v], accs[r][v]);
+                    }
+                }
+            }
+            for (r, acc_row) in accs.iter().enumerate().take(rows) {
+                let dst = cp.add((i0 + r) * ldc + j0);
+                for v in 0..V {
+                    let d = dst.add(8 * v);
+                    if FULL {
+                        let out = if accumulate {
+                            _mm256_add_ps(_mm256_loadu_ps(d), acc_row[v])
+                        } else {
+                            acc_row[v]
+                        };
+                        _mm256_storeu_ps(d, out);
+                    } else {
+                        let out = if accumulate {
+                            _mm256_add_ps(_mm256_maskload_ps(d, masks[v]), acc_row[v])
+                        } else {
+                            acc_row[v]
+                        };
+                        _mm256_maskstore_ps(d, masks[v], out);
+                    }
+                }
+            }
+            i0 += R;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,6 +569,9 @@ mod tests {
             (40, 70, 200),
             (33, 16, 400),
             (20, 90, 130),
+            (7, 24, 300),
+            (14, 9, 129),
+            (64, 100, 257),
         ] {
             let a = lcg(m * k, 1);
             let b = lcg(k * n, 2);
@@ -384,6 +593,31 @@ mod tests {
             let mut c_portable = c0.clone();
             // SAFETY: the same operands the checked call above accepted.
             unsafe { nn_portable(n, a_op, b_op, &mut c_portable, n, true) };
+            // Every copy the CPU can run gives the portable copy's bits.
+            #[cfg(target_arch = "x86_64")]
+            {
+                use crate::util::cpu::{detected, Simd};
+                let mut copies: Vec<(&str, Vec<f32>)> = Vec::new();
+                if detected() >= Simd::Avx2 {
+                    let mut c2 = c0.clone();
+                    // SAFETY: as above; the CPU has AVX2 and FMA.
+                    unsafe { avx2::nn(n, a_op, b_op, &mut c2, n, true) };
+                    copies.push(("avx2", c2));
+                }
+                if detected() >= Simd::Avx512 {
+                    let mut c5 = c0.clone();
+                    // SAFETY: as above; the CPU has AVX-512.
+                    unsafe { avx512::nn(n, a_op, b_op, &mut c5, n, true) };
+                    copies.push(("avx512", c5));
+                }
+                for (name, got) in copies {
+                    let same = got
+                        .iter()
+                        .zip(&c_portable)
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{name} differs from portable at {m}x{n}x{k}");
+                }
+            }
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = c0[i * n + j] as f64

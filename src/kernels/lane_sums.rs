@@ -3,11 +3,13 @@
 //! Every sum runs over 16 f32 lanes (element `i` goes to lane `i mod 16`), the lanes are
 //! then added in order in f64, and the tail past the last full 16 is added element by
 //! element. The result is identical on every run and on every instruction set. The
-//! AVX-512 copies are written with intrinsics: LLVM turned the portable loops (whose
-//! lane order it must preserve) into scalar shuffles that cost several times the memory
-//! traffic they sum.
+//! AVX-512 copies (one zmm of 16 lanes) and AVX2 copies (two ymm of 8) are written with
+//! intrinsics: LLVM turned the portable loops (whose lane order it must preserve) into
+//! scalar shuffles that cost several times the memory traffic they sum.
 
 use super::simd::multiversion;
+#[cfg(target_arch = "x86_64")]
+use crate::util::cpu::{simd, Simd};
 
 /// Lanes of the fixed-order partial sums.
 const LANES: usize = 16;
@@ -31,20 +33,32 @@ fn reduce(acc: &[f32; LANES]) -> f64 {
 /// `Σ x_i` over a row.
 pub(crate) fn row_sum(x: &[f32]) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::row_sq_dev(x, None) };
+    {
+        match simd() {
+            // SAFETY: the CPU has AVX-512F.
+            Simd::Avx512 => unsafe { avx512::row_sq_dev(x, None) },
+            // SAFETY: the CPU has AVX2.
+            Simd::Avx2 => unsafe { avx2::row_sq_dev(x, None) },
+            Simd::Baseline => portable_row_sum(x),
+        }
     }
+    #[cfg(not(target_arch = "x86_64"))]
     portable_row_sum(x)
 }
 
 /// `Σ (x_i − mean)²` over a row.
 pub(crate) fn row_sq_dev(x: &[f32], mean: f32) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::row_sq_dev(x, Some(mean)) };
+    {
+        match simd() {
+            // SAFETY: the CPU has AVX-512F.
+            Simd::Avx512 => unsafe { avx512::row_sq_dev(x, Some(mean)) },
+            // SAFETY: the CPU has AVX2.
+            Simd::Avx2 => unsafe { avx2::row_sq_dev(x, Some(mean)) },
+            Simd::Baseline => portable_row_sq_dev(x, mean),
+        }
     }
+    #[cfg(not(target_arch = "x86_64"))]
     portable_row_sq_dev(x, mean)
 }
 
@@ -52,10 +66,16 @@ pub(crate) fn row_sq_dev(x: &[f32], mean: f32) -> f64 {
 /// gradient [`relu_grad`] of `g` given the op's output.
 pub(crate) fn grad_sums(x: &[f32], g: &[f32], out: &[f32], mean: f32, masked: bool) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::grad_sums(x, g, out, mean, masked) };
+    {
+        match simd() {
+            // SAFETY: the CPU has AVX-512F.
+            Simd::Avx512 => unsafe { avx512::grad_sums(x, g, out, mean, masked) },
+            // SAFETY: the CPU has AVX2.
+            Simd::Avx2 => unsafe { avx2::grad_sums(x, g, out, mean, masked) },
+            Simd::Baseline => portable_grad_sums(x, g, out, mean, masked),
+        }
     }
+    #[cfg(not(target_arch = "x86_64"))]
     portable_grad_sums(x, g, out, mean, masked)
 }
 
@@ -130,10 +150,6 @@ mod avx512 {
 
     use super::{reduce, tail_grad_sums, LANES};
 
-    pub fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-
     #[inline(always)]
     fn spill(v: __m512) -> [f32; LANES] {
         let mut a = [0f32; LANES];
@@ -199,6 +215,87 @@ mod avx512 {
     }
 }
 
+/// Two ymm vectors hold the 16 lanes: lanes 0–7 and 8–15, so sums match the other copies.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{reduce, tail_grad_sums, LANES};
+
+    #[inline(always)]
+    fn spill(lo: __m256, hi: __m256) -> [f32; LANES] {
+        let mut a = [0f32; LANES];
+        // SAFETY: `a` holds 16 f32.
+        unsafe {
+            _mm256_storeu_ps(a.as_mut_ptr(), lo);
+            _mm256_storeu_ps(a.as_mut_ptr().add(8), hi);
+        }
+        a
+    }
+
+    /// `Σ x_i` (no mean) or `Σ (x_i − mean)²`, multiply and add separate as elsewhere.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn row_sq_dev(x: &[f32], mean: Option<f32>) -> f64 {
+        let n = x.len() / LANES * LANES;
+        let p = x.as_ptr();
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        match mean {
+            None => {
+                for i in (0..n).step_by(LANES) {
+                    lo = _mm256_add_ps(lo, _mm256_loadu_ps(p.add(i)));
+                    hi = _mm256_add_ps(hi, _mm256_loadu_ps(p.add(i + 8)));
+                }
+            }
+            Some(m) => {
+                let mv = _mm256_set1_ps(m);
+                for i in (0..n).step_by(LANES) {
+                    let d0 = _mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv);
+                    let d1 = _mm256_sub_ps(_mm256_loadu_ps(p.add(i + 8)), mv);
+                    lo = _mm256_add_ps(lo, _mm256_mul_ps(d0, d0));
+                    hi = _mm256_add_ps(hi, _mm256_mul_ps(d1, d1));
+                }
+            }
+        }
+        let f = |v: f32| match mean {
+            None => v,
+            Some(m) => (v - m) * (v - m),
+        };
+        reduce(&spill(lo, hi)) + x[n..].iter().map(|&v| f(v) as f64).sum::<f64>()
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn grad_sums(
+        x: &[f32],
+        g: &[f32],
+        out: &[f32],
+        mean: f32,
+        masked: bool,
+    ) -> (f64, f64) {
+        assert!(g.len() == x.len() && (!masked || out.len() == x.len()));
+        let n = x.len() / LANES * LANES;
+        let (xp, gp, op) = (x.as_ptr(), g.as_ptr(), out.as_ptr());
+        let mv = _mm256_set1_ps(mean);
+        let zero = _mm256_setzero_ps();
+        let mut a = [zero; 2];
+        let mut b = [zero; 2];
+        for i in (0..n).step_by(LANES) {
+            for h in 0..2 {
+                let at = i + 8 * h;
+                let mut gv = _mm256_loadu_ps(gp.add(at));
+                if masked {
+                    let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(op.add(at)), zero);
+                    gv = _mm256_and_ps(positive, gv);
+                }
+                a[h] = _mm256_add_ps(a[h], gv);
+                let d = _mm256_sub_ps(_mm256_loadu_ps(xp.add(at)), mv);
+                b[h] = _mm256_add_ps(b[h], _mm256_mul_ps(gv, d));
+            }
+        }
+        let sums = (reduce(&spill(a[0], a[1])), reduce(&spill(b[0], b[1])));
+        tail_grad_sums(sums, x, g, out, mean, masked, n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,7 +307,7 @@ mod tests {
             .collect()
     }
 
-    /// The AVX-512 copies give the portable copies' bits, and the portable copies match
+    /// The AVX-512 and AVX2 copies give the portable copies' bits, and the portable copies match
     /// an f64 sum to f32 accuracy, on lengths with and without a tail.
     #[test]
     fn sums_match_the_portable_copies_bit_for_bit() {
@@ -241,19 +338,35 @@ mod tests {
                 );
             }
             #[cfg(target_arch = "x86_64")]
-            if avx512::available() {
-                // SAFETY: checked just above.
+            {
+                use crate::util::cpu::detected;
+                // SAFETY: each copy runs only where the CPU has its instructions.
                 unsafe {
-                    assert_eq!(avx512::row_sq_dev(&x, None), portable_row_sum(&x));
-                    assert_eq!(
-                        avx512::row_sq_dev(&x, Some(mean)),
-                        portable_row_sq_dev(&x, mean)
-                    );
-                    for masked in [false, true] {
+                    if detected() >= Simd::Avx512 {
+                        assert_eq!(avx512::row_sq_dev(&x, None), portable_row_sum(&x));
                         assert_eq!(
-                            avx512::grad_sums(&x, &g, &out, mean, masked),
-                            portable_grad_sums(&x, &g, &out, mean, masked)
+                            avx512::row_sq_dev(&x, Some(mean)),
+                            portable_row_sq_dev(&x, mean)
                         );
+                        for masked in [false, true] {
+                            assert_eq!(
+                                avx512::grad_sums(&x, &g, &out, mean, masked),
+                                portable_grad_sums(&x, &g, &out, mean, masked)
+                            );
+                        }
+                    }
+                    if detected() >= Simd::Avx2 {
+                        assert_eq!(avx2::row_sq_dev(&x, None), portable_row_sum(&x));
+                        assert_eq!(
+                            avx2::row_sq_dev(&x, Some(mean)),
+                            portable_row_sq_dev(&x, mean)
+                        );
+                        for masked in [false, true] {
+                            assert_eq!(
+                                avx2::grad_sums(&x, &g, &out, mean, masked),
+                                portable_grad_sums(&x, &g, &out, mean, masked)
+                            );
+                        }
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! The crate is built for the baseline x86-64 target (so the binary runs anywhere), which
 //! limits auto-vectorised loops to 128-bit SSE. [`multiversion!`] compiles one function body
 //! three times, for AVX-512, AVX2+FMA and the baseline, and picks the widest the CPU
-//! supports on each call (the feature checks are cached by the standard library). The
+//! supports on each call, capped by `HARNESS_SIMD` (`crate::util::cpu::simd`, read once). The
 //! bodies must not depend on vector width for their results: sums use fixed lane counts.
 
 /// `multiversion! { pub fn name(arg: Type, …) -> Ret { body } }` defines `name` as a
@@ -24,16 +24,12 @@ macro_rules! multiversion {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                {
+                let level = $crate::util::cpu::simd();
+                if level >= $crate::util::cpu::Simd::Avx512 {
                     // SAFETY: the CPU supports every feature the copy was compiled for.
                     return unsafe { avx512($($arg),*) };
                 }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                if level >= $crate::util::cpu::Simd::Avx2 {
                     // SAFETY: as above.
                     return unsafe { avx2($($arg),*) };
                 }

@@ -47,7 +47,8 @@ pub fn host() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-fn cpu_model() -> String {
+/// The CPU's model name (`/proc/cpuinfo`), else the architecture.
+pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
