@@ -4,10 +4,11 @@
 #   scripts/fuzz-campaign.sh TARGET SECONDS
 #
 # libFuzzer's status lines carry no clock, so each line is stamped with the seconds since
-# the start as it arrives (fuzz/logs/TARGET.log, not committed). The summary line gives the
-# time and inputs run, the final edge coverage (cov) and features (ft), when cov last grew,
-# and how much ft grew over the second half of the run: "plateau" means no new edge in the
-# last quarter of the run and under 1 % more features over its second half.
+# the start as it arrives (fuzz/logs/TARGET.log, not committed); times in the summary count
+# from the end of corpus loading (libFuzzer's INITED line), as SECONDS does. The summary
+# gives the time and inputs run, the edge coverage (cov) and features (ft) at the start and
+# the end, when cov last grew, and how much cov and ft grew over the second half: "plateau"
+# means under 0.5 % more edges and under 1 % more features over the second half.
 # Exit status: libFuzzer's (non-zero when it found a crash, a hang or a memory blow-up; the
 # input is then under fuzz/artifacts/TARGET/).
 set -uo pipefail
@@ -26,23 +27,26 @@ cargo +nightly fuzz run -O -a -s none "$target" -- \
     while IFS= read -r line; do printf '%6d %s\n' $((EPOCHSECONDS - start)) "$line"; done >"$log"
 status=${PIPESTATUS[0]}
 awk -v target="$target" -v total="$seconds" -v status="$status" '
-    # "#1234  NEW    cov: 10 ft: 20 corp: ..." and the same for pulse/REDUCE lines
+    # "#1234  NEW    cov: 10 ft: 20 corp: ..." and the same for INITED/pulse/REDUCE lines
     $2 ~ /^#[0-9]+$/ {
         n = substr($2, 2) + 0
         for (i = 3; i < NF; i++) {
             if ($i == "cov:") c = $(i + 1) + 0
             if ($i == "ft:") f = $(i + 1) + 0
         }
-        if (c > cov) { cov = c; last_cov = $1 }
+        if ($3 == "INITED") { t0 = $1; cov0 = c; ft0 = f }
+        t = $1 - t0
+        if (c > cov) { cov = c; last_cov = t }
         if (f > ft) ft = f
-        if ($1 <= total / 2) ft_half = ft
+        if (t <= total / 2) { cov_half = cov; ft_half = ft }
         runs = n
     }
     /stat::number_of_executed_units:/ { runs = $NF }
     END {
-        growth = ft_half > 0 ? 100 * (ft - ft_half) / ft_half : 100
-        plateau = (last_cov <= 0.75 * total && growth < 1) ? "plateau" : "still rising"
-        printf "%s: %d s, %d inputs (%.0f/s), cov %d ft %d, last new edge at %d s, ft +%.2f%% over the second half: %s; exit %d\n",
-            target, total, runs, runs / total, cov, ft, last_cov, growth, plateau, status
+        gc = cov_half > 0 ? 100 * (cov - cov_half) / cov_half : 100
+        gf = ft_half > 0 ? 100 * (ft - ft_half) / ft_half : 100
+        plateau = (gc < 0.5 && gf < 1) ? "plateau" : "still rising"
+        printf "%s: %d s, %d inputs (%.0f/s), cov %d -> %d, ft %d -> %d, last new edge at %d s; second half: cov +%.2f%%, ft +%.2f%%: %s; exit %d\n",
+            target, total, runs, runs / total, cov0, cov, ft0, ft, last_cov, gc, gf, plateau, status
     }' "$log"
 exit "$status"

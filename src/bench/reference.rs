@@ -44,6 +44,22 @@ impl Answer {
     }
 }
 
+/// PyTorch's convolutions run in oneDNN and its matrix products may run in MKL, which
+/// ignore `ATEN_CPU_CAPABILITY` and have caps of their own: set them too when ours is below
+/// what the CPU has (a cap the user set wins).
+fn onednn_caps() -> Vec<(&'static str, &'static str)> {
+    use crate::util::cpu::{detected, simd, Simd};
+    let (onednn, mkl) = match simd() {
+        level if level == detected() => return Vec::new(),
+        Simd::Avx2 => ("AVX2", "AVX2"),
+        _ => ("SSE41", "SSE4_2"),
+    };
+    [("ONEDNN_MAX_CPU_ISA", onednn), ("MKL_ENABLE_INSTRUCTIONS", mkl)]
+        .into_iter()
+        .filter(|(k, _)| std::env::var_os(k).is_none())
+        .collect()
+}
+
 /// The script's answer for one workload.
 #[derive(Debug, Deserialize)]
 pub struct Answer {
@@ -98,6 +114,7 @@ pub fn run(
         .env("OMP_NUM_THREADS", o.threads.to_string())
         .env("MKL_NUM_THREADS", o.threads.to_string())
         .env("ATEN_CPU_CAPABILITY", aten_capability())
+        .envs(onednn_caps())
         .stdin(Stdio::null())
         .output();
     let _ = std::fs::remove_file(&path);
