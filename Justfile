@@ -37,6 +37,10 @@ baseline NAME *ARGS:
 kill-trials:
     cargo test --release --test tests kill_trials::kill_trials -- --ignored --nocapture
 
+# Fuzz TARGET (experiment_file, registry, npy_npz, image, weights) for SECONDS; says whether coverage plateaued
+fuzz TARGET SECONDS="600":
+    scripts/fuzz-campaign.sh {{TARGET}} {{SECONDS}}
+
 # Registered data sets and whether their files are present
 datasets *ARGS:
     cargo run --release -- datasets {{ARGS}}
