@@ -54,10 +54,13 @@ fn onednn_caps() -> Vec<(&'static str, &'static str)> {
         Simd::Avx2 => ("AVX2", "AVX2"),
         _ => ("SSE41", "SSE4_2"),
     };
-    [("ONEDNN_MAX_CPU_ISA", onednn), ("MKL_ENABLE_INSTRUCTIONS", mkl)]
-        .into_iter()
-        .filter(|(k, _)| std::env::var_os(k).is_none())
-        .collect()
+    [
+        ("ONEDNN_MAX_CPU_ISA", onednn),
+        ("MKL_ENABLE_INSTRUCTIONS", mkl),
+    ]
+    .into_iter()
+    .filter(|(k, _)| std::env::var_os(k).is_none())
+    .collect()
 }
 
 /// The script's answer for one workload.
