@@ -229,10 +229,13 @@ pub fn decode_bytes(bytes: &[u8], size: usize, origin: &Path) -> Result<Vec<u8>>
     let bad = |e: &dyn std::fmt::Display| {
         Error::input(format!("{}: cannot decode image: {e}", origin.display()))
     };
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::io(origin, e))?
-        .decode()
+        .map_err(|e| Error::io(origin, e))?;
+    // The JPEG decoder overflowed an integer on a malformed file (found by fuzzing, a panic
+    // where overflow checks are on): a decoder panic is a bad file, not a crash.
+    let img = crate::util::no_panic::catch(|| reader.decode())
+        .map_err(|e| bad(&e))?
         .map_err(|e| bad(&e))?;
     let rgb = img.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
@@ -416,5 +419,29 @@ mod tests {
         let err = load_image_folder(&task(2), dir.path(), 4, &SplitCaps::default(), 0).unwrap_err();
         assert!(err.to_string().contains("broken.png"), "{err}");
         assert_eq!(err.exit_code(), 2);
+    }
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    /// Inputs on which `cargo fuzz run image` found the decoder panicking
+    /// (fuzz/regressions/image/): each decodes or is bad input naming the file.
+    #[test]
+    fn malformed_images_do_not_panic() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/image");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            let size = 1 + bytes.len() % 48;
+            match super::decode_bytes(&bytes, size, &e.path()) {
+                Ok(px) => assert_eq!(px.len(), 3 * size * size),
+                Err(crate::error::Error::BadInput(msg)) => {
+                    assert!(msg.contains("cannot decode image"), "{msg}")
+                }
+                Err(other) => panic!("{}: {other}", e.path().display()),
+            }
+            n += 1;
+        }
+        assert!(n >= 1);
     }
 }

@@ -224,7 +224,12 @@ pub struct NpyArray {
 impl NpyArray {
     /// An array, checking that the shape matches the number of elements.
     pub fn new(shape: Vec<usize>, data: NpyData) -> Result<NpyArray> {
-        let n: usize = shape.iter().product();
+        let n = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| {
+                Error::input(format!("array shape {} is too large", shape_str(&shape)))
+            })?;
         if n != data.len() {
             return Err(Error::input(format!(
                 "array of shape {} needs {n} elements, got {}",
@@ -244,8 +249,10 @@ pub struct NpyHeader {
 }
 
 impl NpyHeader {
-    pub(super) fn elements(&self) -> usize {
-        self.shape.iter().product()
+    /// The number of elements; `None` when the shape's product overflows (a corrupt or
+    /// hostile header: found by fuzzing, where it had wrapped around in release builds).
+    pub(super) fn elements(&self) -> Option<usize> {
+        self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
     }
 }
 

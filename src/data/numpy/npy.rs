@@ -46,7 +46,7 @@ pub fn read_npy<R: Read>(r: &mut R) -> std::result::Result<NpyArray, String> {
     let header = read_npy_header(r)?;
     let bytes = header
         .elements()
-        .checked_mul(header.dtype.size())
+        .and_then(|n| n.checked_mul(header.dtype.size()))
         .ok_or("array too large")?;
     let mut buf = Vec::new();
     r.take(bytes as u64)
@@ -91,4 +91,22 @@ pub fn write_npy<W: Write>(w: &mut W, arr: &NpyArray) -> std::io::Result<()> {
     w.write_all(&vec![b' '; pad])?;
     w.write_all(b"\n")?;
     w.write_all(&arr.data.to_le_bytes())
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    /// Inputs on which `cargo fuzz run npy_npz` found the reader overflowing
+    /// (fuzz/regressions/npy_npz/): a shape whose product overflows is refused.
+    #[test]
+    fn shapes_that_overflow_are_refused() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/npy_npz");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            let err = super::read_npy(&mut &bytes[..]).unwrap_err();
+            assert!(err.contains("too large"), "{}: {err}", e.path().display());
+            n += 1;
+        }
+        assert!(n >= 1);
+    }
 }
