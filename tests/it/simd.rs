@@ -12,21 +12,14 @@ fn experiment() -> String {
         + "\n[method.lorkd]\nkd = \"none\"\n"
 }
 
+/// Every level this CPU can run, as `HARNESS_SIMD` names them.
 fn levels() -> Vec<&'static str> {
-    let avx2 =
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-    let avx512 = avx2
-        && std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vl");
-    let mut out = vec!["baseline"];
-    if avx2 {
-        out.push("avx2");
-    }
-    if avx512 {
-        out.push("avx512");
-    }
-    out
+    use kdbench::util::cpu::{detected, Simd};
+    [Simd::Baseline, Simd::Avx2, Simd::Avx512]
+        .into_iter()
+        .filter(|&s| s <= detected())
+        .map(Simd::key)
+        .collect()
 }
 
 #[test]

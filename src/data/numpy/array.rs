@@ -224,12 +224,9 @@ pub struct NpyArray {
 impl NpyArray {
     /// An array, checking that the shape matches the number of elements.
     pub fn new(shape: Vec<usize>, data: NpyData) -> Result<NpyArray> {
-        let n = shape
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d))
-            .ok_or_else(|| {
-                Error::input(format!("array shape {} is too large", shape_str(&shape)))
-            })?;
+        let n = element_count(&shape).ok_or_else(|| {
+            Error::input(format!("array shape {} is too large", shape_str(&shape)))
+        })?;
         if n != data.len() {
             return Err(Error::input(format!(
                 "array of shape {} needs {n} elements, got {}",
@@ -252,8 +249,13 @@ impl NpyHeader {
     /// The number of elements; `None` when the shape's product overflows (a corrupt or
     /// hostile header: found by fuzzing, where it had wrapped around in release builds).
     pub(super) fn elements(&self) -> Option<usize> {
-        self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+        element_count(&self.shape)
     }
+}
+
+/// The product of a shape, `None` when it overflows.
+fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
 pub fn shape_str(shape: &[usize]) -> String {
