@@ -36,8 +36,9 @@ pub struct GlobalArgs {
     /// from its last checkpoint. Results do not depend on it.
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub checkpoint_every: u32,
-    /// Also write it at the end of an epoch once this many seconds have passed since the
-    /// last one (for long runs checkpointed every N epochs).
+    /// Also write it once this many seconds have passed since the last one, between two
+    /// optimiser steps if an epoch is still going (for long epochs); resuming continues
+    /// inside the epoch exactly.
     #[arg(long, global = true)]
     pub checkpoint_interval: Option<f64>,
 }

@@ -6,6 +6,8 @@
 //! keeps besides (normalised and activated copies, their gradients). It is a floor more than
 //! a bound; the check only refuses what cannot fit.
 
+use std::path::{Path, PathBuf};
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 
@@ -21,12 +23,52 @@ use crate::spec::validate::Experiment;
 /// copies, and the gradients of the backward pass.
 const FACTOR: u64 = 4;
 
-/// Bytes of memory available (`MemAvailable` of /proc/meminfo); `None` where unknown.
+/// Bytes of memory this process may still use: the machine's `MemAvailable`, or less where
+/// the process runs in a control group with a memory limit (a Slurm job's `--mem`, a
+/// container's limit), which kills at its limit whatever the machine has free. `None` where
+/// unknown.
 fn available() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let machine = kb * 1024;
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    Some(
+        match cgroup_headroom(Path::new("/sys/fs/cgroup"), &cgroups) {
+            Some(room) => room.min(machine),
+            None => machine,
+        },
+    )
+}
+
+/// Limit minus usage of the memory control group named in `proc_cgroup` (the text of
+/// `/proc/self/cgroup`), under the cgroup file system mounted at `root`: version 2
+/// (`0::/path`, `memory.max` and `memory.current`) or version 1 (`N:memory:/path`,
+/// `memory/path/memory.limit_in_bytes` and `memory.usage_in_bytes`). `None` without a limit.
+fn cgroup_headroom(root: &Path, proc_cgroup: &str) -> Option<u64> {
+    let read = |p: PathBuf| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let rel = path.trim_start_matches('/');
+        let (dir, limit, usage) = if controllers.is_empty() {
+            (root.join(rel), "memory.max", "memory.current")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (
+                root.join("memory").join(rel),
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        } else {
+            continue;
+        };
+        // "max" (v2) does not parse: no limit. v1 writes a huge number instead, which the
+        // machine's own figure then undercuts.
+        if let (Some(limit), Some(usage)) = (read(dir.join(limit)), read(dir.join(usage))) {
+            return Some(limit.saturating_sub(usage));
+        }
+    }
+    None
 }
 
 /// Values of all convolution outputs of `model` for one image of side `size`.
@@ -57,7 +99,7 @@ pub fn check_memory(exp: &Experiment, profile: &str) -> Result<()> {
         if need > free {
             let fits = (free / per_step.max(1)).max(1);
             return Err(Error::input(format!(
-                "{}: profile.{profile}: a training step of the {what} at batch_size {} and image_size {} needs about {:.1} GiB ({} activation values per image × {} images × 4 bytes × {FACTOR}), more than the {:.1} GiB this machine has free; set batch_size to {fits} or less in [profile.{profile}] (or run it where there is more memory)",
+                "{}: profile.{profile}: a training step of the {what} at batch_size {} and image_size {} needs about {:.1} GiB ({} activation values per image × {} images × 4 bytes × {FACTOR}), more than the {:.1} GiB free to this process (the machine's free memory, or its control group's limit, e.g. a Slurm job's --mem); set batch_size to {fits} or less in [profile.{profile}] (or run it where there is more memory)",
                 exp.path.display(),
                 p.batch_size,
                 p.image_size,
@@ -69,4 +111,35 @@ pub fn check_memory(exp: &Experiment, profile: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_headroom;
+
+    fn write(dir: &std::path::Path, name: &str, text: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn a_control_groups_limit_caps_what_is_free() {
+        let root = tempfile::tempdir().unwrap();
+        let v2 = root.path().join("system.slice/slurmstepd.scope/job_7");
+        write(&v2, "memory.max", "8589934592\n");
+        write(&v2, "memory.current", "1073741824\n");
+        let text = "0::/system.slice/slurmstepd.scope/job_7\n";
+        assert_eq!(cgroup_headroom(root.path(), text), Some(7 << 30));
+
+        write(&v2, "memory.max", "max\n");
+        assert_eq!(cgroup_headroom(root.path(), text), None);
+
+        let v1 = root.path().join("memory/slurm/uid_0/job_8");
+        write(&v1, "memory.limit_in_bytes", "4294967296\n");
+        write(&v1, "memory.usage_in_bytes", "5368709120\n");
+        let text = "12:cpu,cpuacct:/slurm/uid_0/job_8\n4:memory:/slurm/uid_0/job_8\n";
+        assert_eq!(cgroup_headroom(root.path(), text), Some(0));
+        assert_eq!(cgroup_headroom(root.path(), "4:memory:/gone\n"), None);
+        assert_eq!(cgroup_headroom(root.path(), ""), None);
+    }
 }

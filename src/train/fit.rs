@@ -1,7 +1,9 @@
 //! The one training loop every method uses: mixed-task batches, per-task losses from the
 //! method's network, the method's gradient weighting, an optimiser step with the scheduled
 //! learning rate. After every epoch it evaluates, hands metric rows to the caller and writes a
-//! checkpoint; a non-finite loss stops the run as *diverged* instead of wasting the sweep.
+//! checkpoint; inside a long epoch the caller may checkpoint between steps too (the epoch's
+//! running tallies travel with it, so a resumed epoch ends with the same numbers). A
+//! non-finite loss stops the run as *diverged* instead of wasting the sweep.
 
 use candle_core::Device;
 use candle_nn::VarMap;
@@ -32,6 +34,33 @@ pub struct EpochValue {
     pub value: f64,
 }
 
+/// The running tallies of one epoch's training steps, from which its train metrics come.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochTally {
+    /// Optimiser steps of the epoch done so far.
+    pub steps: usize,
+    /// Per task: summed per-sample cross-entropy, correct predictions, samples seen.
+    pub loss_sum: Vec<f64>,
+    pub correct: Vec<usize>,
+    pub seen: Vec<usize>,
+    pub samples: usize,
+    /// Training seconds spent on the epoch so far (before a resume included).
+    pub train_secs: f64,
+}
+
+impl EpochTally {
+    pub fn new(tasks: usize) -> Self {
+        EpochTally {
+            steps: 0,
+            loss_sum: vec![0.0; tasks],
+            correct: vec![0; tasks],
+            seen: vec![0; tasks],
+            samples: 0,
+            train_secs: 0.0,
+        }
+    }
+}
+
 pub enum FitOutcome {
     Done,
     Diverged(String),
@@ -49,6 +78,22 @@ pub trait FitHooks {
         weighting: &dyn Weighting,
     ) -> Result<()>;
     fn step(&mut self, p: &StepProgress);
+    /// Whether to checkpoint now, between two steps of an epoch (a time interval elapsed).
+    fn checkpoint_due(&mut self) -> bool {
+        false
+    }
+    /// Called between two steps of `epoch` when [`FitHooks::checkpoint_due`] said so; must
+    /// persist the checkpoint with `tally`.
+    fn inside_epoch(
+        &mut self,
+        _epoch: u32,
+        _tally: &EpochTally,
+        _map: &VarMap,
+        _optim: &Optimizer,
+        _weighting: &dyn Weighting,
+    ) -> Result<()> {
+        Ok(())
+    }
     /// The weight the method gave each task's loss at one optimiser step.
     fn task_weights(&mut self, _epoch: u32, _step: u64, _weights: &[(usize, f64)]) {}
 }
@@ -67,6 +112,8 @@ pub struct FitArgs<'a> {
     pub device: &'a Device,
     /// Epochs already done (resume point).
     pub start_epoch: u32,
+    /// How far epoch `start_epoch` had got, when the run resumes inside it.
+    pub resume_tally: Option<EpochTally>,
 }
 
 pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
@@ -74,14 +121,17 @@ pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
     let total_steps = steps_per_epoch * a.cfg.epochs as usize;
     let warmup = steps_per_epoch * a.cfg.optim.warmup_epochs as usize;
     let ntasks = a.view.tasks.len();
+    let mut resume_tally = a.resume_tally;
     for epoch in a.start_epoch..a.cfg.epochs {
         let started = std::time::Instant::now();
         let batches = a.view.train_epoch(a.seed, epoch, a.cfg.batch_size);
-        let mut loss_sum = vec![0f64; ntasks];
-        let mut correct = vec![0usize; ntasks];
-        let mut seen = vec![0usize; ntasks];
-        let mut samples = 0usize;
-        for (i, items) in batches.iter().enumerate() {
+        let mut tally = resume_tally
+            .take()
+            .unwrap_or_else(|| EpochTally::new(ntasks));
+        let earlier_secs = tally.train_secs;
+        // Checkpoint writes inside the epoch are not training time.
+        let mut paused = std::time::Duration::ZERO;
+        for (i, items) in batches.iter().enumerate().skip(tally.steps) {
             let step = epoch as usize * steps_per_epoch + i;
             let batch = a.view.batch(items, SplitName::Train, a.device)?;
             let terms = a.model.task_losses(&batch, true)?;
@@ -90,9 +140,9 @@ pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
                 let l = terms.losses[k].to_scalar::<f32>()? as f64;
                 batch_loss += l;
                 // Undo the 1/B scaling to accumulate per-sample cross-entropy of task t.
-                loss_sum[t] += l * batch.size as f64;
-                correct[t] += terms.correct[k].0;
-                seen[t] += terms.correct[k].1;
+                tally.loss_sum[t] += l * batch.size as f64;
+                tally.correct[t] += terms.correct[k].0;
+                tally.seen[t] += terms.correct[k].1;
             }
             if !batch_loss.is_finite() {
                 return Ok(FitOutcome::Diverged(format!(
@@ -116,7 +166,8 @@ pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
             hooks.task_weights(epoch, step as u64 + 1, &weights);
             let lr = learning_rate(&a.cfg.optim, step, total_steps, warmup);
             a.optim.step(&grads, lr)?;
-            samples += batch.size;
+            tally.samples += batch.size;
+            tally.steps = i + 1;
             hooks.step(&StepProgress {
                 epoch,
                 epochs: a.cfg.epochs,
@@ -124,8 +175,21 @@ pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
                 steps_per_epoch,
                 loss: batch_loss,
             });
+            if i + 1 < steps_per_epoch && hooks.checkpoint_due() {
+                tally.train_secs = earlier_secs + (started.elapsed() - paused).as_secs_f64();
+                let writing = std::time::Instant::now();
+                hooks.inside_epoch(epoch, &tally, a.map, a.optim, a.weighting)?;
+                paused += writing.elapsed();
+            }
         }
-        let train_secs = started.elapsed().as_secs_f64();
+        let train_secs = earlier_secs + (started.elapsed() - paused).as_secs_f64();
+        let EpochTally {
+            loss_sum,
+            correct,
+            seen,
+            samples,
+            ..
+        } = tally;
         let mut values = Vec::new();
         for t in 0..ntasks {
             if seen[t] > 0 {

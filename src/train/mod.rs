@@ -4,6 +4,7 @@
 //! a transfer run from its source run ([`transfer`]).
 
 pub mod checkpoint;
+pub mod checkpoint_policy;
 pub mod eval;
 pub mod fit;
 pub mod optim;

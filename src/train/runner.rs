@@ -29,7 +29,8 @@ use crate::store::run_dir::RunDir;
 use crate::store::status::{now, State, Status};
 use crate::store::task_weights::{read_task_weights, write_task_weights, WeightRow};
 use crate::train::checkpoint::{self, Position};
-use crate::train::fit::{fit, EpochValue, FitArgs, FitHooks, FitOutcome, StepProgress};
+pub use crate::train::checkpoint_policy::CheckpointPolicy;
+use crate::train::fit::{fit, EpochTally, EpochValue, FitArgs, FitHooks, FitOutcome, StepProgress};
 use crate::train::optim::{params_of, Optimizer};
 use crate::train::transfer;
 use crate::util::rng::SplitMix64;
@@ -45,33 +46,6 @@ pub struct RunContext {
     pub results_dir: PathBuf,
     pub threads: u32,
     pub checkpoints: CheckpointPolicy,
-}
-
-/// When a run writes its checkpoint. Results do not depend on it: a run resumed from an
-/// earlier checkpoint recomputes the epochs after it exactly.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CheckpointPolicy {
-    pub every_epochs: u32,
-    /// Also after an epoch that ends this long after the last checkpoint.
-    pub interval: Option<std::time::Duration>,
-}
-
-impl Default for CheckpointPolicy {
-    fn default() -> Self {
-        CheckpointPolicy {
-            every_epochs: 1,
-            interval: None,
-        }
-    }
-}
-
-impl CheckpointPolicy {
-    /// Whether to checkpoint after `epochs_done` of `total` epochs, `since` the last one.
-    pub fn due(&self, epochs_done: u32, total: u32, since: std::time::Duration) -> bool {
-        epochs_done >= total
-            || epochs_done.is_multiple_of(self.every_epochs.max(1))
-            || self.interval.is_some_and(|i| since >= i)
-    }
 }
 
 /// How a run ended.
@@ -313,12 +287,7 @@ impl FitHooks for Hooks<'_> {
         optim: &Optimizer,
         weighting: &dyn Weighting,
     ) -> Result<()> {
-        if self.claim.is_lost() {
-            return Err(Error::Failed(
-                "another process took over this run's claim; stopped before writing epoch results"
-                    .into(),
-            ));
-        }
+        self.ensure_claim_held()?;
         let wall = self.started.elapsed().as_secs_f64();
         let reference = EpochValue {
             task: None,
@@ -354,45 +323,16 @@ impl FitHooks for Hooks<'_> {
                 provenance: self.provenance.clone(),
             });
         }
-        // The status says the files are being replaced, so that a kill in between does
-        // not make the new ones look corrupt against the old checksums.
-        let mut status = self.dir.read_status()?;
-        if let Some(s) = &mut status {
-            s.writing = true;
-            self.dir.write_status(s)?;
-        }
-        // Metrics first, checkpoint second: on resume the checkpoint's epoch decides, and
-        // rows of later epochs are dropped, so the two can never disagree.
-        write_metrics(&self.dir.metrics_path(), &self.rows)?;
-        if let Some(rows) = &self.weights {
-            write_task_weights(&self.dir.task_weights_path(), &self.spec.run_id(), rows)?;
-        }
         let since = self.last_checkpoint.elapsed();
-        if self
+        let checkpoint = self
             .checkpoints
             .due(epoch + 1, self.spec.train.epochs, since)
-        {
-            checkpoint::save(
-                &self.dir.checkpoint_path(),
-                map,
-                optim,
-                weighting,
-                &Position {
-                    epochs_done: epoch + 1,
-                    steps: optim.steps,
-                },
-            )?;
-            self.checkpointed = epoch + 1;
-            self.last_checkpoint = Instant::now();
-        }
-        // Keep `harness status` current while the run is going: the epochs a resumed run
-        // would not redo.
-        if let Some(mut status) = status {
-            status.epochs_done = self.checkpointed;
-            status.artefacts = artefacts::record(self.dir)?;
-            status.writing = false;
-            self.dir.write_status(&status)?;
-        }
+            .then_some(Position {
+                epochs_done: epoch + 1,
+                steps: optim.steps,
+                inside: None,
+            });
+        self.persist(true, checkpoint, map, optim, weighting)?;
         self.dir.log(&format!(
             "epoch {}/{} done after {:.1} s ({} optimiser steps)",
             epoch + 1,
@@ -405,6 +345,91 @@ impl FitHooks for Hooks<'_> {
 
     fn step(&mut self, p: &StepProgress) {
         self.sink.step(p);
+    }
+
+    fn checkpoint_due(&mut self) -> bool {
+        self.checkpoints
+            .interval
+            .is_some_and(|i| self.last_checkpoint.elapsed() >= i)
+    }
+
+    fn inside_epoch(
+        &mut self,
+        epoch: u32,
+        tally: &EpochTally,
+        map: &VarMap,
+        optim: &Optimizer,
+        weighting: &dyn Weighting,
+    ) -> Result<()> {
+        self.ensure_claim_held()?;
+        let position = Position {
+            epochs_done: epoch,
+            steps: optim.steps,
+            inside: Some(tally.clone()),
+        };
+        self.persist(false, Some(position), map, optim, weighting)?;
+        self.dir.log(&format!(
+            "checkpoint inside epoch {}/{} after step {} ({} optimiser steps)",
+            epoch + 1,
+            self.spec.train.epochs,
+            tally.steps,
+            optim.steps
+        ))
+    }
+}
+
+impl Hooks<'_> {
+    fn ensure_claim_held(&self) -> Result<()> {
+        if self.claim.is_lost() {
+            return Err(Error::Failed(
+                "another process took over this run's claim; stopped before writing epoch results"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the metrics (when `metrics`), the task weights and the checkpoint (when
+    /// given), then the status with the new files' checksums.
+    fn persist(
+        &mut self,
+        metrics: bool,
+        checkpoint: Option<Position>,
+        map: &VarMap,
+        optim: &Optimizer,
+        weighting: &dyn Weighting,
+    ) -> Result<()> {
+        // The status says the files are being replaced, so that a kill in between does
+        // not make the new ones look corrupt against the old checksums.
+        let mut status = self.dir.read_status()?;
+        if let Some(s) = &mut status {
+            s.writing = true;
+            self.dir.write_status(s)?;
+        }
+        // Metrics first, checkpoint second: on resume the checkpoint's position decides, and
+        // rows past it are dropped, so the two can never disagree.
+        if metrics {
+            write_metrics(&self.dir.metrics_path(), &self.rows)?;
+        }
+        if let Some(rows) = &self.weights {
+            write_task_weights(&self.dir.task_weights_path(), &self.spec.run_id(), rows)?;
+        }
+        if let Some(pos) = checkpoint {
+            checkpoint::save(&self.dir.checkpoint_path(), map, optim, weighting, &pos)?;
+            if pos.inside.is_none() {
+                self.checkpointed = pos.epochs_done;
+            }
+            self.last_checkpoint = Instant::now();
+        }
+        // Keep `harness status` current while the run is going: the epochs a resumed run
+        // would not redo.
+        if let Some(mut status) = status {
+            status.epochs_done = self.checkpointed;
+            status.artefacts = artefacts::record(self.dir)?;
+            status.writing = false;
+            self.dir.write_status(&status)?;
+        }
+        Ok(())
     }
 }
 
@@ -455,6 +480,7 @@ fn train(
     let mut rows = Vec::new();
     let mut weight_rows = weighting.logs_weights().then(Vec::new);
     let mut start_epoch = 0;
+    let mut resume_tally = None;
     if dir.checkpoint_path().exists() {
         let pos = checkpoint::load(
             &dir.checkpoint_path(),
@@ -470,9 +496,29 @@ fn train(
         }
         if let (Some(w), true) = (&mut weight_rows, dir.task_weights_path().exists()) {
             *w = read_task_weights(&dir.task_weights_path())?;
-            w.retain(|r| r.epoch <= start_epoch);
+            // Steps count from 1 over the whole run, so this also keeps the rows of the
+            // steps an epoch resumed inside has done.
+            w.retain(|r| r.step <= pos.steps);
         }
-        dir.log(&format!("resuming after epoch {start_epoch}"))?;
+        match &pos.inside {
+            Some(t) => dir.log(&format!(
+                "resuming inside epoch {} after step {}",
+                start_epoch + 1,
+                t.steps
+            ))?,
+            None => dir.log(&format!("resuming after epoch {start_epoch}"))?,
+        }
+        if let Some(t) = &pos.inside {
+            if t.loss_sum.len() != view.tasks.len() {
+                return Err(Error::Failed(format!(
+                    "{}: its epoch tallies are for {} tasks, the run has {}; delete the checkpoint to restart the run",
+                    dir.checkpoint_path().display(),
+                    t.loss_sum.len(),
+                    view.tasks.len()
+                )));
+            }
+        }
+        resume_tally = pos.inside;
     } else {
         dir.log(&format!("start {} on {device_name}", spec.label()))?;
     }
@@ -512,6 +558,7 @@ fn train(
             seed,
             device: &device,
             start_epoch,
+            resume_tally,
         },
         &mut hooks,
     )
@@ -640,24 +687,4 @@ fn load_backbone_weights(map: &VarMap, w: &WeightsRef) -> Result<()> {
         &w.ignore,
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::CheckpointPolicy;
-    use std::time::Duration;
-
-    #[test]
-    fn checkpoints_every_n_epochs_after_an_interval_and_at_the_end() {
-        let p = CheckpointPolicy {
-            every_epochs: 3,
-            interval: Some(Duration::from_secs(60)),
-        };
-        let short = Duration::from_secs(1);
-        let due: Vec<u32> = (1..=7).filter(|&e| p.due(e, 7, short)).collect();
-        assert_eq!(due, [3, 6, 7]);
-        assert!(p.due(1, 7, Duration::from_secs(61)));
-        let every = CheckpointPolicy::default();
-        assert!((1..=7).all(|e| every.due(e, 7, short)));
-    }
 }

@@ -3,7 +3,9 @@
 
 use kdbench::store::task_weights::read_task_weights;
 
-use crate::common::{assert_bad_input, stderr, stdout, tiny_experiment, Workspace};
+use crate::common::{
+    assert_bad_input, deterministic_metrics, stderr, stdout, tiny_experiment, Workspace,
+};
 
 #[test]
 fn gradient_balancing_methods_train_and_log_task_weights() {
@@ -234,4 +236,71 @@ fn moco_resumed_after_kill_matches_an_uninterrupted_run() {
         read_task_weights(&dir.join("task_weights.parquet")).unwrap()
     };
     assert_eq!(weights(&whole), weights(&resumed));
+}
+
+/// `--checkpoint-interval` checkpoints between the steps of an epoch: a MoCo-MTL run that dies
+/// while writing one, in its second epoch, resumes inside that epoch and ends with the
+/// metrics and task weights of a run that never stopped and never checkpointed inside an
+/// epoch, bit for bit (the epoch's running tallies and MoCo's state travel in the
+/// checkpoint, and the weights of the steps done are kept).
+#[test]
+fn moco_resumed_inside_an_epoch_matches_an_uninterrupted_run() {
+    let text = tiny_experiment("inside", &["mocomtl"], &[0])
+        .replace("epochs = 2", "epochs = 3")
+        .replace("max_train_per_task = 24", "max_train_per_task = 48");
+    let whole = Workspace::new();
+    whole.write("exp.toml", &text);
+    let o = whole.run(&["run", "exp.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole_dir = whole.metrics_files()[0].parent().unwrap().to_path_buf();
+    let whole_log = std::fs::read_to_string(whole_dir.join("log.txt")).unwrap();
+    assert!(!whole_log.contains("checkpoint inside"), "{whole_log}");
+
+    let resumed = Workspace::new();
+    resumed.write("exp.toml", &text);
+    // A checkpoint after every step (each takes well over a millisecond): epoch 1's 30 steps
+    // write 30, and the 35th write, after step 5 of epoch 2, dies before its rename.
+    let interval = ["--checkpoint-interval", "0.001"];
+    let o = resumed
+        .cmd()
+        .env(
+            "HARNESS_FAULT",
+            "die-before-rename:checkpoint.safetensors:35",
+        )
+        .args(interval)
+        .args(["run", "exp.toml"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("dying before renaming checkpoint.safetensors"),
+        "{}",
+        stderr(&o)
+    );
+    let o = resumed
+        .cmd()
+        .args(interval)
+        .args(["run", "exp.toml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = resumed.metrics_files()[0].parent().unwrap().to_path_buf();
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    let resume = log
+        .lines()
+        .find(|l| l.contains("resuming"))
+        .unwrap_or_else(|| panic!("no resume in\n{log}"));
+    assert!(
+        resume.contains("resuming inside epoch 2 after step"),
+        "{log}"
+    );
+
+    assert_eq!(
+        deterministic_metrics(&whole.metrics_files()[0]),
+        deterministic_metrics(&resumed.metrics_files()[0]),
+        "a run resumed inside an epoch must match an uninterrupted one"
+    );
+    let weights =
+        |dir: &std::path::Path| read_task_weights(&dir.join("task_weights.parquet")).unwrap();
+    assert_eq!(weights(&whole_dir), weights(&dir));
 }

@@ -2,7 +2,9 @@
 //! moments, then started again, over and over on one results folder, until the sweep is
 //! complete. After every kill: every run that was done before it is still done, `harness
 //! verify` finds no corrupt file, and every Parquet file left in the store reads. At the
-//! end the metrics equal an uninterrupted sweep's bit for bit.
+//! end the metrics equal an uninterrupted sweep's bit for bit. One run trial in three
+//! checkpoints every 20 ms as well (`--checkpoint-interval`), so kills also land in and
+//! resume from checkpoints written inside an epoch.
 //!
 //! `just kill-trials` runs 24 trials (`KILL_TRIALS`, seed `KILL_SEED`); the test suite (and
 //! so `.ci/run`) runs 4.
@@ -64,6 +66,17 @@ fn temporaries(results: &Path) -> usize {
         .count()
 }
 
+/// How many times runs of the store resumed inside an epoch (from their logs).
+fn inside_resumes(results: &Path) -> usize {
+    std::fs::read_dir(results)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("log.txt")).ok())
+        .map(|log| log.matches("resuming inside epoch").count())
+        .sum()
+}
+
 /// Run id → its deterministic metrics values.
 type SweepMetrics = BTreeMap<String, Vec<((u32, String, String, String), u64)>>;
 
@@ -114,6 +127,8 @@ struct Tally {
     finished_first: usize,
     lost: usize,
     sweeps: usize,
+    with_interval: usize,
+    inside_resumes: usize,
 }
 
 fn trials(n: usize, seed: u64) {
@@ -137,6 +152,7 @@ fn trials(n: usize, seed: u64) {
         if states(&results).values().filter(|s| *s == "done").count() == 5 {
             finish_sweep(&ws, &want);
             t.sweeps += 1;
+            t.inside_resumes += inside_resumes(&results);
             std::fs::remove_dir_all(&results).unwrap();
         }
         let done_before: BTreeSet<String> = states(&results)
@@ -146,8 +162,20 @@ fn trials(n: usize, seed: u64) {
             .collect();
         // One trial in five kills a report instead, once there is something to report.
         let report = !done_before.is_empty() && rng.next_u64().is_multiple_of(5);
+        let interval = !report && rng.next_u64().is_multiple_of(3);
+        t.with_interval += usize::from(interval);
         let args: &[&str] = if report {
             &["report", "--format", "html"]
+        } else if interval {
+            &[
+                "--checkpoint-interval",
+                "0.02",
+                "run",
+                "exp.toml",
+                "--threads",
+                "1",
+                "--plain",
+            ]
         } else {
             &["run", "exp.toml", "--threads", "1", "--plain"]
         };
@@ -220,15 +248,23 @@ fn trials(n: usize, seed: u64) {
         all_metrics(&results); // every Parquet file reads
         eprintln!(
             "trial {trial:>2}: {} {how}; {} of 5 runs done",
-            if report { "report" } else { "run" },
+            if report {
+                "report"
+            } else if interval {
+                "run (checkpoints every 20 ms)"
+            } else {
+                "run"
+            },
             now.values().filter(|s| *s == "done").count()
         );
     }
     finish_sweep(&ws, &want);
     t.sweeps += 1;
+    t.inside_resumes += inside_resumes(&results);
     eprintln!(
-        "kill trials (seed {seed}): {n} trials over {} sweeps: {} SIGKILLs at random moments and {} deaths between writing a file and renaming it ({} of these in `harness report`), {} trials finished first; {} left a temporary file behind (cleaned by the next run); {} completed runs lost, 0 corrupt files, every sweep's metrics (5 runs) equal to the uninterrupted sweep's (uninterrupted: {:.1} s)",
-        t.sweeps, t.kills, t.faults, t.in_reports, t.finished_first, t.in_writes, t.lost,
+        "kill trials (seed {seed}): {n} trials over {} sweeps: {} SIGKILLs at random moments and {} deaths between writing a file and renaming it ({} of these in `harness report`), {} trials finished first; {} left a temporary file behind (cleaned by the next run); {} run trials checkpointed every 20 ms, {} resumes inside an epoch; {} completed runs lost, 0 corrupt files, every sweep's metrics (5 runs) equal to the uninterrupted sweep's (uninterrupted: {:.1} s)",
+        t.sweeps, t.kills, t.faults, t.in_reports, t.finished_first, t.in_writes,
+        t.with_interval, t.inside_resumes, t.lost,
         sweep.as_secs_f64()
     );
 }
