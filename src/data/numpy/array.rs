@@ -254,7 +254,7 @@ impl NpyHeader {
 }
 
 /// The product of a shape, `None` when it overflows.
-fn element_count(shape: &[usize]) -> Option<usize> {
+pub(super) fn element_count(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 

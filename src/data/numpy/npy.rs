@@ -102,6 +102,9 @@ mod fuzz_regressions {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/npy_npz");
         let mut n = 0;
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "npz") {
+                continue; // npz.rs's test
+            }
             let bytes = std::fs::read(e.path()).unwrap();
             let err = super::read_npy(&mut &bytes[..]).unwrap_err();
             assert!(err.contains("too large"), "{}: {err}", e.path().display());

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
-use super::array::{NpyArray, NpyHeader};
+use super::array::{element_count, NpyArray, NpyHeader};
 use super::npy::{read_npy, read_npy_header, write_npy};
 use crate::error::{Error, Result};
 use crate::util::fs::replace_atomically;
@@ -119,8 +119,15 @@ impl NpzFile {
         let mut m = self.member(name)?;
         let header = read_npy_header(&mut m).map_err(bad)?;
         let n = header.shape.first().copied().unwrap_or(0);
-        let row_bytes = header.shape.iter().skip(1).product::<usize>() * header.dtype.size();
-        let mut buf = vec![0u8; row_bytes];
+        let row_bytes = header
+            .shape
+            .get(1..)
+            .and_then(element_count)
+            .and_then(|e| e.checked_mul(header.dtype.size()))
+            .filter(|_| header.elements().is_some())
+            .ok_or_else(|| bad("array too large".into()))?;
+        // Grown as the bytes arrive, not sized by what the header claims.
+        let mut buf = Vec::new();
         let mut next = 0usize; // index of the next row in the stream
         for (pos, &row) in rows.iter().enumerate() {
             if row >= n || row < next {
@@ -128,7 +135,7 @@ impl NpzFile {
                     "row {row} requested out of order or beyond {n} rows"
                 )));
             }
-            let skip = ((row - next) * row_bytes) as u64;
+            let skip = ((row - next) as u64).saturating_mul(row_bytes as u64);
             if skip > 0 {
                 let skipped = std::io::copy(&mut (&mut m).take(skip), &mut std::io::sink())
                     .map_err(|e| bad(format!("corrupt array data: {e}")))?;
@@ -136,8 +143,14 @@ impl NpzFile {
                     return Err(bad("truncated array data".into()));
                 }
             }
-            m.read_exact(&mut buf)
-                .map_err(|e| bad(format!("truncated or corrupt array data: {e}")))?;
+            buf.clear();
+            (&mut m)
+                .take(row_bytes as u64)
+                .read_to_end(&mut buf)
+                .map_err(|e| bad(format!("corrupt array data: {e}")))?;
+            if buf.len() != row_bytes {
+                return Err(bad("truncated array data".into()));
+            }
             f(pos, &buf);
             next = row + 1;
         }
@@ -154,4 +167,35 @@ pub fn read_npz(path: &Path) -> Result<BTreeMap<String, NpyArray>> {
         out.insert(name, arr);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    /// `.npz` inputs on which `cargo fuzz run npy_npz` found the row reader overflowing
+    /// (fuzz/regressions/npy_npz/*.npz): the size of a row is computed with checks, so such
+    /// an array is refused as too large or truncated instead of wrapping around.
+    #[test]
+    fn rows_whose_size_overflows_are_refused() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/npy_npz");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.path().extension().is_none_or(|x| x != "npz") {
+                continue;
+            }
+            let mut npz = super::NpzFile::open(&e.path()).unwrap();
+            let errors: Vec<String> = npz
+                .names()
+                .iter()
+                .filter_map(|name| npz.for_each_row(name, &[0, 2, 3], |_, _| {}).err())
+                .map(|err| err.to_string())
+                .collect();
+            assert!(
+                errors.iter().any(|e| e.contains("too large")),
+                "{}: {errors:?}",
+                e.path().display()
+            );
+            n += 1;
+        }
+        assert!(n >= 1);
+    }
 }
