@@ -46,6 +46,9 @@ awk -v target="$target" -v total="$seconds" -v status="$status" '
         gc = cov_half > 0 ? 100 * (cov - cov_half) / cov_half : 100
         gf = ft_half > 0 ? 100 * (ft - ft_half) / ft_half : 100
         plateau = (gc < 0.5 && gf < 1) ? "plateau" : "still rising"
+        # A find stops libFuzzer early: the time is then when it stopped, and the halves
+        # say nothing.
+        if (status != 0) { total = t; plateau = "stopped by a find (see fuzz/artifacts/" target "/)" }
         printf "%s: %d s, %d inputs (%.0f/s), cov %d -> %d, ft %d -> %d, last new edge at %d s; second half: cov +%.2f%%, ft +%.2f%%: %s; exit %d\n",
             target, total, runs, runs / total, cov0, cov, ft0, ft, last_cov, gc, gf, plateau, status
     }' "$log"
