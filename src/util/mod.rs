@@ -6,6 +6,8 @@ pub mod base64;
 pub mod cpu;
 pub mod fault;
 pub mod fs;
+#[cfg(test)]
+pub mod fuzz_regressions;
 pub mod hash;
 pub mod linalg;
 pub mod location;

@@ -176,13 +176,9 @@ mod fuzz_regressions {
     /// an array is refused as too large or truncated instead of wrapping around.
     #[test]
     fn rows_whose_size_overflows_are_refused() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/npy_npz");
-        let mut n = 0;
-        for e in std::fs::read_dir(&dir).unwrap().flatten() {
-            if e.path().extension().is_none_or(|x| x != "npz") {
-                continue;
-            }
-            let mut npz = super::NpzFile::open(&e.path()).unwrap();
+        let npz = |p: &std::path::Path| p.extension().is_some_and(|x| x == "npz");
+        for path in crate::util::fuzz_regressions::inputs("npy_npz", npz) {
+            let mut npz = super::NpzFile::open(&path).unwrap();
             let errors: Vec<String> = npz
                 .names()
                 .iter()
@@ -192,10 +188,8 @@ mod fuzz_regressions {
             assert!(
                 errors.iter().any(|e| e.contains("too large")),
                 "{}: {errors:?}",
-                e.path().display()
+                path.display()
             );
-            n += 1;
         }
-        assert!(n >= 1);
     }
 }
