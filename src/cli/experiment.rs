@@ -272,10 +272,9 @@ pub(super) fn cmd_run(
         plan,
         todo,
     } = prepare(g, file, profile, false)?;
-    // Before any training: a step too large for free memory would be killed by the OS.
-    if devices.iter().all(|d| d == "cpu") {
-        check_memory(&experiment, &profile)?;
-    }
+    // Before any training: a step too large for free memory would be killed by the OS
+    // (CPU) or fail at its first step (GPU).
+    check_memory(&experiment, &profile, &workers.devices)?;
     let threads = workers.threads as u32;
     let per_worker = if workers.devices.len() > 1 {
         " per CPU worker"

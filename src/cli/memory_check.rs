@@ -1,10 +1,12 @@
-//! Before training on the CPU: does one training step of the profile's networks fit in the
-//! memory the machine has free? A batch far too large would otherwise be killed by the
-//! operating system mid-run (exit 137, no message). The estimate is the sum of the
+//! Before training: does one training step of the profile's networks fit in the memory each
+//! device has free? A batch far too large would otherwise be killed by the operating system
+//! mid-run on the CPU (exit 137, no message), or fail with CUDA's out-of-memory error only
+//! once a run reaches its first step on a GPU. The estimate is the sum of the
 //! networks' convolution outputs for one image (measured by running each network once on a
 //! 1-image batch), times the batch, 4 bytes each, times [`FACTOR`] for what a training step
-//! keeps besides (normalised and activated copies, their gradients). It is a floor more than
-//! a bound; the check only refuses what cannot fit.
+//! keeps besides (normalised and activated copies, their gradients), times the workers that
+//! share the device (`--jobs`). It is a floor more than a bound (a GPU's convolution
+//! workspaces come on top); the check only refuses what cannot fit.
 
 use std::path::{Path, PathBuf};
 
@@ -81,11 +83,50 @@ fn activations_per_image(model: &ModelConfig, size: usize) -> Result<u64> {
     Ok(shapes.iter().map(|s| (s.d_out * s.positions) as u64).sum())
 }
 
-/// Refuse a profile whose training step cannot fit in this machine's free memory.
-pub fn check_memory(exp: &Experiment, profile: &str) -> Result<()> {
-    let (Some(p), Some(free)) = (exp.profiles.get(profile), available()) else {
+/// Bytes free on a GPU, as its driver reports them (`None` where the query fails: the run
+/// itself then reports the device's error).
+#[cfg(feature = "cuda")]
+fn cuda_free(ordinal: usize) -> Option<u64> {
+    let device = Device::new_cuda(ordinal).ok()?;
+    let cuda = device.as_cuda_device().ok()?;
+    let (free, _total) = cuda.cuda_stream().context().mem_get_info().ok()?;
+    Some(free as u64)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_free(_ordinal: usize) -> Option<u64> {
+    None
+}
+
+/// Bytes free to a worker on `device` (`cpu`, `cuda:N`), `None` where unknown.
+fn free_on(device: &str) -> Option<u64> {
+    match device.strip_prefix("cuda:") {
+        Some(n) => cuda_free(n.parse().ok()?),
+        None => available(),
+    }
+}
+
+/// Refuse a profile whose training step cannot fit in the free memory of a device its
+/// workers train on; `workers` holds each worker's device (`cpu` or `cuda:N`, repeated per
+/// job).
+pub fn check_memory(exp: &Experiment, profile: &str, workers: &[String]) -> Result<()> {
+    let Some(p) = exp.profiles.get(profile) else {
         return Ok(());
     };
+    let mut devices: Vec<(&str, u64, u64)> = Vec::new();
+    for d in workers {
+        match devices.iter_mut().find(|(name, _, _)| name == d) {
+            Some(entry) => entry.2 += 1,
+            None => {
+                if let Some(free) = free_on(d) {
+                    devices.push((d, free, 1));
+                }
+            }
+        }
+    }
+    if devices.is_empty() {
+        return Ok(());
+    }
     let mut nets: Vec<(String, &ModelConfig)> = vec![("student".into(), &p.model)];
     for name in &exp.foundation {
         if let Some(f) = p.foundations.get(name) {
@@ -95,11 +136,24 @@ pub fn check_memory(exp: &Experiment, profile: &str) -> Result<()> {
     for (what, model) in nets {
         let per_image = activations_per_image(model, p.image_size)?;
         let per_step = per_image * 4 * FACTOR;
-        let need = per_step * p.batch_size as u64;
-        if need > free {
-            let fits = (free / per_step.max(1)).max(1);
+        for &(device, free, jobs) in &devices {
+            let need = per_step * p.batch_size as u64 * jobs;
+            if need <= free {
+                continue;
+            }
+            let fits = (free / (per_step * jobs).max(1)).max(1);
+            let (times_jobs, or_jobs) = if jobs > 1 {
+                (format!(" × {jobs} workers"), ", or fewer --jobs,")
+            } else {
+                (String::new(), "")
+            };
+            let free_what = if device == "cpu" {
+                "free to this process (the machine's free memory, or its control group's limit, e.g. a Slurm job's --mem)".to_string()
+            } else {
+                format!("free on {device}")
+            };
             return Err(Error::input(format!(
-                "{}: profile.{profile}: a training step of the {what} at batch_size {} and image_size {} needs about {:.1} GiB ({} activation values per image × {} images × 4 bytes × {FACTOR}), more than the {:.1} GiB free to this process (the machine's free memory, or its control group's limit, e.g. a Slurm job's --mem); set batch_size to {fits} or less in [profile.{profile}] (or run it where there is more memory)",
+                "{}: profile.{profile}: a training step of the {what} at batch_size {} and image_size {} needs about {:.1} GiB ({} activation values per image × {} images × 4 bytes × {FACTOR}{times_jobs}), more than the {:.1} GiB {free_what}; set batch_size to {fits} or less in [profile.{profile}]{or_jobs} (or run it where there is more memory)",
                 exp.path.display(),
                 p.batch_size,
                 p.image_size,

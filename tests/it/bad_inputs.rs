@@ -332,6 +332,13 @@ fn cases() -> Vec<Case> {
         &["run", "exp.toml"],
         "set batch_size to",
     ));
+    // Two CPU workers each hold a step: the estimate counts both and offers fewer --jobs.
+    v.push(case(
+        "a batch that cannot fit in memory twice over (--jobs 2)",
+        Some(t().replace("batch_size = 16", "batch_size = 100000000")),
+        &["run", "exp.toml", "--jobs", "2", "--threads", "2"],
+        "× 2 workers), more than the",
+    ));
     v.sort_by_key(|c| c.name);
     v
 }
