@@ -29,4 +29,4 @@ pub use error::{Error, Result};
 /// bumping it invalidates cached results. Bump the `train.N` suffix whenever a change alters
 /// training numerics (models, losses, data generation, batching, optimisers); plain
 /// refactors and report changes keep it, so caches survive ordinary commits.
-pub const CODE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.4");
+pub const CODE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.5");

@@ -6,7 +6,11 @@ Reads one JSON request from the file named by its argument, or from stdin withou
 rules, one workload or none, and a list of single operations to time), builds the same network the harness builds
 (ResNet with BasicBlocks or ShuffleNetV2, torchvision layouts, CIFAR stem for 28-32 px), runs the same
 training step (forward, cross-entropy, backward, SGD with momentum 0.9 and weight decay 1e-4
-on weights only) on a fixed random batch, and prints one JSON answer on stdout.
+on weights only) on a fixed random batch, and prints one JSON answer on stdout. A LoRKD
+workload (ShuffleNetV2 with per-task low-rank experts on every groups = 1 convolution, a
+batch mixing the tasks) is measured in two forms: the LoRKD code's (per-sample weights, one
+grouped convolution with groups = batch) as "step" and one convolution per task as
+"step_task_grouped".
 
 Peak step memory is the high-water mark of CPU tensor allocations during one step, summed in
 time order from the profiler's memory events; the harness counts its heap the same way
@@ -71,8 +75,61 @@ class ResNet(nn.Module):
         return self.head(y.mean((2, 3)))
 
 
+class Routing:
+    """The task of every sample of the batch, shared by a LoRKD network's EKS convolutions."""
+
+    tasks = None
+
+
+class EksConv(nn.Module):
+    """LoRKD's EKS convolution (groups = 1): W0 plus per-task factors A_t (r*k, cin*k),
+    B_t (cout*k, r*k), delta W_t = (alpha / r) * reshape(B_t @ A_t) to (cout, cin, k, k).
+    form "reference": the LoRKD code's form, every sample its own weight
+    W0 + sum_t M[b, t] delta W_t and one grouped convolution with groups = batch;
+    form "task-grouped": one convolution per present task with W0 + delta W_t."""
+
+    def __init__(self, cin, cout, k, stride, padding, lorkd, form, routing):
+        super().__init__()
+        self.base = nn.Conv2d(cin, cout, k, stride, padding, bias=False)
+        tasks, rank = lorkd["tasks"], lorkd["rank"]
+        bound = 1.0 / (cin * k) ** 0.5
+        self.A = nn.Parameter(torch.empty(tasks, rank * k, cin * k).uniform_(-bound, bound))
+        self.B = nn.Parameter(torch.zeros(tasks, cout * k, rank * k))
+        self.scale = lorkd["alpha"] / rank
+        self.form, self.routing = form, routing
+
+    def forward(self, x):
+        w0 = self.base.weight
+        tasks = self.routing.tasks
+        deltas = (torch.bmm(self.B, self.A) * self.scale).reshape(-1, *w0.shape)
+        stride, padding = self.base.stride, self.base.padding
+        if self.form == "reference":
+            b, c, h, w = x.shape
+            onehot = F.one_hot(tasks, deltas.shape[0]).to(x.dtype)
+            weights = w0 + torch.einsum("bt,tocij->bocij", onehot, deltas)
+            y = F.conv2d(x.reshape(1, b * c, h, w), weights.reshape(-1, *w0.shape[1:]),
+                         stride=stride, padding=padding, groups=b)
+            return y.reshape(b, w0.shape[0], *y.shape[2:])
+        parts, order = [], []
+        for t in torch.unique(tasks).tolist():
+            rows = (tasks == t).nonzero().flatten()
+            parts.append(F.conv2d(x[rows], w0 + deltas[t], stride=stride, padding=padding))
+            order.append(rows)
+        inverse = torch.empty_like(tasks)
+        inverse[torch.cat(order)] = torch.arange(tasks.numel())
+        return torch.cat(parts)[inverse]
+
+
+# Set by build(): (lorkd settings, form, routing) while a LoRKD network is built.
+EXPERTS = None
+
+
 def conv_bn(cin, cout, k, stride, groups=1):
-    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if EXPERTS is not None and groups == 1:
+        conv = EksConv(cin, cout, k, stride, k // 2, *EXPERTS)
+    else:
+        conv = nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
+    return [conv, nn.BatchNorm2d(cout)]
 
 
 class InvertedResidual(nn.Module):
@@ -127,12 +184,21 @@ class ShuffleNetV2(nn.Module):
         return self.head(self.conv5(self.units(y)).mean((2, 3)))
 
 
-def build(workload):
+def build(workload, form=None, routing=None):
+    """The workload's network; a LoRKD workload's with EKS convolutions in `form`."""
+    global EXPERTS
     args = (workload["widths"], workload["depths"], workload["stem"], workload["classes"])
-    if workload["arch"] == "resnet":
-        return ResNet(*args)
-    if workload["arch"] == "shufflenetv2":
-        return ShuffleNetV2(*args)
+    lorkd = workload.get("lorkd")
+    if lorkd is not None and workload["arch"] != "shufflenetv2":
+        raise SystemExit("torch_train.py: LoRKD experts are built for shufflenetv2 only")
+    EXPERTS = (lorkd, form, routing) if lorkd is not None else None
+    try:
+        if workload["arch"] == "resnet":
+            return ResNet(*args)
+        if workload["arch"] == "shufflenetv2":
+            return ShuffleNetV2(*args)
+    finally:
+        EXPERTS = None
     raise SystemExit(f"torch_train.py: unknown arch {workload['arch']!r}")
 
 
@@ -156,10 +222,11 @@ def median(v):
     return v[len(v) // 2]
 
 
-def train_step(req):
+def train_step(req, form=None):
     w = req["workload"]
     torch.manual_seed(0)
-    model = build(w).train()
+    routing = Routing()
+    model = build(w, form, routing).train()
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.SGD(
@@ -168,6 +235,8 @@ def train_step(req):
         momentum=0.9,
     )
     b, s = w["batch_size"], w["image_size"]
+    if w.get("lorkd") is not None:
+        routing.tasks = torch.randint(0, w["lorkd"]["tasks"], (b,))
     x = torch.rand(b, 3, s, s) * 2 - 1
     y = torch.randint(0, w["classes"], (b,))
 
@@ -260,9 +329,15 @@ def main():
         "torch_version": torch.__version__,
         # What ATEN_CPU_CAPABILITY (set by the harness to its own cap) left PyTorch using.
         "torch_capability": torch.backends.cpu.get_cpu_capability(),
-        "step": train_step(req) if req["workload"] is not None else None,
+        "step": None,
         "ops": {op["key"]: op_times(req, op) for op in req["ops"]},
     }
+    w = req["workload"]
+    if w is not None and w.get("lorkd") is not None:
+        answer["step"] = train_step(req, "reference")
+        answer["step_task_grouped"] = train_step(req, "task-grouped")
+    elif w is not None:
+        answer["step"] = train_step(req)
     json.dump(answer, sys.stdout)
 
 

@@ -29,6 +29,9 @@ pub struct StepStats {
     pub peak_step_bytes: Option<usize>,
     /// Bytes live between steps (weights, optimiser state, inputs).
     pub resident_bytes: Option<usize>,
+    /// A LoRKD network's EKS layers: which form each took (ours only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eks_forms: Option<String>,
 }
 
 /// The middle value (upper middle for an even count), `None` for no values.
@@ -72,6 +75,7 @@ impl StepStats {
             steps: times.len(),
             peak_step_bytes,
             resident_bytes,
+            eks_forms: None,
         }
     }
 }
@@ -95,7 +99,10 @@ pub struct TrainBenchOptions {
 #[derive(Debug, Serialize)]
 pub struct Round {
     pub ours: StepStats,
+    /// PyTorch's step (a LoRKD workload's in the reference code's form).
     pub torch: Option<StepStats>,
+    /// A LoRKD workload's PyTorch step in the task-grouped form.
+    pub torch_task_grouped: Option<StepStats>,
 }
 
 /// One operation timed on both sides.
@@ -176,22 +183,31 @@ fn time_ops(
 
 /// Run the training benchmark; `progress` receives one line per measurement.
 pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<TrainBenchReport> {
-    let all = workload::all();
-    let chosen: Vec<workload::Workload> = if o.workloads.is_empty() {
-        all
-    } else {
-        o.workloads
-            .iter()
-            .map(|k| {
-                all.iter().find(|w| w.key == k).cloned().ok_or_else(|| {
-                    Error::input(format!(
-                        "unknown workload `{k}` (known: {})",
-                        workload::keys().join(", ")
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?
+    let known: Vec<workload::Workload> = workload::all()
+        .into_iter()
+        .chain(workload::on_request())
+        .collect();
+    let find = |k: &str| {
+        known.iter().find(|w| w.key == k).cloned().ok_or_else(|| {
+            Error::input(format!(
+                "unknown workload `{k}` (known: {})",
+                workload::keys().join(", ")
+            ))
+        })
     };
+    let mut chosen: Vec<workload::Workload> = if o.workloads.is_empty() {
+        workload::all()
+    } else {
+        o.workloads.iter().map(|k| find(k)).collect::<Result<_>>()?
+    };
+    // A LoRKD workload's plain counterpart runs first, for the experts' cost.
+    for i in (0..chosen.len()).rev() {
+        if let Some(plain) = chosen[i].lorkd.as_ref().map(|l| l.plain) {
+            if !chosen.iter().any(|w| w.key == plain) {
+                chosen.insert(i, find(plain)?);
+            }
+        }
+    }
     let mut report = TrainBenchReport {
         threads: o.threads,
         machine: format!(
@@ -221,7 +237,7 @@ pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Tr
                 o.rounds
             ));
             let ours = train_step::measure(&w, o.warmup, o.min_steps, o.min_secs)?;
-            let mut torch = None;
+            let (mut torch, mut torch_task_grouped) = (None, None);
             if !o.reference {
                 result.reference_error = not_requested();
             } else if result.reference_error.is_none() {
@@ -238,11 +254,16 @@ pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Tr
                         a.attach_op_times(&mut result.ops);
                         report.torch_version = Some(a.described_version());
                         torch = a.step;
+                        torch_task_grouped = a.step_task_grouped;
                     }
                     Err(e) => result.reference_error = Some(e),
                 }
             }
-            result.rounds.push(Round { ours, torch });
+            result.rounds.push(Round {
+                ours,
+                torch,
+                torch_task_grouped,
+            });
         }
         report.workloads.push(result);
     }
@@ -305,6 +326,49 @@ fn render_ops(s: &mut String, title: &str, ops: &[OpResult]) {
             ),
         );
     }
+}
+
+/// What a LoRKD workload's step costs against its plain student's (step time ratio, the
+/// median over rounds), ours and PyTorch's two forms.
+fn render_lorkd_cost(
+    s: &mut String,
+    w: &WorkloadResult,
+    l: &workload::LorkdExperts,
+    plain: Option<&WorkloadResult>,
+) {
+    let Some(plain) = plain else {
+        return;
+    };
+    let speed = |r: &WorkloadResult, side: fn(&Round) -> Option<&StepStats>| {
+        median(
+            r.rounds
+                .iter()
+                .filter_map(side)
+                .map(|t| t.images_per_s)
+                .collect(),
+        )
+    };
+    let cost = |side: fn(&Round) -> Option<&StepStats>,
+                lorkd_side: fn(&Round) -> Option<&StepStats>| {
+        match (speed(plain, side), speed(w, lorkd_side)) {
+            (Some(p), Some(e)) if e > 0.0 => format!("{:.2}×", p / e),
+            _ => "—".into(),
+        }
+    };
+    if let Some(forms) = w.rounds.first().and_then(|r| r.ours.eks_forms.as_ref()) {
+        let _ = writeln!(s, "{}: our EKS layers: {forms}", w.workload.key);
+    }
+    let _ = writeln!(
+        s,
+        "{}: LoRKD step / plain step ({} tasks, rank {}, α {}): ours {} · PyTorch, reference form (per-sample weights, groups = batch) {} · PyTorch, task-grouped {}",
+        w.workload.key,
+        l.tasks,
+        l.rank,
+        l.alpha,
+        cost(|r| Some(&r.ours), |r| Some(&r.ours)),
+        cost(|r| r.torch.as_ref(), |r| r.torch.as_ref()),
+        cost(|r| r.torch.as_ref(), |r| r.torch_task_grouped.as_ref()),
+    );
 }
 
 /// The human-readable report: one summary table, then per-op tables.
@@ -374,6 +438,16 @@ pub fn render_text(r: &TrainBenchReport) -> String {
         "speed = median over rounds of ours/PyTorch images per second, each round measured back to back (higher is better);\n\
          memory = ours/PyTorch heap peak of one step above the weights and optimiser state (lower is better)"
     );
+    for w in &r.workloads {
+        if let Some(l) = &w.workload.lorkd {
+            render_lorkd_cost(
+                &mut s,
+                w,
+                l,
+                r.workloads.iter().find(|p| p.workload.key == l.plain),
+            );
+        }
+    }
     for w in &r.workloads {
         if let Some(e) = &w.reference_error {
             let _ = writeln!(s, "{}: no PyTorch reference: {e}", w.workload.key);

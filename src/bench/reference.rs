@@ -70,7 +70,12 @@ pub struct Answer {
     /// PyTorch's vector instruction set in use (`torch.backends.cpu.get_cpu_capability()`).
     #[serde(default)]
     pub torch_capability: Option<String>,
+    /// The training step; for a LoRKD workload, in the reference code's form (per-sample
+    /// weights, one grouped convolution with groups = batch).
     pub step: Option<StepStats>,
+    /// A LoRKD workload's step with one convolution per present task instead.
+    #[serde(default)]
+    pub step_task_grouped: Option<StepStats>,
     pub ops: BTreeMap<String, OpTimes>,
 }
 

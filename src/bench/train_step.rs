@@ -1,13 +1,16 @@
 //! Our side of the training-step benchmark: build the workload's network with the harness's
 //! own layers, then time full steps (forward, cross-entropy, backward, SGD update) on a fixed
-//! random batch and record the heap high-water mark of one step.
+//! random batch and record the heap high-water mark of one step. A LoRKD workload's
+//! network carries experts and its batch mixes the tasks (drawn before the batch).
 
 use candle_core::{Device, Module, Tensor};
 use candle_nn::VarMap;
 
 use super::workload::Workload;
 use super::{timed_repeats, StepStats};
-use crate::model::{build_backbone, init::SeededInit};
+use crate::model::layers::conv_layer::{ConvKind, Routing};
+use crate::model::layers::lowrank::{forms_chosen, EksForm, FormChoice, LowRank};
+use crate::model::{build_backbone_with, init::SeededInit};
 use crate::spec::run::{OptimConfig, OptimizerKind, Schedule};
 use crate::train::optim::{params_of, Optimizer};
 use crate::util::alloc;
@@ -26,7 +29,24 @@ pub fn measure(
     let dev = Device::Cpu;
     let map = VarMap::new();
     let vb = SeededInit::var_builder(&map, 0, &dev);
-    let backbone = build_backbone(&w.model_config(), vb.pp("backbone"))?;
+    let (b, s) = (w.batch_size, w.image_size);
+    let mut rng = SplitMix64::new(7);
+    let kind = match &w.lorkd {
+        None => ConvKind::Plain,
+        Some(l) => {
+            let routing = Routing::default();
+            routing.set((0..b).map(|_| rng.below(l.tasks as u64) as usize).collect());
+            ConvKind::LowRank {
+                tasks: l.tasks,
+                low: LowRank {
+                    rank: l.rank,
+                    alpha: l.alpha,
+                },
+                routing,
+            }
+        }
+    };
+    let backbone = build_backbone_with(&w.model_config(), &kind, vb.pp("backbone"))?;
     let head = candle_nn::linear(backbone.feature_dim(), w.classes, vb.pp("head"))?;
     let optim_cfg = OptimConfig {
         name: OptimizerKind::Sgd,
@@ -37,8 +57,6 @@ pub fn measure(
         warmup_epochs: 0,
     };
     let mut optim = Optimizer::new(&optim_cfg, params_of(&map));
-    let (b, s) = (w.batch_size, w.image_size);
-    let mut rng = SplitMix64::new(7);
     let xs: Vec<f32> = (0..b * 3 * s * s)
         .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
         .collect();
@@ -52,7 +70,10 @@ pub fn measure(
         optim.step(&grads, LR)?;
         Ok(loss.to_scalar::<f32>()?)
     };
-    for _ in 0..warmup {
+    // The first step also says which form each EKS layer took.
+    let (first, chosen) = forms_chosen(&mut step);
+    first?;
+    for _ in 1..warmup {
         step()?;
     }
     // One step for memory: the high-water mark above what lives between steps (weights,
@@ -71,5 +92,26 @@ pub fn measure(
             w.key
         )));
     }
-    Ok(StepStats::from_times(b, &times, peak_step, Some(base)))
+    Ok(StepStats {
+        eks_forms: w.lorkd.as_ref().map(|_| describe_forms(&chosen)),
+        ..StepStats::from_times(b, &times, peak_step, Some(base))
+    })
+}
+
+/// `"merged on 36 of 36 (…)"`: what the EKS layers chose and the cost model's range.
+fn describe_forms(chosen: &[FormChoice]) -> String {
+    let count = |f: EksForm| chosen.iter().filter(|c| c.form == f).count();
+    let (lo, hi) = chosen.iter().fold((f64::INFINITY, 0f64), |(lo, hi), c| {
+        (lo.min(c.cost_ratio), hi.max(c.cost_ratio))
+    });
+    let ranks: std::collections::BTreeSet<usize> = chosen.iter().map(|c| c.rank).collect();
+    let three = chosen.iter().filter(|c| c.k > 1).count();
+    format!(
+        "merged (task-grouped) on {} and factorised on {} of {} layers ({} of them k > 1, which have no factorised form); the cost model's T·r/(b·l) + 1 ranges from {lo:.3} to {hi:.3} against r = {}",
+        count(EksForm::TaskGrouped),
+        count(EksForm::Factorised),
+        chosen.len(),
+        three,
+        ranks.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("/"),
+    )
 }

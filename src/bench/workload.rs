@@ -20,6 +20,21 @@ pub struct Workload {
     pub image_size: usize,
     pub batch_size: usize,
     pub classes: usize,
+    /// A LoRKD student: every groups = 1 convolution carries per-task low-rank experts and
+    /// each sample of the batch belongs to a task drawn at random (a mixed batch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lorkd: Option<LorkdExperts>,
+}
+
+/// The experts of a LoRKD workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct LorkdExperts {
+    pub tasks: usize,
+    pub rank: usize,
+    pub alpha: f64,
+    /// The workload of the same network without experts, which `harness bench train` runs
+    /// beside it to print what the experts cost.
+    pub plain: &'static str,
 }
 
 impl Workload {
@@ -41,6 +56,7 @@ pub fn all() -> Vec<Workload> {
             image_size: 28,
             batch_size: 64,
             classes: 10,
+            lorkd: None,
         },
         Workload {
             key: "resnet18",
@@ -52,6 +68,7 @@ pub fn all() -> Vec<Workload> {
             image_size: 28,
             batch_size: 64,
             classes: 10,
+            lorkd: None,
         },
         Workload {
             key: "shufflenetv2",
@@ -63,11 +80,32 @@ pub fn all() -> Vec<Workload> {
             image_size: 32,
             batch_size: 64,
             classes: 10,
+            lorkd: None,
         },
     ]
 }
 
-/// Keys of [`all`].
+/// Workloads run only on request (`--workload`): the LoRKD student, whose plain
+/// counterpart is run with it.
+pub fn on_request() -> Vec<Workload> {
+    let plain = all()
+        .into_iter()
+        .find(|w| w.key == "shufflenetv2")
+        .expect("the shufflenetv2 workload exists");
+    vec![Workload {
+        key: "shufflenetv2-lorkd",
+        description: "the ShuffleNetV2 1.0× student with LoRKD experts (T = 10, r = 4, α = 16) on a batch of 64 mixing the 10 tasks",
+        lorkd: Some(LorkdExperts {
+            tasks: 10,
+            rank: 4,
+            alpha: 16.0,
+            plain: plain.key,
+        }),
+        ..plain
+    }]
+}
+
+/// Keys of [`all`] and [`on_request`].
 pub fn keys() -> Vec<&'static str> {
-    all().iter().map(|w| w.key).collect()
+    all().iter().chain(&on_request()).map(|w| w.key).collect()
 }

@@ -213,7 +213,9 @@ pub enum BenchCommand {
     /// Training-step throughput (img/s) and peak step memory of reference workloads, plus
     /// per-op timings, next to PyTorch running the same workloads with the same threads.
     Train {
-        /// Workloads to run (default: all). Known: resnet18-narrow, resnet18, shufflenetv2.
+        /// Workloads to run (default: resnet18-narrow, resnet18, shufflenetv2). Also
+        /// shufflenetv2-lorkd: the student with LoRKD experts on a mixed batch, run beside
+        /// shufflenetv2 to print what the experts cost (ours, and PyTorch's two forms).
         #[arg(long = "workload", value_name = "KEY")]
         workloads: Vec<String>,
         /// CPU threads, for both sides.

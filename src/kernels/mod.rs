@@ -20,5 +20,6 @@ mod lane_sums;
 mod layout;
 mod simd;
 pub mod slice_conv;
+pub mod task_conv;
 #[cfg(test)]
 pub(crate) mod test_support;

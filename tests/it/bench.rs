@@ -20,6 +20,16 @@ const QUICK: &[&str] = &[
     "--no-ops",
 ];
 
+/// The stand-in reference `fake.sh` run by `sh`, everything kept in `b.json`.
+const WITH_FAKE_REFERENCE: [&str; 6] = [
+    "--python",
+    "sh",
+    "--reference-script",
+    "fake.sh",
+    "--json",
+    "b.json",
+];
+
 fn json(ws: &Workspace, name: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(ws.path().join(name)).unwrap()).unwrap()
 }
@@ -58,14 +68,7 @@ fn bench_reads_the_reference_answer_and_sends_the_workload() {
     let ws = Workspace::new();
     ws.write("fake.sh", FAKE_REFERENCE);
     let mut args = QUICK.to_vec();
-    args.extend([
-        "--python",
-        "sh",
-        "--reference-script",
-        "fake.sh",
-        "--json",
-        "b.json",
-    ]);
+    args.extend(WITH_FAKE_REFERENCE);
     let o = ws.run(&args);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let out = stdout(&o);
@@ -159,4 +162,67 @@ fn eks_bench_prints_three_forms_and_ratios() {
         &ws.run(&["bench", "eks", "--tasks", "8", "--batch", "4"]),
         &["--batch at least --tasks"],
     );
+}
+
+/// A stand-in reference that answers a LoRKD workload with both forms' steps.
+const FAKE_LORKD_REFERENCE: &str = r#"if grep -q '"lorkd"' "$1"; then cp "$1" lorkd-request.json
+cat <<'JSON'
+{"torch_version": "fake-1.0", "step": {"images_per_s": 100.0, "step_s_median": 0.64,
+ "step_s_mean": 0.64, "steps": 3, "peak_step_bytes": 1048576, "resident_bytes": 0},
+ "step_task_grouped": {"images_per_s": 250.0, "step_s_median": 0.256,
+ "step_s_mean": 0.256, "steps": 3, "peak_step_bytes": 1048576, "resident_bytes": 0},
+ "ops": {}}
+JSON
+else cat <<'JSON'
+{"torch_version": "fake-1.0", "step": {"images_per_s": 1000.0, "step_s_median": 0.064,
+ "step_s_mean": 0.064, "steps": 3, "peak_step_bytes": 1048576, "resident_bytes": 0},
+ "ops": {}}
+JSON
+fi
+"#;
+
+/// The LoRKD workload brings its plain student along and prints what the experts cost:
+/// ours, and PyTorch's reference and task-grouped forms, with each layer's form.
+#[test]
+fn lorkd_bench_prints_the_experts_cost_beside_the_plain_student() {
+    let ws = Workspace::new();
+    ws.write("fake.sh", FAKE_LORKD_REFERENCE);
+    let mut args = QUICK.to_vec();
+    args[3] = "shufflenetv2-lorkd";
+    args.extend(WITH_FAKE_REFERENCE);
+    let o = ws.run(&args);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    let v = json(&ws, "b.json");
+    let keys: Vec<&str> = v["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["workload"]["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["shufflenetv2", "shufflenetv2-lorkd"]);
+    let ours = |i: usize| {
+        v["workloads"][i]["rounds"][0]["ours"]["images_per_s"]
+            .as_f64()
+            .unwrap()
+    };
+    let line = out
+        .lines()
+        .find(|l| l.contains("LoRKD step / plain step"))
+        .unwrap_or_else(|| panic!("no cost line:\n{out}"));
+    assert!(
+        line.contains(&format!("ours {:.2}×", ours(0) / ours(1))),
+        "{line}"
+    );
+    // PyTorch: 1000 img/s plain, 100 in the reference form, 250 task-grouped.
+    assert!(line.contains("groups = batch) 10.00×"), "{line}");
+    assert!(line.contains("task-grouped 4.00×"), "{line}");
+    // ShuffleNetV2 1.0× has 37 groups = 1 convolutions; at r = 4 all merge.
+    assert!(
+        out.contains("merged (task-grouped) on 37 and factorised on 0 of 37 layers"),
+        "{out}"
+    );
+    let req = json(&ws, "lorkd-request.json");
+    assert_eq!(req["workload"]["lorkd"]["tasks"], 10);
+    assert_eq!(req["workload"]["lorkd"]["rank"], 4);
 }

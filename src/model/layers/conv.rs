@@ -78,10 +78,10 @@ impl Conv2d {
 }
 
 impl FusableConv for Conv2d {
-    fn cpu_kernel(&self) -> Result<(Box<dyn SliceConv>, Tensor)> {
+    fn cpu_kernel(&self, _x: &Tensor) -> Result<Option<(Box<dyn SliceConv>, Tensor)>> {
         let k = self.geometry.k;
         let wmat = self.weight.reshape((self.cout, self.cin * k * k))?;
-        Ok((Box::new(FusedConv(self.geometry)), wmat))
+        Ok(Some((Box::new(FusedConv(self.geometry)), wmat)))
     }
 }
 
@@ -95,23 +95,8 @@ impl Module for Conv2d {
 /// per step such as a merged low-rank expert): the fused kernel on the CPU, candle's
 /// `conv2d` elsewhere.
 pub fn conv2d_weight(x: &Tensor, w: &Tensor, g: ConvGeometry) -> Result<Tensor> {
-    let (_, c, _, _) = x.dims4()?;
-    let (cout, cin, kh, kw) = w.dims4()?;
-    if c != cin || kh != g.k || kw != g.k {
-        candle_core::bail!(
-            "conv expects {cin} input channels and a {}×{} kernel, got {c} channels and a {kh}×{kw} weight",
-            g.k,
-            g.k
-        );
-    }
-    let (b, _, h, wd) = x.dims4()?;
-    let (ho, wo) = (g.out_len(h).unwrap_or(0), g.out_len(wd).unwrap_or(0));
-    crate::model::cost::record_macs((b * cout * ho * wo * cin * g.k * g.k) as u64);
-    crate::model::cost::record_conv(crate::model::cost::ConvShape {
-        d_in: cin * g.k * g.k,
-        d_out: cout,
-        positions: ho * wo,
-    });
+    let (cout, cin, _, _) = w.dims4()?;
+    check_and_record(x, w.dims4()?, g)?;
     if x.device().is_cpu() {
         let wmat = w.reshape((cout, cin * g.k * g.k))?;
         return x
@@ -119,6 +104,31 @@ pub fn conv2d_weight(x: &Tensor, w: &Tensor, g: ConvGeometry) -> Result<Tensor> 
             .apply_op2(&wmat.contiguous()?, SliceConvOp(FusedConv(g)));
     }
     x.conv2d(w, g.padding, g.stride, g.dilation, 1)
+}
+
+/// Checks that `x` fits a weight of dims `(cout, cin, kh, kw)` and records the
+/// convolution's shape and multiply-adds for the cost model (`model::cost`).
+pub(crate) fn check_and_record(
+    x: &Tensor,
+    (cout, cin, kh, kw): (usize, usize, usize, usize),
+    g: ConvGeometry,
+) -> Result<()> {
+    let (b, c, h, wd) = x.dims4()?;
+    if c != cin || kh != g.k || kw != g.k {
+        candle_core::bail!(
+            "conv expects {cin} input channels and a {}×{} kernel, got {c} channels and a {kh}×{kw} weight",
+            g.k,
+            g.k
+        );
+    }
+    let (ho, wo) = (g.out_len(h).unwrap_or(0), g.out_len(wd).unwrap_or(0));
+    crate::model::cost::record_macs((b * cout * ho * wo * cin * g.k * g.k) as u64);
+    crate::model::cost::record_conv(crate::model::cost::ConvShape {
+        d_in: cin * g.k * g.k,
+        d_out: cout,
+        positions: ho * wo,
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,13 +16,10 @@ use crate::kernels::slice_conv::SliceConv;
 
 /// A convolution layer that can run inside `conv_bn`.
 pub trait FusableConv: Module {
-    /// The CPU kernel and the weight in the layout it reads.
-    fn cpu_kernel(&self) -> Result<(Box<dyn SliceConv>, Tensor)>;
-    /// Whether [`FusableConv::cpu_kernel`] exists; layers that assemble their output from
-    /// several convolutions run the batch norm as a separate op.
-    fn fusable(&self) -> bool {
-        true
-    }
+    /// The CPU kernel for the input `x` and the weight in the layout it reads; `None` where
+    /// the layer assembles its output from several convolutions (the batch norm then runs
+    /// as a separate op).
+    fn cpu_kernel(&self, x: &Tensor) -> Result<Option<(Box<dyn SliceConv>, Tensor)>>;
     /// Whether it is a groups = 1 convolution (the layers LoRKD's experts sit on; a
     /// depthwise one is not), for [`crate::model::cost::record_conv`].
     fn dense(&self) -> bool {
@@ -40,7 +37,12 @@ pub(crate) fn conv_bn(
     tail: Tail,
     train: bool,
 ) -> Result<Tensor> {
-    if !x.device().is_cpu() || tail == Tail::AddRelu || !conv.fusable() {
+    let fused = if x.device().is_cpu() && tail != Tail::AddRelu {
+        conv.cpu_kernel(x)?
+    } else {
+        None
+    };
+    let Some((kernel, weight)) = fused else {
         let y = conv.forward(x)?;
         return match tail {
             Tail::None => bn.forward_t(&y, train),
@@ -50,20 +52,19 @@ pub(crate) fn conv_bn(
                 None => candle_core::bail!("conv_bn: the residual tail needs a residual"),
             },
         };
-    }
-    let (kernel, weight) = conv.cpu_kernel()?;
+    };
     let bn_op = bn.fused_op(tail, train)?;
     let stats = bn_op.stats.clone();
     let op = ConvBn::new(kernel, bn_op);
     let out = x
         .contiguous()?
         .apply_op3(&weight.contiguous()?, &bn.gamma_beta()?, op)?;
-    let (b, _, h, w) = out.dims4()?;
+    let (b, c, h, w) = out.dims4()?;
     crate::model::cost::record_macs((out.elem_count() * weight.dim(1)?) as u64);
     if conv.dense() {
         crate::model::cost::record_conv(crate::model::cost::ConvShape {
             d_in: weight.dim(1)?,
-            d_out: weight.dim(0)?,
+            d_out: c,
             positions: h * w,
         });
     }

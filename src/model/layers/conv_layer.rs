@@ -22,14 +22,15 @@ use crate::kernels::slice_conv::SliceConv;
 pub type ConvLayer = Box<dyn FusableConv + Send + Sync>;
 
 /// The task of every row of the batch going through a LoRKD network, and the form in
-/// which the EKS convolutions apply the experts (task-grouped, the fastest, unless a check
-/// asks for another of the equivalent forms).
+/// which the EKS convolutions apply the experts ([`EksForm::Auto`]: each layer's cheaper
+/// form by the supplement's cost model, unless a check asks for another of the equivalent
+/// forms).
 #[derive(Clone)]
 pub struct Routing(Arc<RwLock<(Vec<usize>, EksForm)>>);
 
 impl Default for Routing {
     fn default() -> Self {
-        Routing(Arc::new(RwLock::new((Vec::new(), EksForm::TaskGrouped))))
+        Routing(Arc::new(RwLock::new((Vec::new(), EksForm::Auto))))
     }
 }
 
@@ -101,13 +102,10 @@ impl Module for RoutedEks {
 }
 
 impl FusableConv for RoutedEks {
-    fn fusable(&self) -> bool {
-        // Its output is assembled from one convolution per task; the batch norm after it
-        // (shared by all tasks) runs as its own op.
-        false
-    }
-
-    fn cpu_kernel(&self) -> Result<(Box<dyn SliceConv>, Tensor)> {
-        candle_core::bail!("an EKS convolution has no single kernel to fuse")
+    /// The merged (task-grouped) form is one kernel; the other forms assemble their output
+    /// from several convolutions, and the batch norm after them runs as its own op.
+    fn cpu_kernel(&self, x: &Tensor) -> Result<Option<(Box<dyn SliceConv>, Tensor)>> {
+        let (tasks, form) = self.routing.get();
+        self.eks.merged_kernel(x, &tasks, form)
     }
 }

@@ -44,10 +44,10 @@ impl DepthwiseConv2d {
 }
 
 impl FusableConv for DepthwiseConv2d {
-    fn cpu_kernel(&self) -> Result<(Box<dyn SliceConv>, Tensor)> {
+    fn cpu_kernel(&self, _x: &Tensor) -> Result<Option<(Box<dyn SliceConv>, Tensor)>> {
         let k = self.geometry.k;
         let w = self.weight.reshape((self.channels, k * k))?;
-        Ok((Box::new(DepthwiseOp(self.geometry)), w))
+        Ok(Some((Box::new(DepthwiseOp(self.geometry)), w)))
     }
 
     fn dense(&self) -> bool {

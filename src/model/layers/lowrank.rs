@@ -20,8 +20,12 @@
 use candle_core::{DType, IndexOp, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::conv::{conv2d_weight, Conv2d};
+use std::sync::Arc;
+
+use super::conv::{check_and_record, conv2d_weight, Conv2d};
 use crate::kernels::conv::ConvGeometry;
+use crate::kernels::slice_conv::{SliceConv, SliceConvOp};
+use crate::kernels::task_conv::TaskConv;
 
 /// How an [`EksConv`] applies the experts to a mixed batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +33,19 @@ pub enum EksForm {
     Reference,
     TaskGrouped,
     LoraStyle,
+    /// `x∗W0 + (α/r)·((x∗A_t)∗B_t)`: the factors applied as two convolutions, without
+    /// forming `ΔW_t`. Only for 1×1 layers, where `reshape(B_t A_t)` is exactly the
+    /// composition of a 1×1 convolution to `r` channels and one back (for k > 1 the
+    /// reshape mixes kernel positions into the channels, which no pair of convolutions does).
+    Factorised,
+    /// Per layer, the merged form (task-grouped) or the factorised one, by the supplement's
+    /// cost model: merged when `T·r/(b·l) + 1 ≤ r` ([`merged_is_cheaper`]) or the layer is
+    /// not 1×1. What training uses.
+    Auto,
 }
 
 impl EksForm {
+    /// The forms every layer has (the factorised one exists for 1×1 layers only).
     pub const ALL: [EksForm; 3] = [EksForm::Reference, EksForm::TaskGrouped, EksForm::LoraStyle];
 
     pub fn name(self) -> &'static str {
@@ -39,8 +53,53 @@ impl EksForm {
             EksForm::Reference => "reference (per-sample weights, groups = B)",
             EksForm::TaskGrouped => "task-grouped",
             EksForm::LoraStyle => "LoRA-style (x∗W0 + per-task ΔW)",
+            EksForm::Factorised => "factorised (x∗W0 + (x∗A_t)∗B_t)",
+            EksForm::Auto => "merged or factorised per layer",
         }
     }
+}
+
+thread_local! {
+    /// Where [`forms_chosen`] collects the choices of [`EksForm::Auto`].
+    static CHOSEN: std::cell::RefCell<Option<Vec<FormChoice>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One layer's choice under [`EksForm::Auto`]: its kernel size, `T·r/(b·l) + 1` and rank,
+/// and the form taken.
+#[derive(Debug, Clone, Copy)]
+pub struct FormChoice {
+    pub k: usize,
+    pub cost_ratio: f64,
+    pub rank: usize,
+    pub form: EksForm,
+}
+
+/// Runs `f` and returns what every EKS layer it ran in [`EksForm::Auto`] chose (the forward
+/// passes run on the calling thread).
+pub fn forms_chosen<R>(f: impl FnOnce() -> R) -> (R, Vec<FormChoice>) {
+    let outer = CHOSEN.with_borrow_mut(|c| c.replace(Vec::new()));
+    let r = f();
+    let chosen = CHOSEN
+        .with_borrow_mut(|c| std::mem::replace(c, outer))
+        .unwrap_or_default();
+    (r, chosen)
+}
+
+fn record_choice(choice: FormChoice) {
+    CHOSEN.with_borrow_mut(|c| {
+        if let Some(c) = c {
+            c.push(choice);
+        }
+    });
+}
+
+/// The supplement's cost model (section D, after FLoRA): forming the `T` present tasks'
+/// merged weights costs `T·r·d²` on top of the convolution's `b·l·d²`, the factorised
+/// form `r·b·l·d²`; merged is cheaper when `T·r/(b·l) + 1 ≤ r`, with `b` the batch and `l`
+/// the output positions of the layer.
+pub fn merged_is_cheaper(tasks: usize, rank: usize, batch: usize, positions: usize) -> bool {
+    let bl = (batch * positions).max(1) as f64;
+    (tasks * rank) as f64 / bl + 1.0 <= rank as f64
 }
 
 /// Rank and scale of the low-rank experts.
@@ -120,6 +179,57 @@ impl EksConv {
 
     /// The convolution of a batch whose sample `i` belongs to task `tasks[i]`.
     pub fn forward(&self, x: &Tensor, tasks: &[usize], form: EksForm) -> Result<Tensor> {
+        self.check_tasks(x, tasks)?;
+        let g = self.base.geometry();
+        let form = match form {
+            EksForm::Auto => self.chosen_form(x, tasks)?,
+            f => f,
+        };
+        match form {
+            EksForm::Auto => unreachable!("resolved above"),
+            EksForm::Reference => self.reference(x, tasks, g),
+            EksForm::Factorised => self.factorised(x, tasks, g),
+            EksForm::TaskGrouped => per_task_conv(x, tasks, g, |t| self.merged_weight(t)),
+            EksForm::LoraStyle => {
+                let shared = conv2d_weight(x, self.base.weight(), g)?;
+                shared + per_task_conv(x, tasks, g, |t| self.delta(t))?
+            }
+        }
+    }
+
+    /// On the CPU, for a batch in the merged form: its one kernel and weight stack, for the
+    /// fused convolution + batch norm (the cost model's choice is recorded then). `None`
+    /// for the other forms and devices, which run [`EksConv::forward`].
+    pub fn merged_kernel(
+        &self,
+        x: &Tensor,
+        tasks: &[usize],
+        form: EksForm,
+    ) -> Result<Option<(Box<dyn SliceConv>, Tensor)>> {
+        if !x.device().is_cpu() || x.dtype() != DType::F32 {
+            return Ok(None);
+        }
+        self.check_tasks(x, tasks)?;
+        let merged = match form {
+            EksForm::TaskGrouped => true,
+            EksForm::Auto => {
+                let choice = self.choose(x, tasks)?;
+                if choice.form == EksForm::TaskGrouped {
+                    record_choice(choice);
+                }
+                choice.form == EksForm::TaskGrouped
+            }
+            _ => false,
+        };
+        if !merged {
+            return Ok(None);
+        }
+        let (kernel, stack) =
+            task_kernel(x, tasks, self.base.geometry(), |t| self.merged_weight(t))?;
+        Ok(Some((Box::new(kernel), stack)))
+    }
+
+    fn check_tasks(&self, x: &Tensor, tasks: &[usize]) -> Result<()> {
         let b = x.dim(0)?;
         if tasks.len() != b {
             candle_core::bail!("{} task ids for a batch of {b}", tasks.len());
@@ -127,15 +237,60 @@ impl EksConv {
         if let Some(&t) = tasks.iter().find(|&&t| t >= self.experts.len()) {
             candle_core::bail!("task id {t} out of range ({} tasks)", self.experts.len());
         }
+        Ok(())
+    }
+
+    /// The form [`EksForm::Auto`] takes for this layer on a batch `x` with these tasks.
+    pub fn chosen_form(&self, x: &Tensor, tasks: &[usize]) -> Result<EksForm> {
+        let choice = self.choose(x, tasks)?;
+        record_choice(choice);
+        Ok(choice.form)
+    }
+
+    fn choose(&self, x: &Tensor, tasks: &[usize]) -> Result<FormChoice> {
         let g = self.base.geometry();
-        match form {
-            EksForm::Reference => self.reference(x, tasks, g),
-            EksForm::TaskGrouped => per_task_conv(x, tasks, g, |t| self.merged_weight(t)),
-            EksForm::LoraStyle => {
-                let shared = conv2d_weight(x, self.base.weight(), g)?;
-                shared + per_task_conv(x, tasks, g, |t| self.delta(t))?
-            }
+        let (b, _, h, w) = x.dims4()?;
+        let positions = g.out_len(h).unwrap_or(0) * g.out_len(w).unwrap_or(0);
+        let present = groups(tasks).len();
+        let form = if g.k == 1 && !merged_is_cheaper(present, self.rank, b, positions) {
+            EksForm::Factorised
+        } else {
+            EksForm::TaskGrouped
+        };
+        Ok(FormChoice {
+            k: g.k,
+            cost_ratio: (present * self.rank) as f64 / (b * positions).max(1) as f64 + 1.0,
+            rank: self.rank,
+            form,
+        })
+    }
+
+    /// `x∗W0 + (α/r)·((x∗A_t)∗B_t)` per present task (1×1 layers only).
+    fn factorised(&self, x: &Tensor, tasks: &[usize], g: ConvGeometry) -> Result<Tensor> {
+        if g.k != 1 {
+            candle_core::bail!(
+                "the factorised EKS form needs a 1×1 convolution, not {}×{}",
+                g.k,
+                g.k
+            );
         }
+        let factor = |t: usize, which: usize| -> Result<Tensor> {
+            let Some((a, b)) = self.experts.get(t) else {
+                candle_core::bail!("task {t} has no expert ({} tasks)", self.experts.len());
+            };
+            let m = if which == 0 { a } else { b };
+            m.reshape((m.dim(0)?, m.dim(1)?, 1, 1))
+        };
+        let one = ConvGeometry {
+            k: 1,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+        };
+        let shared = conv2d_weight(x, self.base.weight(), g)?;
+        let low = per_task_conv(x, tasks, g, |t| factor(t, 0))?;
+        let up = per_task_conv(&low, tasks, one, |t| factor(t, 1))?;
+        shared + (up * self.scale)?
     }
 
     /// Per-sample weights `W0 + M·ΔW`, one convolution per sample.
@@ -164,8 +319,68 @@ impl EksConv {
     }
 }
 
-/// Each present task's samples convolved with `weight(task)`, back in batch order.
+/// Each present task's samples convolved with `weight(task)`, back in batch order. On the
+/// CPU one [`TaskConv`] op over the whole batch; elsewhere one convolution per task.
 fn per_task_conv(
+    x: &Tensor,
+    tasks: &[usize],
+    g: ConvGeometry,
+    weight: impl Fn(usize) -> Result<Tensor>,
+) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        task_conv_op(x, tasks, g, weight)
+    } else {
+        per_task_convs(x, tasks, g, weight)
+    }
+}
+
+/// The CPU form of [`per_task_conv`]: the present tasks' weights stacked, one op.
+fn task_conv_op(
+    x: &Tensor,
+    tasks: &[usize],
+    g: ConvGeometry,
+    weight: impl Fn(usize) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let (kernel, stack) = task_kernel(x, tasks, g, weight)?;
+    x.contiguous()?
+        .apply_op2(&stack.contiguous()?, SliceConvOp(kernel))
+}
+
+/// The [`TaskConv`] kernel of a batch with these tasks, and its weight stack: the present
+/// tasks' `weight(t)`, in increasing task order, as `(S·Cout, Cin·k·k)`.
+fn task_kernel(
+    x: &Tensor,
+    tasks: &[usize],
+    g: ConvGeometry,
+    weight: impl Fn(usize) -> Result<Tensor>,
+) -> Result<(TaskConv, Tensor)> {
+    let present = groups(tasks);
+    let weights = present
+        .iter()
+        .map(|(t, _)| weight(*t))
+        .collect::<Result<Vec<_>>>()?;
+    let Some(first) = weights.first() else {
+        candle_core::bail!("an EKS convolution of an empty batch");
+    };
+    let (cout, cin, k, _) = first.dims4()?;
+    check_and_record(x, first.dims4()?, g)?;
+    let mut slots = vec![0usize; tasks.len()];
+    for (slot, (_, rows)) in present.iter().enumerate() {
+        for &r in rows {
+            slots[r as usize] = slot;
+        }
+    }
+    let stack = Tensor::stack(&weights, 0)?.reshape((present.len() * cout, cin * k * k))?;
+    let kernel = TaskConv {
+        geometry: g,
+        cout,
+        slots: Arc::new(slots),
+    };
+    Ok((kernel, stack))
+}
+
+/// The portable form of [`per_task_conv`]: one convolution per task over its samples.
+fn per_task_convs(
     x: &Tensor,
     tasks: &[usize],
     g: ConvGeometry,
@@ -296,7 +511,11 @@ mod tests {
                 (y, grads)
             };
             let (y0, g0) = run(EksForm::Reference);
-            for form in [EksForm::TaskGrouped, EksForm::LoraStyle] {
+            let mut forms = vec![EksForm::TaskGrouped, EksForm::LoraStyle, EksForm::Auto];
+            if g.k == 1 {
+                forms.push(EksForm::Factorised);
+            }
+            for form in forms {
                 let (y, gr) = run(form);
                 assert!(max_abs_diff(&y, &y0) < 1e-5, "{form:?} output");
                 assert!(
@@ -317,6 +536,88 @@ mod tests {
             .unwrap();
             assert!(max_abs_diff(&merged, &y0.narrow(0, 0, 1).unwrap()) < 1e-5);
         }
+    }
+
+    /// The one-op CPU form gives the same bits as one convolution per task, in the output
+    /// and every gradient: on the padded-buffer path (wide images), explicit columns (small
+    /// images, stride 2), a 1×1 read in place; with a task's samples apart in the batch and
+    /// a task absent.
+    #[test]
+    fn one_op_gives_the_bits_of_one_convolution_per_task() {
+        let dev = Device::Cpu;
+        let geometry = |k, stride, padding| ConvGeometry {
+            k,
+            stride,
+            padding,
+            dilation: 1,
+        };
+        let cases = [
+            (geometry(3, 1, 1), 12),
+            (geometry(3, 1, 1), 5),
+            (geometry(3, 2, 1), 9),
+            (geometry(1, 1, 0), 6),
+        ];
+        for (g, side) in cases {
+            let (map, conv) = eks(4, g);
+            let tasks = [3, 0, 3, 3, 0, 1, 0];
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (7, 3, side, side), &dev).unwrap())
+                .unwrap();
+            let weight = |t| conv.merged_weight(t);
+            let one = task_conv_op(x.as_tensor(), &tasks, g, weight).unwrap();
+            let per_task = per_task_convs(x.as_tensor(), &tasks, g, weight).unwrap();
+            let probe = Tensor::randn(0f32, 1.0, one.dims(), &dev).unwrap();
+            let grads = |y: &Tensor| (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let (g1, g2) = (grads(&one), grads(&per_task));
+            let bits = |t: &Tensor| -> Vec<u32> {
+                let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+                v.into_iter().map(f32::to_bits).collect()
+            };
+            assert_eq!(bits(&one), bits(&per_task), "{g:?} {side}px output");
+            let x_grad = |gr: &candle_core::backprop::GradStore| bits(gr.get(&x).unwrap());
+            assert_eq!(x_grad(&g1), x_grad(&g2), "{g:?} {side}px dx");
+            for (name, var) in map.data().lock().unwrap().iter() {
+                match (g1.get(var), g2.get(var)) {
+                    (Some(a), Some(b)) => assert_eq!(bits(a), bits(b), "{g:?} {side}px d{name}"),
+                    // Task 2 is absent: its factors get no gradient in the per-task form and
+                    // a zero one (or none) in the one-op form.
+                    (Some(a), None) => assert_eq!(max_abs(a), 0.0, "{g:?} {side}px d{name}"),
+                    (None, None) => {}
+                    (None, Some(_)) => panic!("{g:?} {side}px: no gradient of {name}"),
+                }
+            }
+        }
+    }
+
+    /// The cost model's verdicts, and the forms Auto takes from them.
+    #[test]
+    fn the_cost_model_picks_each_layers_form() {
+        // ShuffleNetV2's deepest layer at batch 64: 10·4/(64·16) + 1 = 1.04 ≤ 4.
+        assert!(merged_is_cheaper(10, 4, 64, 16));
+        // Rank 1: 1 + anything > 1, never merged.
+        assert!(!merged_is_cheaper(10, 1, 64, 1024));
+        // 10·2/(1·4) + 1 = 6 > 2, but 10·2/(64·1) + 1 = 1.31 ≤ 2.
+        assert!(!merged_is_cheaper(10, 2, 1, 4));
+        assert!(merged_is_cheaper(10, 2, 64, 1));
+        let dev = Device::Cpu;
+        let one = |k, rank| {
+            let map = VarMap::new();
+            let vb = SeededInit::var_builder(&map, 3, &dev);
+            let g = ConvGeometry {
+                k,
+                stride: 1,
+                padding: k / 2,
+                dilation: 1,
+            };
+            let base = conv2d_with(3, 4, g, vb.pp("conv")).unwrap();
+            EksConv::new(base, 3, LowRank { rank, alpha: 1.0 }, vb.pp("conv")).unwrap()
+        };
+        let x = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev).unwrap();
+        let tasks = [0, 2];
+        let form = |k, rank| one(k, rank).chosen_form(&x, &tasks).unwrap();
+        assert_eq!(form(1, 4), EksForm::TaskGrouped);
+        assert_eq!(form(1, 1), EksForm::Factorised);
+        // 3×3 layers have no factorised form.
+        assert_eq!(form(3, 1), EksForm::TaskGrouped);
     }
 
     /// A loss over the samples of other tasks gives A_t and B_t exactly zero gradient, in
