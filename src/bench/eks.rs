@@ -47,6 +47,10 @@ pub struct EksShapeResult {
     pub shape: String,
     /// `(form, median seconds)` in [`EksForm::ALL`] order.
     pub seconds: Vec<(String, f64)>,
+    /// The factorised form's median seconds (1×1 shapes only).
+    pub factorised_s: Option<f64>,
+    /// What the supplement's cost model picks for this shape (`EksForm::Auto`).
+    pub cost_model_picks: String,
 }
 
 impl EksShapeResult {
@@ -88,20 +92,32 @@ pub fn run(o: &EksBenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ek
             let y = conv.forward(x.as_tensor(), &tasks, form)?;
             (y * &probe)?.sum_all()?.backward().map(drop)
         };
-        let mut times: Vec<Vec<f64>> = vec![Vec::new(); EksForm::ALL.len()];
+        let mut forms = EksForm::ALL.to_vec();
+        if k == 1 {
+            forms.push(EksForm::Factorised);
+        }
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); forms.len()];
         for _ in 0..o.rounds {
-            for (i, form) in EksForm::ALL.into_iter().enumerate() {
+            for (i, &form) in forms.iter().enumerate() {
                 step(form)?;
                 times[i].extend(timed_repeats(1, o.min_secs, || step(form))?);
             }
         }
+        let mut seconds: Vec<(String, f64)> = forms
+            .iter()
+            .zip(times)
+            .map(|(f, t)| (f.name().to_string(), median(t).unwrap_or(f64::NAN)))
+            .collect();
+        let factorised_s = (k == 1).then(|| seconds.pop().map(|(_, t)| t)).flatten();
+        let picks = match conv.chosen_form(x.as_tensor(), &tasks)? {
+            EksForm::Factorised => "factorised",
+            _ => "merged",
+        };
         out.push(EksShapeResult {
             shape: key.to_string(),
-            seconds: EksForm::ALL
-                .iter()
-                .zip(times)
-                .map(|(f, t)| (f.name().to_string(), median(t).unwrap_or(f64::NAN)))
-                .collect(),
+            seconds,
+            factorised_s,
+            cost_model_picks: picks.to_string(),
         });
     }
     Ok(out)
@@ -116,9 +132,21 @@ pub fn render_text(o: &EksBenchOptions, results: &[EksShapeResult]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<26} {:>10} {:>13} {:>11} {:>15} {:>16}",
-        "shape", "reference", "task-grouped", "LoRA-style", "ref/grouped", "LoRA/grouped"
+        "{:<26} {:>10} {:>13} {:>11} {:>15} {:>16} {:>11} {:>16} {:>12}",
+        "shape",
+        "reference",
+        "task-grouped",
+        "LoRA-style",
+        "ref/grouped",
+        "LoRA/grouped",
+        "factorised",
+        "fact./grouped",
+        "model picks"
     );
+    let fact = |r: &EksShapeResult, b: f64| match r.factorised_s {
+        Some(f) => (format!("{:.2}", f * 1e3), format!("{:.2}×", f / b)),
+        None => ("—".to_string(), "—".to_string()),
+    };
     let (mut total_ref, mut total_grouped, mut total_lora) = (0.0, 0.0, 0.0);
     for r in results {
         let (a, b, c) = (
@@ -129,15 +157,19 @@ pub fn render_text(o: &EksBenchOptions, results: &[EksShapeResult]) -> String {
         total_ref += a;
         total_grouped += b;
         total_lora += c;
+        let (f, fb) = fact(r, b);
         let _ = writeln!(
             s,
-            "{:<26} {:>10.2} {:>13.2} {:>11.2} {:>14.2}× {:>15.2}×",
+            "{:<26} {:>10.2} {:>13.2} {:>11.2} {:>14.2}× {:>15.2}× {:>11} {:>16} {:>12}",
             r.shape,
             a * 1e3,
             b * 1e3,
             c * 1e3,
             a / b,
-            c / b
+            c / b,
+            f,
+            fb,
+            r.cost_model_picks
         );
     }
     let _ = writeln!(
@@ -152,7 +184,7 @@ pub fn render_text(o: &EksBenchOptions, results: &[EksShapeResult]) -> String {
     );
     let _ = writeln!(
         s,
-        "ratios > 1× mean the task-grouped form is faster; the reference form runs one convolution per sample (groups = batch)"
+        "ratios > 1× mean the task-grouped form is faster; the reference form runs one convolution per sample (groups = batch); the factorised form ((x∗A_t)∗B_t) exists for 1×1 layers; \"model picks\": the supplement's cost model (merged when T·r/(b·l) + 1 ≤ r), which training follows"
     );
     s
 }
