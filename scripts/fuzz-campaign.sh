@@ -7,8 +7,10 @@
 # the start as it arrives (fuzz/logs/TARGET.log, not committed); times in the summary count
 # from the end of corpus loading (libFuzzer's INITED line), as SECONDS does. The summary
 # gives the time and inputs run, the edge coverage (cov) and features (ft) at the start and
-# the end, when cov last grew, and how much cov and ft grew over the second half: "plateau"
-# means under 0.5 % more edges and under 1 % more features over the second half.
+# the end, when cov last grew, and how much cov and ft grew over the second half of the
+# inputs run (not of the time: a campaign that shares its core with other work runs fewer
+# inputs per second, which must not pass for a plateau): "plateau" means under 0.5 % more
+# edges and under 1 % more features over that second half.
 # Exit status: libFuzzer's (non-zero when it found a crash, a hang or a memory blow-up; the
 # input is then under fuzz/artifacts/TARGET/).
 set -uo pipefail
@@ -34,22 +36,25 @@ awk -v target="$target" -v total="$seconds" -v status="$status" '
             if ($i == "cov:") c = $(i + 1) + 0
             if ($i == "ft:") f = $(i + 1) + 0
         }
-        if ($3 == "INITED") { t0 = $1; cov0 = c; ft0 = f }
+        if ($3 == "INITED") { t0 = $1; n0 = n; cov0 = c; ft0 = f }
         t = $1 - t0
         if (c > cov) { cov = c; last_cov = t }
         if (f > ft) ft = f
-        if (t <= total / 2) { cov_half = cov; ft_half = ft }
+        lines++; at_n[lines] = n; at_cov[lines] = cov; at_ft[lines] = ft
         runs = n
     }
     /stat::number_of_executed_units:/ { runs = $NF }
     END {
+        # cov and ft where half the inputs after loading the corpus had run
+        half = n0 + (runs - n0) / 2
+        for (i = 1; i <= lines && at_n[i] <= half; i++) { cov_half = at_cov[i]; ft_half = at_ft[i] }
         gc = cov_half > 0 ? 100 * (cov - cov_half) / cov_half : 100
         gf = ft_half > 0 ? 100 * (ft - ft_half) / ft_half : 100
         plateau = (gc < 0.5 && gf < 1) ? "plateau" : "still rising"
         # A find stops libFuzzer early: the time is then when it stopped, and the halves
         # say nothing.
         if (status != 0) { total = t; plateau = "stopped by a find (see fuzz/artifacts/" target "/)" }
-        printf "%s: %d s, %d inputs (%.0f/s), cov %d -> %d, ft %d -> %d, last new edge at %d s; second half: cov +%.2f%%, ft +%.2f%%: %s; exit %d\n",
+        printf "%s: %d s, %d inputs (%.0f/s), cov %d -> %d, ft %d -> %d, last new edge at %d s; second half of the inputs: cov +%.2f%%, ft +%.2f%%: %s; exit %d\n",
             target, total, runs, runs / total, cov0, cov, ft0, ft, last_cov, gc, gf, plateau, status
     }' "$log"
 exit "$status"
