@@ -222,6 +222,10 @@ pub(crate) fn decode(path: &Path, size: usize) -> Result<Vec<u8>> {
     decode_bytes(&bytes, size, path)
 }
 
+/// Largest image side accepted, in pixels (well above any medical image set's; anything
+/// larger is tiled before training at these input sizes anyway).
+pub const MAX_SIDE: u32 = 16_384;
+
 /// Decodes an image held in memory (PNG or JPEG, told by its content) to `3 × size × size`,
 /// grey expanded to RGB and any size resampled; `origin` names it in errors. Public so the
 /// fuzz target can reach the decoder without a file system round trip.
@@ -229,9 +233,16 @@ pub fn decode_bytes(bytes: &[u8], size: usize, origin: &Path) -> Result<Vec<u8>>
     let bad = |e: &dyn std::fmt::Display| {
         Error::input(format!("{}: cannot decode image: {e}", origin.display()))
     };
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(origin, e))?;
+    // A header may claim any size: a 1 KB JPEG of 65 511 × 240 pixels (found by fuzzing)
+    // took a second to decode, and ten on a loaded machine. Sides beyond MAX_SIDE are
+    // refused before decoding; the decoder's allocation limit bounds the rest.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    reader.limits(limits);
     // The JPEG decoder overflowed an integer on a malformed file (found by fuzzing, a panic
     // where overflow checks are on): a decoder panic is a bad file, not a crash.
     let img = crate::util::no_panic::catch(|| reader.decode())
@@ -431,7 +442,17 @@ mod fuzz_regressions {
         for path in crate::util::fuzz_regressions::inputs("image", |_| true) {
             let bytes = std::fs::read(&path).unwrap();
             let size = 1 + bytes.len() % 48;
-            match super::decode_bytes(&bytes, size, &path) {
+            let decoded = super::decode_bytes(&bytes, size, &path);
+            // A header claiming a side above MAX_SIDE is refused before decoding.
+            if path.to_string_lossy().contains("huge-side") {
+                let msg = decoded
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                assert!(msg.contains("limit"), "{}: {msg}", path.display());
+            }
+            match decoded {
                 Ok(px) => assert_eq!(px.len(), 3 * size * size),
                 Err(crate::error::Error::BadInput(msg)) => {
                     assert!(msg.contains("cannot decode image"), "{msg}")
