@@ -59,8 +59,8 @@ pub struct TrainExecutor {
     /// Unix seconds when this process made its plan: a run finished after it was finished
     /// by another process during this session, and is not redone.
     pub session_started: f64,
-    /// One thread pool per worker when CPU workers share the cores (`--jobs`), so each
-    /// gets its share; `None`: the global pool.
+    /// Each CPU worker's own thread pool (its share of the cores), which its runs execute
+    /// inside; `None` (GPU workers): the global pool.
     pub pools: Vec<Option<rayon::ThreadPool>>,
 }
 
