@@ -30,16 +30,20 @@ fn locked(lock: &str, name: &str) -> String {
 
 fn main() {
     // The commit changes with HEAD and its refs; the dirty flag with the index and with any
-    // source file the binary is built from.
-    for path in [
-        ".git/HEAD",
-        ".git/index",
-        ".git/refs/heads",
-        "src",
-        "Cargo.toml",
-        "Cargo.lock",
-        "build.rs",
-    ] {
+    // source file the binary is built from. In a `git worktree` `.git` is a file and HEAD
+    // and the index live elsewhere, so ask git where; a watched path that does not exist
+    // would make cargo rerun this script, and rebuild the crate, on every build.
+    let git_dir = git(&["rev-parse", "--git-dir"]);
+    let common_dir = git(&["rev-parse", "--git-common-dir"]);
+    let mut watched: Vec<String> = ["src", "Cargo.toml", "Cargo.lock", "build.rs"]
+        .map(String::from)
+        .to_vec();
+    if let (Some(git_dir), Some(common_dir)) = (git_dir, common_dir) {
+        watched.push(format!("{git_dir}/HEAD"));
+        watched.push(format!("{git_dir}/index"));
+        watched.push(format!("{common_dir}/refs/heads"));
+    }
+    for path in watched.iter().filter(|p| std::path::Path::new(p).exists()) {
         println!("cargo:rerun-if-changed={path}");
     }
     let commit = git(&["rev-parse", "HEAD"]);
