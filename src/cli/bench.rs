@@ -58,7 +58,9 @@ pub(super) fn cmd_bench(what: &BenchCommand) -> Result<u8> {
                 return Err(Error::input("--min-time must be non-negative seconds"));
             }
             std::env::set_var("RAYON_NUM_THREADS", o.threads.to_string());
-            let report = bench::balance::run(&o, |line| eprintln!("{line}"))?;
+            let report = in_own_pool(o.threads, || {
+                bench::balance::run(&o, |line| eprintln!("{line}"))
+            })?;
             print!("{}", bench::balance::render_text(&o, &report));
             if let Some(path) = json {
                 write_json_atomic(path, &(&o, &report))?;
@@ -82,7 +84,7 @@ fn bench_eks(opts: bench::eks::EksBenchOptions, json: Option<&Path>) -> Result<u
     }
     // Before the first tensor op creates the thread pool.
     std::env::set_var("RAYON_NUM_THREADS", o.threads.to_string());
-    let results = bench::eks::run(o, |line| eprintln!("{line}"))?;
+    let results = in_own_pool(o.threads, || bench::eks::run(o, |line| eprintln!("{line}")))?;
     print!("{}", bench::eks::render_text(o, &results));
     if let Some(path) = json {
         write_json_atomic(path, &(o, &results))?;
@@ -134,10 +136,21 @@ fn bench_train(what: &BenchCommand) -> Result<u8> {
         script: reference_script.clone(),
         reference: !no_reference,
     };
-    let results = bench::train(&opts, |line| eprintln!("{line}"))?;
+    let results = in_own_pool(*threads, || bench::train(&opts, |line| eprintln!("{line}")))?;
     print!("{}", bench::render_text(&results));
     if let Some(path) = json {
         write_json_atomic(path, &results)?;
     }
     Ok(0)
+}
+
+/// Runs a bench inside a pool of `threads` threads, as `harness run` runs its runs (see
+/// `cli::workers`): timed from a thread outside the pool, every step would also time the
+/// pool's spinning workers taking the cores from the thread that drives it.
+fn in_own_pool<T: Send>(threads: usize, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start {threads} bench threads: {e}")))?;
+    pool.install(f)
 }

@@ -60,6 +60,10 @@ const MOCO_Y: &str = "weighting.moco.y";
 const MOCO_LAMBDA: &str = "weighting.moco.lambda";
 
 impl Weighting for GradientBalancing {
+    fn differentiates_each_loss(&self) -> bool {
+        true
+    }
+
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
         let Balance::MoCo(m) = &self.balance else {
             return Ok(Vec::new());

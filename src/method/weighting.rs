@@ -32,6 +32,12 @@ pub trait Weighting: Send {
     fn logs_weights(&self) -> bool {
         true
     }
+    /// Whether [`Weighting::backward`] differentiates the step's graph once per loss, so
+    /// its forward pass must keep what the ops saved across backward passes
+    /// (`model::layers::conv_bn::keeping_saved_outputs`).
+    fn differentiates_each_loss(&self) -> bool {
+        false
+    }
     /// Gradients for one step and, logged per step, the weight of every task the update
     /// used as (local task, weight): the loss terms' tasks, or all tasks for a method
     /// whose update also draws on absent ones (MoCo-MTL's running estimate).

@@ -29,6 +29,13 @@ pub trait FusableConv: Module {
 
 /// `tail(bn(conv(x)) [+ residual])`; the batch norm's running statistics are updated in
 /// training mode exactly as by [`BatchNorm2d::forward_t`].
+/// Runs a forward pass whose graph will be differentiated more than once (one backward
+/// pass per task): its fused convolution + batch-norm ops keep the tensors they saved
+/// instead of freeing them in the first backward pass.
+pub fn keeping_saved_outputs<T>(forward: impl FnOnce() -> T) -> T {
+    crate::kernels::conv_bn::keeping_saved_outputs(forward)
+}
+
 pub(crate) fn conv_bn(
     conv: &dyn FusableConv,
     bn: &BatchNorm2d,
@@ -233,6 +240,50 @@ mod tests {
                             assert_eq!(bits(g1), bits(g2), "{name} gradient, {what}");
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// A graph differentiated twice (one backward pass per task) gets the same gradients
+    /// both times, whether its ops kept their saved outputs (built inside
+    /// `keeping_saved_outputs`) or freed them in the first pass and recompute them.
+    #[test]
+    fn a_graph_differentiated_twice_gives_the_same_gradients() {
+        let dev = Device::Cpu;
+        for keep in [false, true] {
+            let p = pair(false, (3, 8, 3, 1));
+            let x =
+                Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 6, 5), &dev).unwrap()).unwrap();
+            let forward = || {
+                conv_bn(
+                    p.conv.as_ref(),
+                    &p.bn,
+                    x.as_tensor(),
+                    None,
+                    Tail::Relu,
+                    true,
+                )
+            };
+            let y = if keep {
+                keeping_saved_outputs(forward)
+            } else {
+                forward()
+            }
+            .unwrap();
+            let probe = Tensor::randn(0f32, 1.0, y.dims(), &dev).unwrap();
+            let loss = (&y * &probe).unwrap().sum_all().unwrap();
+            let first = loss.backward().unwrap();
+            let second = loss.backward().unwrap();
+            assert_eq!(
+                bits(first.get(&x).unwrap()),
+                bits(second.get(&x).unwrap()),
+                "dx, keep {keep}"
+            );
+            for (name, v) in p.map.data().lock().unwrap().iter() {
+                if !name.contains("running") {
+                    let (g1, g2) = (first.get(v).unwrap(), second.get(v).unwrap());
+                    assert_eq!(bits(g1), bits(g2), "{name} gradient, keep {keep}");
                 }
             }
         }
