@@ -453,12 +453,24 @@ impl FusedConv {
                 (&in_buf[..], strided(ckk, width), (0..width).collect())
             };
             // Whole 16-row blocks of the GEMM kernel per task (a ragged block costs a full
-            // one); the split does not change any sum, so results stay thread-independent.
-            let tasks = 2 * rayon::current_num_threads();
-            let rows_per_task = ckk.div_ceil(tasks).next_multiple_of(16);
-            dwt.par_chunks_mut(rows_per_task * d.cout)
-                .zip(rows.par_chunks(rows_per_task))
-                .for_each(|(c, rows)| {
+            // one), dealt out as evenly as whole blocks allow: 144 rows (a 3×3 layer of 16
+            // channels) on two threads were three tasks of 48, one thread doing two of
+            // them. The split does not change any sum, so results stay thread-independent.
+            let blocks = ckk.div_ceil(16);
+            let tasks = (2 * rayon::current_num_threads()).min(blocks);
+            let mut parts = Vec::with_capacity(tasks);
+            let (mut rest_c, mut rest_rows) = (&mut dwt[..], &rows[..]);
+            for t in 0..tasks {
+                let n_blocks = blocks / tasks + usize::from(t < blocks % tasks);
+                let n_rows = (16 * n_blocks).min(rest_rows.len());
+                let (c, c_rest) = std::mem::take(&mut rest_c).split_at_mut(n_rows * d.cout);
+                let (r, r_rest) = rest_rows.split_at(n_rows);
+                parts.push((c, r));
+                (rest_c, rest_rows) = (c_rest, r_rest);
+            }
+            parts
+                .into_par_iter()
+                .for_each(|(c, rows): (&mut [f32], &[usize])| {
                     let a = IndirectA {
                         data,
                         row_offsets: rows,
