@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::method::weighting::StepContext;
 use crate::method::{self, mtl, BuildContext, Method};
 use crate::model::init::SeededInit;
-use crate::model::layers::conv_bn::keeping_saved_outputs;
+use crate::model::layers::conv_bn::keeping_saved_outputs_if;
 use crate::model::nets::shufflenet::REFERENCE_1X;
 use crate::spec::run::{Arch, ModelConfig, OptimConfig, OptimizerKind, Schedule, Stem};
 use crate::train::optim::{params_of, Optimizer};
@@ -134,11 +134,8 @@ pub fn run(o: &BalanceBenchOptions, mut progress: impl FnMut(&str)) -> Result<Ba
     let mut step = |i: usize, keep: bool| -> Result<()> {
         step_no += 1;
         // As in training (`train::fit`).
-        let terms = if keep || weightings[i].differentiates_each_loss() {
-            keeping_saved_outputs(|| net.task_losses(&batch, true))?
-        } else {
-            net.task_losses(&batch, true)?
-        };
+        let repeated = keep || weightings[i].differentiates_each_loss();
+        let terms = keeping_saved_outputs_if(repeated, || net.task_losses(&batch, true))?;
         let shares = terms.shares(batch.size);
         let ctx = StepContext {
             tasks: &terms.tasks,

@@ -148,9 +148,5 @@ fn bench_train(what: &BenchCommand) -> Result<u8> {
 /// `cli::workers`): timed from a thread outside the pool, every step would also time the
 /// pool's spinning workers taking the cores from the thread that drives it.
 fn in_own_pool<T: Send>(threads: usize, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start {threads} bench threads: {e}")))?;
-    pool.install(f)
+    super::workers::cpu_pool(threads, "bench")?.install(f)
 }

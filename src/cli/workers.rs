@@ -41,18 +41,23 @@ pub(super) fn layout(devices: &[String], jobs: usize, total_threads: usize) -> R
             pools.push(None);
             continue;
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(move |i| format!("worker{w}-{i}"))
-            .build()
-            .map_err(|e| Error::Failed(format!("cannot start worker {w}'s threads: {e}")))?;
-        pools.push(Some(pool));
+        pools.push(Some(cpu_pool(threads, &format!("worker{w}"))?));
     }
     Ok(Workers {
         devices,
         threads,
         pools,
     })
+}
+
+/// A rayon pool of `threads` threads named `name-0`, `name-1`, …
+pub(super) fn cpu_pool(threads: usize, name: &str) -> Result<rayon::ThreadPool> {
+    let prefix = name.to_string();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("{prefix}-{i}"))
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start {name}'s {threads} threads: {e}")))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::data::batch::{SplitName, TaskView};
 use crate::error::Result;
 use crate::method::weighting::{StepContext, Weighting};
 use crate::method::TaskModel;
-use crate::model::layers::conv_bn::keeping_saved_outputs;
+use crate::model::layers::conv_bn::keeping_saved_outputs_if;
 use crate::spec::run::TrainConfig;
 use crate::train::eval::evaluate;
 use crate::train::optim::Optimizer;
@@ -135,11 +135,9 @@ pub fn fit(a: FitArgs, hooks: &mut dyn FitHooks) -> Result<FitOutcome> {
         for (i, items) in batches.iter().enumerate().skip(tally.steps) {
             let step = epoch as usize * steps_per_epoch + i;
             let batch = a.view.batch(items, SplitName::Train, a.device)?;
-            let terms = if a.weighting.differentiates_each_loss() {
-                keeping_saved_outputs(|| a.model.task_losses(&batch, true))?
-            } else {
-                a.model.task_losses(&batch, true)?
-            };
+            let terms = keeping_saved_outputs_if(a.weighting.differentiates_each_loss(), || {
+                a.model.task_losses(&batch, true)
+            })?;
             let mut batch_loss = 0f64;
             for (k, &t) in terms.tasks.iter().enumerate() {
                 let l = terms.losses[k].to_scalar::<f32>()? as f64;

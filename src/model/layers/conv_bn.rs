@@ -36,6 +36,16 @@ pub fn keeping_saved_outputs<T>(forward: impl FnOnce() -> T) -> T {
     crate::kernels::conv_bn::keeping_saved_outputs(forward)
 }
 
+/// [`keeping_saved_outputs`] where `repeated` (the step's weighting differentiates once per
+/// loss), else a plain call.
+pub fn keeping_saved_outputs_if<T>(repeated: bool, forward: impl FnOnce() -> T) -> T {
+    if repeated {
+        keeping_saved_outputs(forward)
+    } else {
+        forward()
+    }
+}
+
 pub(crate) fn conv_bn(
     conv: &dyn FusableConv,
     bn: &BatchNorm2d,
