@@ -11,6 +11,9 @@
 # inputs run (not of the time: a campaign that shares its core with other work runs fewer
 # inputs per second, which must not pass for a plateau): "plateau" means under 0.5 % more
 # edges and under 1 % more features over that second half.
+# FUZZ_TIMEOUT (seconds, default 10) is libFuzzer's hang limit: its clock is the wall clock,
+# so a campaign that is paused (SIGSTOP, to free the cores for a measurement) for longer
+# reports a "timeout" that is no hang; raise it for such campaigns.
 # Exit status: libFuzzer's (non-zero when it found a crash, a hang or a memory blow-up; the
 # input is then under fuzz/artifacts/TARGET/).
 set -uo pipefail
@@ -25,7 +28,7 @@ log="logs/$target.log"
 cargo +nightly fuzz build -O -a -s none "$target" || exit 2
 start=$EPOCHSECONDS
 cargo +nightly fuzz run -O -a -s none "$target" -- \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 "${dict[@]}" 2>&1 |
+    -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=4096 -print_final_stats=1 "${dict[@]}" 2>&1 |
     while IFS= read -r line; do printf '%6d %s\n' $((EPOCHSECONDS - start)) "$line"; done >"$log"
 status=${PIPESTATUS[0]}
 awk -v target="$target" -v total="$seconds" -v status="$status" '
