@@ -446,10 +446,19 @@ impl FusedConv {
             } else {
                 let width = n * hw_out;
                 let cols = &mut in_buf[..ckk * width];
-                for s in 0..n {
-                    let x1 = &xs[s * d.c * hw_in..][..d.c * hw_in];
-                    unfold(table, hw_out, x1, &mut cols[s * hw_out..], width);
-                }
+                // Threads take whole rows of the columns (all samples of each row), so each
+                // writes one contiguous block; a loop over samples left it to one thread.
+                let rows_per_task = ckk.div_ceil(2 * rayon::current_num_threads());
+                cols.par_chunks_mut(rows_per_task * width)
+                    .enumerate()
+                    .for_each(|(t, block)| {
+                        let r0 = t * rows_per_task;
+                        let rows = &table[r0 * hw_out..(r0 + block.len() / width) * hw_out];
+                        for s in 0..n {
+                            let x1 = &xs[s * d.c * hw_in..][..d.c * hw_in];
+                            unfold(rows, hw_out, x1, &mut block[s * hw_out..], width);
+                        }
+                    });
                 (&in_buf[..], strided(ckk, width), (0..width).collect())
             };
             // Whole 16-row blocks of the GEMM kernel per task (a ragged block costs a full
@@ -484,12 +493,9 @@ impl FusedConv {
                 });
             first += n;
         }
-        let mut dw = vec![0f32; d.cout * ckk];
-        for r in 0..ckk {
-            for co in 0..d.cout {
-                dw[co * ckk + r] = dwt[r * d.cout + co];
-            }
-        }
+        // SAFETY: the transpose writes every element.
+        let mut dw = unsafe { output_f32(d.cout * ckk) };
+        transpose(&dwt, ckk, d.cout, &mut dw);
         dw
     }
 }
