@@ -7,6 +7,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
+use super::sgd_step::{DescentStep, MomentumStep};
 use crate::model::layers::batch_norm::is_buffer;
 use crate::spec::run::{OptimConfig, OptimizerKind};
 
@@ -78,17 +79,37 @@ impl Optimizer {
             let wd = if p.decay { self.cfg.weight_decay } else { 0.0 };
             match self.cfg.name {
                 OptimizerKind::Sgd => {
-                    let g = if wd > 0.0 {
-                        (g + (w * wd)?)?
-                    } else {
-                        g.clone()
-                    };
-                    let buf = match &self.m[i] {
-                        Some(b) if self.cfg.momentum > 0.0 => ((b * self.cfg.momentum)? + &g)?,
-                        _ => g,
-                    };
-                    p.var.set(&(w - (&buf * lr)?)?)?;
-                    self.m[i] = Some(buf.detach());
+                    let mom = self.cfg.momentum;
+                    match &self.m[i] {
+                        // Every later step: two passes in place, the same bits as below.
+                        Some(buf) if mom > 0.0 && buf.is_contiguous() && w.is_contiguous() => {
+                            let step = MomentumStep {
+                                momentum: mom as f32,
+                                weight_decay: (wd > 0.0).then_some(wd as f32),
+                            };
+                            buf.inplace_op3(&g.contiguous()?, w, &step)?;
+                            w.inplace_op2(buf, &DescentStep { lr: lr as f32 })?;
+                        }
+                        m => {
+                            let g = if wd > 0.0 {
+                                (g + (w * wd)?)?
+                            } else {
+                                g.clone()
+                            };
+                            let buf = match m {
+                                Some(b) if mom > 0.0 => ((b * mom)? + &g)?,
+                                _ => g,
+                            };
+                            p.var.set(&(w - (&buf * lr)?)?)?;
+                            // The buffer is updated in place from the next step on, so it
+                            // must not be the gradient's own storage.
+                            self.m[i] = Some(if wd > 0.0 || mom == 0.0 {
+                                buf.detach()
+                            } else {
+                                buf.copy()?
+                            });
+                        }
+                    }
                 }
                 OptimizerKind::Adamw => {
                     let m = match &self.m[i] {
