@@ -147,6 +147,8 @@ fn bench_train(what: &BenchCommand) -> Result<u8> {
 /// Runs a bench inside a pool of `threads` threads, as `harness run` runs its runs (see
 /// `cli::workers`): timed from a thread outside the pool, every step would also time the
 /// pool's spinning workers taking the cores from the thread that drives it.
+/// candle's pool is widened as a single worker's is.
 fn in_own_pool<T: Send>(threads: usize, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    super::workers::widen_candle_pool(threads);
     super::workers::cpu_pool(threads, "bench")?.install(f)
 }

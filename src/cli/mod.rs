@@ -41,13 +41,7 @@ where
             return Ok(code);
         }
     };
-    // candle's elementwise kernels run on their own spinning thread pool, which on small
-    // machines fights with the rayon pool our convolution and batch-norm kernels use (it cost
-    // ~20% of a training step in spin-waits on two cores). Keep candle's pool at one thread
-    // unless the user chose otherwise.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
+    workers::default_candle_pool();
     crate::util::cpu::check_simd_env()?;
     let g = &cli.global;
     match &cli.command {

@@ -9,7 +9,40 @@
 //! workers, still spinning for work, took its cores (13 M involuntary context switches in
 //! one quickstart).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::error::{Error, Result};
+
+/// Whether candle's pool size is ours to choose (the user did not set `CANDLE_NUM_THREADS`).
+static CANDLE_POOL_IS_OURS: AtomicBool = AtomicBool::new(false);
+
+/// candle's element-wise kernels (its adds and multiplies; its backward pass adds every
+/// gradient into a fresh zero tensor with them) run on candle's own thread pool, whose
+/// threads spin while waiting for work. Beside the rayon pool our kernels use they fought
+/// it for the cores (~20% of a training step in spin-waits on two cores), so the pool
+/// starts at one thread (the caller's), unless the user chose otherwise; see
+/// [`widen_candle_pool`] for when it grows. Call before the first tensor op.
+pub(super) fn default_candle_pool() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+        CANDLE_POOL_IS_OURS.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A single CPU worker computing with `threads` threads gets candle's pool at that size,
+/// its threads parking as soon as an op is done (`CANDLE_BARRIER_POOL_SPIN_LIMIT=0`) instead
+/// of spinning, so that the element-wise ops, run one by one on the worker's first thread
+/// otherwise, use every core; they are element-wise, so no result depends on it. Several
+/// workers keep one thread each: candle's pool is one per process and serves one op at a
+/// time. It only takes effect before candle's first large element-wise op creates the pool.
+pub(super) fn widen_candle_pool(threads: usize) {
+    if threads > 1 && CANDLE_POOL_IS_OURS.load(Ordering::Relaxed) {
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+            std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
+        }
+    }
+}
 
 pub(super) struct Workers {
     /// The device of each worker.
@@ -34,6 +67,9 @@ pub(super) fn layout(devices: &[String], jobs: usize, total_threads: usize) -> R
         return Err(Error::input(format!(
             "{cpu_workers} CPU workers (--device/--jobs) but only {total_threads} threads: each needs one; pass --threads {cpu_workers} or more, or fewer --jobs"
         )));
+    }
+    if cpu_workers == 1 {
+        widen_candle_pool(threads);
     }
     let mut pools = Vec::with_capacity(devices.len());
     for (w, d) in devices.iter().enumerate() {
