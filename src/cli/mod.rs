@@ -212,13 +212,19 @@ where
 
 /// `--threads N`: the size of the kernels' thread pool. Must happen before the first tensor
 /// op creates the pools.
+///
+/// Without it the default is fixed here too: candle works out its thread count on every
+/// matrix product (the heads, LoRKD's experts), and without `RAYON_NUM_THREADS` that means
+/// reading /proc/cpuinfo each time (a tenth of the first thread's time in a quickstart
+/// LoRKD run).
 fn set_threads(threads: Option<usize>) -> Result<()> {
-    if let Some(n) = threads {
-        if n == 0 {
-            return Err(Error::input("--threads must be at least 1"));
-        }
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
+    let n = match threads {
+        Some(0) => return Err(Error::input("--threads must be at least 1")),
+        Some(n) => n,
+        None if std::env::var_os("RAYON_NUM_THREADS").is_some() => return Ok(()),
+        None => candle_core::utils::get_num_threads(),
+    };
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     Ok(())
 }
 
