@@ -140,11 +140,23 @@ impl Dims {
     }
 }
 
-/// Rows of a segment's result put back at the segment's batch positions.
-fn scatter(out: &mut [f32], per_row: usize, rows: &[usize], part: &[f32]) {
-    for (j, &r) in rows.iter().enumerate() {
-        out[r * per_row..][..per_row].copy_from_slice(&part[j * per_row..][..per_row]);
+/// The segments' results (`parts[k]` for `segments[k]`, `per_row` values per sample) put
+/// back in batch order, the rows split between the threads (one thread copying them all
+/// was a twentieth of a quickstart LoRKD run with the other idle).
+fn in_batch_order(segments: &[Segment], parts: &[&[f32]], b: usize, per_row: usize) -> Vec<f32> {
+    let mut owner = vec![(0, 0); b];
+    for (k, seg) in segments.iter().enumerate() {
+        for (j, &r) in seg.rows.iter().enumerate() {
+            owner[r] = (k, j);
+        }
     }
+    // SAFETY: every sample belongs to one segment (see `TaskConv::segments`), so every row
+    // is copied in below.
+    let mut out = unsafe { output_f32(b * per_row) };
+    out.par_chunks_mut(per_row.max(1))
+        .zip(owner.par_iter())
+        .for_each(|(row, &(k, j))| row.copy_from_slice(&parts[k][j * per_row..][..per_row]));
+    out
 }
 
 impl SliceConv for TaskConv {
@@ -172,12 +184,9 @@ impl SliceConv for TaskConv {
                 Ok((seg, y))
             })
             .collect::<Result<Vec<_>>>()?;
-        // SAFETY: every sample belongs to one segment, whose rows are all written below.
-        let mut y = unsafe { output_f32(d.b * d.y_row()) };
-        for (seg, part) in &parts {
-            scatter(&mut y, d.y_row(), &seg.rows, part);
-        }
-        Ok(y)
+        let (segments, parts): (Vec<Segment>, Vec<Vec<f32>>) = parts.into_iter().unzip();
+        let parts: Vec<&[f32]> = parts.iter().map(Vec::as_slice).collect();
+        Ok(in_batch_order(&segments, &parts, d.b, d.y_row()))
     }
 
     fn backward_slices(
@@ -202,18 +211,32 @@ impl SliceConv for TaskConv {
                 conv.backward_slices((xs, &sxl), (ws, &d.w_layout()), dys, want_dx, want_dw)
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut dx = want_dx.then(|| vec![0f32; d.b * d.x_row()]);
-        // Weights no sample used get a zero gradient.
-        let mut dw = want_dw.then(|| vec![0f32; d.slots * d.cout * d.ckk]);
-        for (seg, (dxs, dws)) in segments.iter().zip(parts) {
-            if let (Some(dx), Some(part)) = (dx.as_mut(), dxs) {
-                scatter(dx, d.x_row(), &seg.rows, &part);
+        let (dxs, dws): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        let dx = match dxs
+            .iter()
+            .map(|p| p.as_deref())
+            .collect::<Option<Vec<&[f32]>>>()
+        {
+            Some(parts) if want_dx => Some(in_batch_order(&segments, &parts, d.b, d.x_row())),
+            _ => None,
+        };
+        let dw = want_dw.then(|| {
+            let size = d.cout * d.ckk;
+            let mut by_slot = vec![None; d.slots];
+            for (seg, part) in segments.iter().zip(&dws) {
+                by_slot[seg.slot] = part.as_deref();
             }
-            if let (Some(dw), Some(part)) = (dw.as_mut(), dws) {
-                let size = d.cout * d.ckk;
-                dw[seg.slot * size..][..size].copy_from_slice(&part);
-            }
-        }
+            let mut dw = vec![0f32; d.slots * size];
+            // Weights no sample used keep a zero gradient.
+            dw.par_chunks_mut(size.max(1))
+                .zip(by_slot.par_iter())
+                .for_each(|(slot, part)| {
+                    if let Some(part) = part {
+                        slot.copy_from_slice(part);
+                    }
+                });
+            dw
+        });
         Ok((dx, dw))
     }
 }
