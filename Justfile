@@ -41,6 +41,10 @@ kill-trials:
 fuzz TARGET SECONDS="600":
     scripts/fuzz-campaign.sh {{TARGET}} {{SECONDS}}
 
+# Minimise TARGET's corpus and save it as fuzz/seeds/TARGET.tar.xz (fuzz unpacks it into an empty corpus)
+fuzz-save TARGET:
+    scripts/fuzz-save-corpus.sh {{TARGET}}
+
 # Registered data sets and whether their files are present
 datasets *ARGS:
     cargo run --release -- datasets {{ARGS}}

@@ -21,6 +21,12 @@ target=${1:?usage: scripts/fuzz-campaign.sh TARGET SECONDS}
 seconds=${2:?usage: scripts/fuzz-campaign.sh TARGET SECONDS}
 cd "$(dirname "$0")/../fuzz" || exit 2
 mkdir -p logs "corpus/$target"
+# A fresh checkout (or machine) starts from the committed minimised corpus, when there is
+# one (scripts/fuzz-save-corpus.sh writes it), so campaigns add up across machines.
+if [ -f "seeds/$target.tar.xz" ] && [ -z "$(ls -A "corpus/$target")" ]; then
+    tar -xJf "seeds/$target.tar.xz" -C corpus || exit 2
+    echo "corpus/$target: $(ls "corpus/$target" | wc -l) inputs from seeds/$target.tar.xz"
+fi
 dict=()
 [ -f "dicts/$target.dict" ] && dict=("-dict=dicts/$target.dict")
 log="logs/$target.log"
