@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::buffers::output_f32;
 use super::gemm::{self, strided, IndirectA, IndirectB};
-use super::layout::{fold, transpose, unfold};
+use super::layout::{fold, transpose, transpose_block, unfold};
 use super::slice_conv::{ConvGrads, SliceConv};
 
 /// Kernel size, stride, padding and dilation of a square convolution.
@@ -493,9 +493,16 @@ impl FusedConv {
                 });
             first += n;
         }
-        // SAFETY: the transpose writes every element.
+        // SAFETY: the transposes write every element.
         let mut dw = unsafe { output_f32(d.cout * ckk) };
-        transpose(&dwt, ckk, d.cout, &mut dw);
+        // dW's rows in bands, one per task: band `t` is columns `co0..` of dWᵀ.
+        let band = d.cout.div_ceil(2 * rayon::current_num_threads()).max(1);
+        dw.par_chunks_mut(band * ckk.max(1))
+            .enumerate()
+            .for_each(|(t, rows)| {
+                let co0 = t * band;
+                transpose_block(&dwt[co0..], d.cout, ckk, rows.len() / ckk, rows);
+            });
         dw
     }
 }

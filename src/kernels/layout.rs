@@ -40,30 +40,44 @@ multiversion! {
 
 /// `dst (cols × rows) = srcᵀ` for a row-major `rows × cols` source.
 pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    transpose_block(src, cols, rows, cols, dst)
+}
+
+/// `dst (cols × rows)` = the transpose of the `rows × cols` block of `src` whose rows start
+/// `stride` floats apart (columns `c0..c0 + cols` of a wider matrix, with `src` starting at
+/// column `c0`), so that threads can each transpose a band of columns.
+pub(crate) fn transpose_block(
+    src: &[f32],
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+) {
+    assert!(stride >= cols && dst.len() >= rows * cols);
+    assert!(rows == 0 || src.len() >= (rows - 1) * stride + cols);
     #[cfg(target_arch = "x86_64")]
     {
         use crate::util::cpu::{simd, Simd};
         match simd() {
             // SAFETY: the CPU has AVX-512F; both sizes were checked above.
-            Simd::Avx512 => unsafe { avx512::transpose(src, rows, cols, dst) },
+            Simd::Avx512 => unsafe { avx512::transpose(src, stride, rows, cols, dst) },
             // SAFETY: the CPU has AVX2; both sizes were checked above.
-            Simd::Avx2 => unsafe { avx2::transpose(src, rows, cols, dst) },
-            Simd::Baseline => portable_transpose(src, rows, cols, dst),
+            Simd::Avx2 => unsafe { avx2::transpose(src, stride, rows, cols, dst) },
+            Simd::Baseline => portable_transpose(src, stride, rows, cols, dst),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    portable_transpose(src, rows, cols, dst)
+    portable_transpose(src, stride, rows, cols, dst)
 }
 
 multiversion! {
     /// In 16×16 tiles so both sides stay in cache.
-    fn portable_transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    fn portable_transpose(src: &[f32], stride: usize, rows: usize, cols: usize, dst: &mut [f32]) {
         const T: usize = 16;
         for r0 in (0..rows).step_by(T) {
             for c0 in (0..cols).step_by(T) {
                 for r in r0..(r0 + T).min(rows) {
-                    let row = &src[r * cols..][c0..(c0 + T).min(cols)];
+                    let row = &src[r * stride..][c0..(c0 + T).min(cols)];
                     for (i, &v) in row.iter().enumerate() {
                         dst[(c0 + i) * rows + r] = v;
                     }
@@ -79,14 +93,14 @@ mod avx512 {
 
     /// Full 16×16 tiles in registers; the ragged right and bottom edges element by element.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    pub unsafe fn transpose(src: &[f32], stride: usize, rows: usize, cols: usize, dst: &mut [f32]) {
         let (full_r, full_c) = (rows / 16 * 16, cols / 16 * 16);
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
         for r0 in (0..full_r).step_by(16) {
             for c0 in (0..full_c).step_by(16) {
                 let mut v = [_mm512_setzero_ps(); 16];
                 for (i, vi) in v.iter_mut().enumerate() {
-                    *vi = _mm512_loadu_ps(s.add((r0 + i) * cols + c0));
+                    *vi = _mm512_loadu_ps(s.add((r0 + i) * stride + c0));
                 }
                 let t = tile16(v);
                 for (i, ti) in t.iter().enumerate() {
@@ -97,7 +111,7 @@ mod avx512 {
         for r in 0..rows {
             let from = if r < full_r { full_c } else { 0 };
             for c in from..cols {
-                *d.add(c * rows + r) = *s.add(r * cols + c);
+                *d.add(c * rows + r) = *s.add(r * stride + c);
             }
         }
     }
@@ -140,14 +154,14 @@ mod avx2 {
 
     /// Full 8×8 tiles in registers; the ragged right and bottom edges element by element.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    pub unsafe fn transpose(src: &[f32], stride: usize, rows: usize, cols: usize, dst: &mut [f32]) {
         let (full_r, full_c) = (rows / 8 * 8, cols / 8 * 8);
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
         for r0 in (0..full_r).step_by(8) {
             for c0 in (0..full_c).step_by(8) {
                 let mut v = [_mm256_setzero_ps(); 8];
                 for (i, vi) in v.iter_mut().enumerate() {
-                    *vi = _mm256_loadu_ps(s.add((r0 + i) * cols + c0));
+                    *vi = _mm256_loadu_ps(s.add((r0 + i) * stride + c0));
                 }
                 let t = tile8(v);
                 for (i, ti) in t.iter().enumerate() {
@@ -158,7 +172,7 @@ mod avx2 {
         for r in 0..rows {
             let from = if r < full_r { full_c } else { 0 };
             for c in from..cols {
-                *d.add(c * rows + r) = *s.add(r * cols + c);
+                *d.add(c * rows + r) = *s.add(r * stride + c);
             }
         }
     }
@@ -223,15 +237,28 @@ mod tests {
                 }
             }
             let mut portable = vec![f32::NAN; rows * cols];
-            portable_transpose(&src, rows, cols, &mut portable);
+            portable_transpose(&src, cols, rows, cols, &mut portable);
             assert_eq!(portable, dst);
             #[cfg(target_arch = "x86_64")]
             if crate::util::cpu::detected() >= crate::util::cpu::Simd::Avx2 {
                 let mut ymm = vec![f32::NAN; rows * cols];
                 // SAFETY: the CPU has AVX2; the sizes fit.
-                unsafe { avx2::transpose(&src, rows, cols, &mut ymm) };
+                unsafe { avx2::transpose(&src, cols, rows, cols, &mut ymm) };
                 assert_eq!(ymm, dst, "avx2 {rows}×{cols}");
             }
+        }
+    }
+
+    #[test]
+    fn a_band_of_columns_transposes_as_its_part_of_the_whole() {
+        let (rows, cols) = (37, 70);
+        let src = values(rows * cols);
+        let mut whole = vec![f32::NAN; rows * cols];
+        transpose(&src, rows, cols, &mut whole);
+        for (c0, c1) in [(0, 16), (16, 53), (53, 70), (5, 6)] {
+            let mut band = vec![f32::NAN; rows * (c1 - c0)];
+            transpose_block(&src[c0..], cols, rows, c1 - c0, &mut band);
+            assert_eq!(band, whole[c0 * rows..c1 * rows], "columns {c0}..{c1}");
         }
     }
 }
