@@ -81,8 +81,15 @@ impl Optimizer {
                 OptimizerKind::Sgd => {
                     let mom = self.cfg.momentum;
                     match &self.m[i] {
-                        // Every later step: two passes in place, the same bits as below.
-                        Some(buf) if mom > 0.0 && buf.is_contiguous() && w.is_contiguous() => {
+                        // Every later step on the CPU: two passes in place, the same bits
+                        // as below (the ops have no GPU kernels).
+                        Some(buf)
+                            if mom > 0.0
+                                && w.device().is_cpu()
+                                && w.dtype() == candle_core::DType::F32
+                                && buf.is_contiguous()
+                                && w.is_contiguous() =>
+                        {
                             let step = MomentumStep {
                                 momentum: mom as f32,
                                 weight_decay: (wd > 0.0).then_some(wd as f32),
