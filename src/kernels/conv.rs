@@ -448,8 +448,8 @@ impl FusedConv {
                 let cols = &mut in_buf[..ckk * width];
                 // Threads take whole rows of the columns (all samples of each row), so each
                 // writes one contiguous block; a loop over samples left it to one thread.
-                let rows_per_task = ckk.div_ceil(2 * rayon::current_num_threads());
-                cols.par_chunks_mut(rows_per_task * width)
+                let rows_per_task = ckk.div_ceil(2 * rayon::current_num_threads()).max(1);
+                cols.par_chunks_mut((rows_per_task * width).max(1))
                     .enumerate()
                     .for_each(|(t, block)| {
                         let r0 = t * rows_per_task;

@@ -55,6 +55,24 @@ fn scale(v: f32, by: f32) -> f32 {
     v * by + 0.0
 }
 
+/// `f(dst part, the sources' same parts)` over the whole of `dst`: on the calling thread for
+/// a small parameter, else in chunks of [`CHUNK`] split between the threads (each element is
+/// computed on its own, so the split changes no result).
+fn in_chunks<const N: usize>(
+    dst: &mut [f32],
+    srcs: [&[f32]; N],
+    f: impl Fn(&mut [f32], [&[f32]; N]) + Sync,
+) {
+    if dst.len() < 2 * CHUNK {
+        f(dst, srcs);
+        return;
+    }
+    dst.par_chunks_mut(CHUNK).enumerate().for_each(|(i, part)| {
+        let at = i * CHUNK;
+        f(part, srcs.map(|s| &s[at..at + part.len()]));
+    });
+}
+
 impl MomentumStep {
     fn apply(&self, buf: &mut [f32], g: &[f32], w: &[f32]) {
         let mom = self.momentum;
@@ -90,13 +108,7 @@ impl InplaceOp3 for MomentumStep {
         let buf = dst_f32(dst, dst_l, "momentum buffer")?;
         let g = src_f32(g, gl, "gradient", buf.len())?;
         let w = src_f32(w, wl, "weight", buf.len())?;
-        if buf.len() < 2 * CHUNK {
-            self.apply(buf, g, w);
-        } else {
-            buf.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK).zip(w.par_chunks(CHUNK)))
-                .for_each(|(b, (g, w))| self.apply(b, g, w));
-        }
+        in_chunks(buf, [g, w], |b, [g, w]| self.apply(b, g, w));
         Ok(())
     }
 }
@@ -123,13 +135,7 @@ impl InplaceOp2 for DescentStep {
     ) -> Result<()> {
         let w = dst_f32(dst, dst_l, "weight")?;
         let buf = src_f32(buf, bl, "momentum buffer", w.len())?;
-        if w.len() < 2 * CHUNK {
-            self.apply(w, buf);
-        } else {
-            w.par_chunks_mut(CHUNK)
-                .zip(buf.par_chunks(CHUNK))
-                .for_each(|(w, b)| self.apply(w, b));
-        }
+        in_chunks(w, [buf], |w, [b]| self.apply(w, b));
         Ok(())
     }
 }
