@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Seeds for the experiment_file fuzz target: the repository's experiment files, and the
 same with one value at a time replaced by a value of every TOML type (and by arrays of
-each), one line at a time deleted, and every key the file's tables know (src/spec/file.rs)
+each), likewise each element of an array and each value in an inline table, one line at a
+time deleted, and every key the file's tables know (src/spec/file.rs)
 and an unknown one added to every table; likewise with the commented-out examples live.
 
     scripts/fuzz-type-seeds.py OUT_DIR
@@ -26,7 +27,9 @@ import tomllib
 SCALARS = [
     '"x"', '""', "0", "-1", "1", "1000000000000", "0.5", "-0.5", "nan", "inf", "-inf", "true",
     "1979-05-27", "1979-05-27T07:32:00Z", "1979-05-27T07:32:00.999-07:00",
-    "1979-05-27T07:32:00", "07:32:00", "07:32:00.5",
+    "1979-05-27T07:32:00", "07:32:00", "07:32:00.5", "1979-05-27T07:32:00+01:30",
+    "1979-05-27t07:32:00z", "1979-05-27 07:32:00", "1979-05-27T00:32:00.123456789Z",
+    "2000-02-29",
 ]
 VALUES = SCALARS + [f"[{v}]" for v in SCALARS] + [
     "[]", '["x", 1]', "[[1]]", "[{}]", "[{ x = 1 }]", '[{ from = "a", to = "b" }]', "{}",
@@ -36,6 +39,9 @@ VALUES = SCALARS + [f"[{v}]" for v in SCALARS] + [
 # from the repository's files, added to every table in turn.
 FIELD = re.compile(r"^\s*pub ([a-z_]+):", re.M)
 KEY_LINE = re.compile(r'^(\s*)([A-Za-z0-9_."-]+)(\s*=\s*)(.+)$')
+# A scalar inside an array or an inline table: a string, or a bare number, boolean or date.
+INNER_SCALAR = re.compile(r'"[^"]*"|[-+0-9A-Za-z_.:]+')
+INNER_VALUES = SCALARS + ["[1]", "{}", "{ x = 1 }"]
 COMMENTED_KEY_LINE = re.compile(r"^#\s*([a-z_]+\s*=.*)$")
 TABLE_LINE = re.compile(r"^\s*\[")
 
@@ -53,9 +59,19 @@ def variants(lines, fields):
     for i, line in enumerate(lines):
         m = KEY_LINE.match(line)
         if m:
-            for value in VALUES:
-                yield lines[:i] + [m.group(1) + m.group(2) + m.group(3) + value] + lines[i + 1:]
+            head, value = m.group(1) + m.group(2) + m.group(3), m.group(4)
+            for v in VALUES:
+                yield lines[:i] + [head + v] + lines[i + 1:]
             yield lines[:i] + lines[i + 1:]
+            # Each of the first scalars inside an array or inline table (an element, or a
+            # key's value in `{ from = "module.", to = "" }`), retyped in turn: the
+            # deserialisers of the elements and of the tables' fields are paths of their own.
+            if value.lstrip()[:1] in "[{":
+                inner = [t for t in INNER_SCALAR.finditer(value) if "=" not in t.group()][:6]
+                for t in inner:
+                    for v in INNER_VALUES:
+                        retyped = head + value[:t.start()] + v + value[t.end():]
+                        yield lines[:i] + [retyped] + lines[i + 1:]
         if TABLE_LINE.match(line):
             for key in ["zz_unknown_key", *fields]:
                 for value in ["1", '"x"']:
