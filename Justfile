@@ -41,7 +41,7 @@ kill-trials:
 fuzz TARGET SECONDS="600":
     scripts/fuzz-campaign.sh {{TARGET}} {{SECONDS}}
 
-# Minimise TARGET's corpus and save it as fuzz/seeds/TARGET.tar.xz (fuzz unpacks it into an empty corpus)
+# Minimise TARGET's corpus and save it as fuzz/seeds/TARGET.tar.xz (fuzz adds it to the corpus)
 fuzz-save TARGET:
     scripts/fuzz-save-corpus.sh {{TARGET}}
 

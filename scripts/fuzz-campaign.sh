@@ -21,11 +21,13 @@ target=${1:?usage: scripts/fuzz-campaign.sh TARGET SECONDS}
 seconds=${2:?usage: scripts/fuzz-campaign.sh TARGET SECONDS}
 cd "$(dirname "$0")/../fuzz" || exit 2
 mkdir -p logs "corpus/$target"
-# A fresh checkout (or machine) starts from the committed minimised corpus, when there is
-# one (scripts/fuzz-save-corpus.sh writes it), so campaigns add up across machines.
-if [ -f "seeds/$target.tar.xz" ] && [ -z "$(ls -A "corpus/$target")" ]; then
-    tar -xJf "seeds/$target.tar.xz" -C corpus || exit 2
-    echo "corpus/$target: $(ls "corpus/$target" | wc -l) inputs from seeds/$target.tar.xz"
+# The committed minimised corpus (scripts/fuzz-save-corpus.sh writes it) is added to the
+# corpus, so campaigns add up across machines, also where the seed generators
+# (scripts/fuzz-*-seeds.py) filled the folder first. Inputs are named by their SHA-1, so
+# what the corpus already has is skipped.
+if [ -f "seeds/$target.tar.xz" ]; then
+    tar -xJf "seeds/$target.tar.xz" -C corpus --skip-old-files || exit 2
+    echo "corpus/$target: $(ls "corpus/$target" | wc -l) inputs with seeds/$target.tar.xz"
 fi
 dict=()
 [ -f "dicts/$target.dict" ] && dict=("-dict=dicts/$target.dict")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Minimises one target's corpus (libFuzzer's merge: the fewest inputs that keep every
-# feature) and saves it as fuzz/seeds/TARGET.tar.xz, which scripts/fuzz-campaign.sh unpacks
-# into an empty corpus, so that a campaign on another machine continues this one.
+# feature) and saves it as fuzz/seeds/TARGET.tar.xz, which scripts/fuzz-campaign.sh adds
+# to the corpus, so that a campaign on another machine continues this one.
 #
 #   scripts/fuzz-save-corpus.sh TARGET
 #
