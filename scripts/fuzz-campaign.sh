@@ -14,6 +14,10 @@
 # FUZZ_TIMEOUT (seconds, default 10) is libFuzzer's hang limit: its clock is the wall clock,
 # so a campaign that is paused (SIGSTOP, to free the cores for a measurement) for longer
 # reports a "timeout" that is no hang; raise it for such campaigns.
+# FUZZ_FORK=N (default 1) fuzzes with N processes at once (libFuzzer's -fork=N: child
+# processes on parts of the corpus, their finds merged into it), so a campaign can use
+# every core; its cov counts differ from a single process's (compare campaigns of the same
+# mode only), and its start is the first status line, as fork mode prints no INITED line.
 # Exit status: libFuzzer's (non-zero when it found a crash, a hang or a memory blow-up; the
 # input is then under fuzz/artifacts/TARGET/).
 set -uo pipefail
@@ -30,24 +34,27 @@ if [ -f "seeds/$target.tar.xz" ]; then
     echo "corpus/$target: $(ls "corpus/$target" | wc -l) inputs with seeds/$target.tar.xz"
 fi
 dict=()
+fork=()
+[ "${FUZZ_FORK:-1}" -gt 1 ] && fork=("-fork=$FUZZ_FORK")
 [ -f "dicts/$target.dict" ] && dict=("-dict=dicts/$target.dict")
 log="logs/$target.log"
 # Build first, so that the clock starts with the fuzzing.
 cargo +nightly fuzz build -O -a -s none "$target" || exit 2
 start=$EPOCHSECONDS
 cargo +nightly fuzz run -O -a -s none "$target" -- \
-    -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=4096 -print_final_stats=1 "${dict[@]}" 2>&1 |
+    -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=4096 -print_final_stats=1 "${fork[@]}" "${dict[@]}" 2>&1 |
     while IFS= read -r line; do printf '%6d %s\n' $((EPOCHSECONDS - start)) "$line"; done >"$log"
 status=${PIPESTATUS[0]}
 awk -v target="$target" -v total="$seconds" -v status="$status" '
-    # "#1234  NEW    cov: 10 ft: 20 corp: ..." and the same for INITED/pulse/REDUCE lines
-    $2 ~ /^#[0-9]+$/ {
+    # "#1234  NEW    cov: 10 ft: 20 corp: ..." and the same for INITED/pulse/REDUCE lines;
+    # in fork mode "#1234: cov: 10 ft: 20 corp: ..." once per finished child
+    $2 ~ /^#[0-9]+:?$/ {
         n = substr($2, 2) + 0
         for (i = 3; i < NF; i++) {
             if ($i == "cov:") c = $(i + 1) + 0
             if ($i == "ft:") f = $(i + 1) + 0
         }
-        if ($3 == "INITED") { t0 = $1; n0 = n; cov0 = c; ft0 = f }
+        if ($3 == "INITED" || ($2 ~ /:$/ && !started)) { t0 = $1; n0 = n; cov0 = c; ft0 = f; started = 1 }
         t = $1 - t0
         if (c > cov) { cov = c; last_cov = t }
         if (f > ft) ft = f
