@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod checksum;
 pub mod image_folder;
+pub mod jpeg_end;
 pub mod load;
 pub mod medmnist;
 pub mod numpy;

@@ -185,3 +185,63 @@ fn datasets_command_reports_presence() {
     // Missing data is a clear error pointing at the smoke profile.
     assert_bad_input(&ws.run(&ARGS), &["rgb.npz", "--profile smoke"]);
 }
+
+/// An image-folder task of `n` JPEGs per class (two classes), each a real JPEG as the
+/// `image` crate writes it; returns the path of the first.
+fn jpeg_folder(ws: &Workspace, n: u32) -> std::path::PathBuf {
+    ws.write(
+        "reg.toml",
+        r#"
+[[dataset]]
+key = "folders"
+name = "Folders"
+role = "pretrain"
+source = "written by the integration test"
+
+[[dataset.task]]
+id = 1
+key = "photos"
+name = "Photos"
+modality = "Dermatoscope"
+region = "Skin"
+labels = 2
+images = 24
+format = "image_folder"
+path = "photos"
+"#,
+    );
+    for (class, value) in [("benign", 40u8), ("malignant", 200)] {
+        let dir = ws.path().join("data/photos").join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            let img = image::RgbImage::from_fn(20, 16, |x, y| {
+                image::Rgb([value, (x * 12) as u8, (y * 15 + i) as u8])
+            });
+            img.save(dir.join(format!("{i:02}.jpg"))).unwrap();
+        }
+    }
+    ws.write(
+        "exp.toml",
+        &format!("name = \"folders\"\nseeds = [0]\nstages = [\"decompose\"]\n\n[grid]\nmethod = [\"stl\"]\npretrain = [\"folders\"]\n{PROFILE}"),
+    );
+    ws.path().join("data/photos/benign/00.jpg")
+}
+
+#[test]
+fn a_truncated_jpeg_is_bad_input_naming_it_and_the_whole_folder_trains() {
+    let ws = Workspace::new();
+    let first = jpeg_folder(&ws, 12);
+    let whole = std::fs::read(&first).unwrap();
+    // Cut halfway through the scan (its header holds most of so small a file): the
+    // decoder alone would fill the missing rows with grey.
+    let scan = whole.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    std::fs::write(&first, &whole[..(scan + whole.len()) / 2]).unwrap();
+    assert_bad_input(
+        &ws.run(&ARGS),
+        &["benign/00.jpg", "before its end-of-image marker"],
+    );
+    std::fs::write(&first, &whole).unwrap();
+    let o = ws.run(&ARGS);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 trained"), "{}", stderr(&o));
+}
