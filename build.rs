@@ -48,7 +48,16 @@ fn main() {
     }
     let commit = git(&["rev-parse", "HEAD"]);
     let dirty = commit.as_ref().and_then(|_| {
-        git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty())
+        // Without --no-optional-locks `git status` rewrites the index to refresh its stat
+        // data, and the index is watched: the next build (in a worktree, every other one)
+        // ran this script again and recompiled the crate for nothing.
+        git(&[
+            "--no-optional-locks",
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ])
+        .map(|s| !s.is_empty())
     });
     println!(
         "cargo:rustc-env=KDBENCH_GIT_COMMIT={}",
