@@ -19,12 +19,12 @@ report *ARGS:
 efficiency FILE *ARGS:
     cargo run --release -- efficiency {{FILE}} {{ARGS}}
 
-# The nightly regression sweep: run experiments/nightly.toml (2 threads, as its baseline), then
+# The nightly regression sweep: run experiments/nightly.toml (one worker on 2 threads, as its baseline), then
 # judge it against results/baselines/nightly.parquet; exit 1 on a regression or failed run.
 # Reports: reports/nightly/regress.md and regress.json. (A failed run does not stop the
 # recipe: the verdict names its cells.)
 nightly *ARGS:
-    -cargo run --release -- run experiments/nightly.toml --threads 2 --plain
+    -cargo run --release -- run experiments/nightly.toml --threads 2 --jobs 1 --plain
     cargo run --release -- regress --baseline nightly --experiment nightly {{ARGS}}
 
 # Promote the finished sweep of an experiment to a baseline (e.g. just baseline nightly --experiment nightly)

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use super::workers::Jobs;
 use crate::report;
 
 #[derive(Parser, Debug)]
@@ -56,8 +57,10 @@ pub enum Command {
         device: Vec<String>,
         /// Workers per device, each running its own run at once; CPU workers divide the
         /// threads between them (`--device cpu --jobs 4 --threads 8`: 2 threads each).
-        #[arg(long, default_value_t = 1)]
-        jobs: usize,
+        /// `auto`: one CPU worker per thread, and a run that has the machine to itself (a
+        /// foundation model its students wait for) on all the threads; one worker per GPU.
+        #[arg(long, default_value = "auto")]
+        jobs: Jobs,
         /// CPU threads for tensor kernels (sets RAYON_NUM_THREADS). Same threads + seed +
         /// code = identical metrics.
         #[arg(long)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::args::GlobalArgs;
 use super::memory_check::check_memory;
 use super::preflight::check_inputs;
-use super::workers::layout;
+use super::workers::{layout, Jobs};
 use crate::data::registry::Registry;
 use crate::data::{source, DataKind};
 use crate::error::Result;
@@ -234,6 +234,7 @@ pub(super) fn train_executor(
     registry: Arc<Registry>,
     threads: u32,
     pools: Vec<Option<rayon::ThreadPool>>,
+    wide: Option<rayon::ThreadPool>,
     session_started: f64,
 ) -> Result<TrainExecutor> {
     Ok(TrainExecutor {
@@ -248,6 +249,7 @@ pub(super) fn train_executor(
         claims: ClaimSettings::from_env()?,
         session_started,
         pools,
+        wide,
     })
 }
 
@@ -256,13 +258,14 @@ pub(super) fn cmd_run(
     file: &Path,
     profile: Option<&str>,
     devices: &[String],
-    jobs: usize,
+    jobs: Jobs,
     plain: bool,
 ) -> Result<u8> {
     for d in devices {
         open_device(d)?;
     }
-    let workers = layout(devices, jobs, candle_core::utils::get_num_threads())?;
+    let all_threads = candle_core::utils::get_num_threads();
+    let mut workers = layout(devices, jobs, all_threads)?;
     ClaimSettings::from_env()?;
     let session_started = now();
     let Prepared {
@@ -274,12 +277,23 @@ pub(super) fn cmd_run(
     } = prepare(g, file, profile, false)?;
     // Before any training: a step too large for free memory would be killed by the OS
     // (CPU) or fail at its first step (GPU).
-    check_memory(&experiment, &profile, &workers.devices)?;
+    if let Err(e) = check_memory(&experiment, &profile, &workers.devices) {
+        // `auto` chose the workers: fewer steps at once before refusing.
+        if jobs != Jobs::Auto || workers.devices.len() == devices.len() {
+            return Err(e);
+        }
+        workers = layout(devices, Jobs::Fixed(1), all_threads)?;
+        check_memory(&experiment, &profile, &workers.devices)?;
+        eprintln!("--jobs auto: one worker per device, as a training step per thread at once would not fit in memory");
+    }
     let threads = workers.threads as u32;
-    let per_worker = if workers.devices.len() > 1 {
-        " per CPU worker"
-    } else {
-        ""
+    let per_worker = match &workers.wide {
+        Some(pool) => format!(
+            " per CPU worker, {} for a run alone",
+            pool.current_num_threads()
+        ),
+        None if workers.devices.len() > 1 => " per CPU worker".to_string(),
+        None => String::new(),
     };
     eprintln!(
         "experiment {} · profile {} · {} runs ({} cached, {} to run) · workers {} · {} threads{per_worker}",
@@ -297,6 +311,7 @@ pub(super) fn cmd_run(
         registry,
         threads,
         workers.pools,
+        workers.wide,
         session_started,
     )?;
     let progress = Progress::new(todo.len(), workers.devices.len(), plain);

@@ -26,6 +26,7 @@ use crate::train::runner::RunContext;
 use args::{Cli, Command, DatasetsFormat, ExecutorKind};
 use bench::cmd_bench;
 use experiment::{cmd_plan, cmd_run, cmd_status, load_registry, report_options};
+use workers::Jobs;
 
 /// Parse `args` and execute; returns the exit code.
 pub fn run<I, T>(args: I) -> Result<u8>
@@ -71,7 +72,9 @@ where
                     cmd_run(g, file, profile.as_deref(), device, *jobs, *plain)
                 }
                 ExecutorKind::Slurm => {
-                    if *jobs != 1 || device.iter().any(|d| d != "cpu") {
+                    if !matches!(jobs, Jobs::Auto | Jobs::Fixed(1))
+                        || device.iter().any(|d| d != "cpu")
+                    {
                         return Err(Error::input(
                             "--executor slurm: Slurm places the runs; use --gpus-per-run (and --threads) instead of --device/--jobs",
                         ));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::args::GlobalArgs;
 use super::experiment::{load_experiment, load_registry, prepare, train_executor};
-use super::workers::layout;
+use super::workers::{layout, Jobs};
 use crate::error::{Error, Result};
 use crate::sched::dag::{dependencies, Plan, PlanNode};
 use crate::sched::local::run_plan;
@@ -217,13 +217,14 @@ pub(super) fn cmd_exec(
     let registry = Arc::new(load_registry(&g.registry)?);
     let threads = candle_core::utils::get_num_threads();
     // One worker, inside its own pool as in `harness run` (see `cli::workers`).
-    let workers = layout(&[device.to_string()], 1, threads)?;
+    let workers = layout(&[device.to_string()], Jobs::Fixed(1), threads)?;
     let exec = train_executor(
         g,
         &experiment,
         registry,
         threads as u32,
         workers.pools,
+        None,
         now(),
     )?;
     let progress = Progress::new(1, 1, true);

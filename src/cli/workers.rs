@@ -3,6 +3,16 @@
 //! (each trains in its own thread pool of `threads / N` threads; `threads` is `--threads`, or
 //! the machine's cores).
 //!
+//! `--jobs auto` (the default) gives the CPU one worker per thread, each computing on one
+//! thread, plus a pool of all the threads for a run that has the machine to itself (see
+//! `sched::local`): the small runs of a sweep gain more from running side by side than from
+//! a second thread each (the smoke quickstart's 23 students took 260 s on two 1-thread
+//! workers against 349 s one after the other on two threads; 2-core Intel Xeon, AVX-512),
+//! while a foundation model that the decomposition stage waits for gets every core. Results
+//! do not depend on the thread count (the kernels sum in a fixed order; 24 checkpoints of a
+//! shortened quickstart are the same bits at 1 and 2 threads), so neither do they on the
+//! schedule. GPUs get one worker each.
+//!
 //! A single CPU worker gets its own pool too, and its runs execute *inside* it (see
 //! `sched::local`): a run driven from a thread outside the pool is a third busy thread on a
 //! two-core machine, and whenever it ran the sequential parts of a step the pool's two
@@ -44,6 +54,28 @@ pub(super) fn widen_candle_pool(threads: usize) {
     }
 }
 
+/// `--jobs`: workers per device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jobs {
+    /// One CPU worker per thread, runs alone on the machine widened to all of them; one
+    /// worker per GPU.
+    Auto,
+    Fixed(usize),
+}
+
+impl std::str::FromStr for Jobs {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Jobs, String> {
+        if s == "auto" {
+            return Ok(Jobs::Auto);
+        }
+        s.parse()
+            .map(Jobs::Fixed)
+            .map_err(|_| format!("`{s}` is neither a number of workers nor `auto`"))
+    }
+}
+
 pub(super) struct Workers {
     /// The device of each worker.
     pub devices: Vec<String>,
@@ -51,15 +83,23 @@ pub(super) struct Workers {
     pub threads: usize,
     /// Each worker's own thread pool, where CPU workers share the cores.
     pub pools: Vec<Option<rayon::ThreadPool>>,
+    /// `--jobs auto` with several CPU workers: a pool of all the threads, for a run that
+    /// would otherwise leave the other workers idle.
+    pub wide: Option<rayon::ThreadPool>,
 }
 
-pub(super) fn layout(devices: &[String], jobs: usize, total_threads: usize) -> Result<Workers> {
-    if jobs == 0 {
-        return Err(Error::input("--jobs must be at least 1"));
+pub(super) fn layout(devices: &[String], jobs: Jobs, total_threads: usize) -> Result<Workers> {
+    let per_device = |d: &String| match jobs {
+        Jobs::Fixed(n) => n,
+        Jobs::Auto if d == "cpu" => total_threads.max(1),
+        Jobs::Auto => 1,
+    };
+    if jobs == Jobs::Fixed(0) {
+        return Err(Error::input("--jobs must be at least 1 (or auto)"));
     }
     let devices: Vec<String> = devices
         .iter()
-        .flat_map(|d| std::iter::repeat_n(d.clone(), jobs))
+        .flat_map(|d| std::iter::repeat_n(d.clone(), per_device(d)))
         .collect();
     let cpu_workers = devices.iter().filter(|d| *d == "cpu").count();
     let threads = total_threads / cpu_workers.max(1);
@@ -79,10 +119,16 @@ pub(super) fn layout(devices: &[String], jobs: usize, total_threads: usize) -> R
         }
         pools.push(Some(cpu_pool(threads, &format!("worker{w}"))?));
     }
+    let wide = if jobs == Jobs::Auto && cpu_workers > 1 {
+        Some(cpu_pool(total_threads, "wide")?)
+    } else {
+        None
+    };
     Ok(Workers {
         devices,
         threads,
         pools,
+        wide,
     })
 }
 
@@ -106,7 +152,7 @@ mod tests {
 
     #[test]
     fn cpu_jobs_divide_the_threads() {
-        let w = layout(&names(&["cpu"]), 3, 8).unwrap();
+        let w = layout(&names(&["cpu"]), Jobs::Fixed(3), 8).unwrap();
         assert_eq!(w.devices, names(&["cpu", "cpu", "cpu"]));
         assert_eq!(w.threads, 2);
         assert!(w
@@ -117,23 +163,42 @@ mod tests {
 
     #[test]
     fn one_cpu_worker_gets_a_pool_of_all_the_threads() {
-        let w = layout(&names(&["cpu"]), 1, 4).unwrap();
+        let w = layout(&names(&["cpu"]), Jobs::Fixed(1), 4).unwrap();
         assert_eq!((w.devices.len(), w.threads), (1, 4));
         assert_eq!(w.pools[0].as_ref().unwrap().current_num_threads(), 4);
     }
 
     #[test]
     fn gpu_workers_take_no_cpu_share() {
-        let w = layout(&names(&["cuda:0", "cuda:1"]), 2, 2).unwrap();
+        let w = layout(&names(&["cuda:0", "cuda:1"]), Jobs::Fixed(2), 2).unwrap();
         assert_eq!(w.devices, names(&["cuda:0", "cuda:0", "cuda:1", "cuda:1"]));
         assert!(w.pools.iter().all(Option::is_none));
     }
 
     #[test]
+    fn auto_gives_each_cpu_thread_a_worker_and_a_wide_pool_beside() {
+        let w = layout(&names(&["cpu"]), Jobs::Auto, 3).unwrap();
+        assert_eq!((w.devices.len(), w.threads), (3, 1));
+        assert_eq!(w.wide.as_ref().unwrap().current_num_threads(), 3);
+        let one = layout(&names(&["cpu"]), Jobs::Auto, 1).unwrap();
+        assert_eq!((one.devices.len(), one.threads), (1, 1));
+        assert!(one.wide.is_none(), "one worker has every thread already");
+        let gpus = layout(&names(&["cuda:0", "cuda:1"]), Jobs::Auto, 4).unwrap();
+        assert_eq!(gpus.devices, names(&["cuda:0", "cuda:1"]));
+        assert!(gpus.wide.is_none());
+        assert_eq!("auto".parse(), Ok(Jobs::Auto));
+        assert_eq!("3".parse(), Ok(Jobs::Fixed(3)));
+        assert!("two".parse::<Jobs>().unwrap_err().contains("`two`"));
+    }
+
+    #[test]
     fn too_few_threads_is_bad_input() {
-        let e = layout(&names(&["cpu"]), 4, 2).err().unwrap().to_string();
+        let e = layout(&names(&["cpu"]), Jobs::Fixed(4), 2)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("4 CPU workers"), "{e}");
         assert!(e.contains("--threads 4"), "{e}");
-        assert!(layout(&names(&["cpu"]), 0, 2).is_err());
+        assert!(layout(&names(&["cpu"]), Jobs::Fixed(0), 2).is_err());
     }
 }

@@ -1,7 +1,9 @@
 //! The local scheduler: worker threads (one or more per device) pull runs whose dependencies
 //! have finished, skip runs that are already done, isolate failures (a failed or diverged run
 //! is recorded and its dependants are skipped with the reason; everything else goes on) and
-//! return a summary for the final report and exit code.
+//! return a summary for the final report and exit code. Ready runs start in critical-path
+//! order (see [`Queued`]); where the executor has a pool of every worker's threads, a run
+//! that no other ready run could run beside usefully takes it (see [`Executor::can_widen`]).
 //!
 //! Several processes may execute the same plan on one results folder (two terminals, Slurm
 //! array tasks, a cron job overlapping a manual run). A worker claims a run before executing
@@ -39,14 +41,23 @@ pub trait Executor: Sync {
     fn claim(&self, node: &PlanNode) -> Claimed;
 
     /// Execute a claimed run on `device` as worker `worker`; the claim is released after.
+    /// `wide`: the run has the machine to itself (see [`Executor::can_widen`]).
     fn execute(
         &self,
         node: &PlanNode,
         claim: Box<Claim>,
         worker: usize,
         device: &str,
+        wide: bool,
         sink: &dyn StepSink,
     ) -> RunOutcome;
+
+    /// Whether a run can compute on every worker's threads at once: then a run that is the
+    /// only one ready while every worker is idle (a foundation model its students wait for)
+    /// does, and the other workers wait for it.
+    fn can_widen(&self) -> bool {
+        false
+    }
 
     /// Records that a run was not started because a dependency did not succeed.
     fn skipped(&self, _node: &PlanNode, _reason: &str) {}
@@ -62,6 +73,8 @@ pub struct TrainExecutor {
     /// Each CPU worker's own thread pool (its share of the cores), which its runs execute
     /// inside; `None` (GPU workers): the global pool.
     pub pools: Vec<Option<rayon::ThreadPool>>,
+    /// A pool of all the CPU threads, for a run that has the machine to itself.
+    pub wide: Option<rayon::ThreadPool>,
 }
 
 impl TrainExecutor {
@@ -97,13 +110,25 @@ impl Executor for TrainExecutor {
         claim: Box<Claim>,
         worker: usize,
         device: &str,
+        wide: bool,
         sink: &dyn StepSink,
     ) -> RunOutcome {
+        if let (true, Some(pool)) = (wide, &self.wide) {
+            let ctx = RunContext {
+                threads: pool.current_num_threads() as u32,
+                ..self.ctx.clone()
+            };
+            return pool.install(|| runner::execute(&node.spec, device, &ctx, sink, &claim));
+        }
         let run = || runner::execute(&node.spec, device, &self.ctx, sink, &claim);
         match self.pools.get(worker) {
             Some(Some(pool)) => pool.install(run),
             _ => run(),
         }
+    }
+
+    fn can_widen(&self) -> bool {
+        self.wide.is_some()
     }
 
     fn skipped(&self, node: &PlanNode, reason: &str) {
@@ -192,9 +217,41 @@ enum NodeState {
     Bad,
 }
 
+/// A run not yet started, in the order runs start: the most work first on the longest
+/// chain from the run to the end of the plan (its own [`PlanNode::work_estimate`] plus its
+/// dependants'; critical-path list scheduling), then by plan index. So a foundation model
+/// starts before the students nobody waits on, and long students before short ones.
+type Queued = (std::cmp::Reverse<u64>, usize);
+
+/// Each node's queue place, and whether runs still to do wait on it.
+fn priorities(plan: &Plan, todo: &BTreeSet<usize>) -> (Vec<Queued>, Vec<bool>) {
+    let n = plan.nodes.len();
+    let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for &j in todo {
+        for &d in &plan.nodes[j].deps {
+            dependants[d].push(j);
+        }
+    }
+    let mut chain = vec![0u64; n];
+    for i in plan.topological_order().into_iter().rev() {
+        let after = dependants[i].iter().map(|&j| chain[j]).max().unwrap_or(0);
+        chain[i] = plan.nodes[i].work_estimate().saturating_add(after);
+    }
+    let queued = (0..n).map(|i| (std::cmp::Reverse(chain[i]), i)).collect();
+    (queued, dependants.iter().map(|d| !d.is_empty()).collect())
+}
+
 struct Shared {
     states: Vec<NodeState>,
-    remaining: BTreeSet<usize>,
+    remaining: BTreeSet<Queued>,
+    /// Each node's place in `remaining`.
+    queued: Vec<Queued>,
+    /// Whether runs still to do wait on the node.
+    awaited: Vec<bool>,
+    /// Runs picked and not yet recorded (or put back).
+    running: usize,
+    /// A run computing on every worker's threads is running: the other workers wait.
+    wide_running: bool,
     /// Runs another process holds, with when to look again.
     held_elsewhere: BTreeMap<usize, Instant>,
     /// Runs whose wait has been announced.
@@ -203,24 +260,34 @@ struct Shared {
 }
 
 impl Shared {
-    /// The next node to work on: a ready one, else one held elsewhere that is due for
-    /// another look; `Err(wait)` when there is none yet (`None`: nothing left at all).
+    /// The next node to work on, and whether it runs wide: a ready one (the longest
+    /// first), else one held elsewhere that is due for another look; `Err(wait)` when there
+    /// is none yet (`None`: nothing left at all).
     fn pick(
         &mut self,
         plan: &Plan,
         exec: &dyn Executor,
         progress: &Progress,
-    ) -> Result<usize, Option<Duration>> {
-        // Skip dependants of failed runs, then take the first ready node.
-        let candidates: Vec<usize> = self.remaining.iter().copied().collect();
-        for i in candidates {
+    ) -> Result<(usize, bool), Option<Duration>> {
+        if self.wide_running {
+            return Err(Some(Duration::from_secs(3600)));
+        }
+        // Skip dependants of failed runs, then take the first ready node. With nothing
+        // running (nor held by another process), it runs wide if no other ready run
+        // could use the cores instead: it is the only one, or the only one others wait on
+        // (a foundation model before its students; two foundations train side by side).
+        let may_widen = exec.can_widen() && self.running == 0 && self.held_elsewhere.is_empty();
+        let mut first: Option<usize> = None;
+        let candidates: Vec<Queued> = self.remaining.iter().copied().collect();
+        for q in candidates {
+            let i = q.1;
             let deps = &plan.nodes[i].deps;
             if let Some(&bad) = deps.iter().find(|&&d| self.states[d] == NodeState::Bad) {
                 let reason = format!(
                     "dependency {} did not succeed",
                     plan.nodes[bad].spec.label()
                 );
-                self.remaining.remove(&i);
+                self.remaining.remove(&q);
                 self.states[i] = NodeState::Bad;
                 let label = plan.nodes[i].spec.label();
                 exec.skipped(&plan.nodes[i], &reason);
@@ -228,11 +295,18 @@ impl Shared {
                 self.summary.skipped.push((label, reason));
                 continue;
             }
-            if deps.iter().all(|&d| self.states[d] == NodeState::Ok) {
-                self.remaining.remove(&i);
-                self.states[i] = NodeState::Running;
-                return Ok(i);
+            if !deps.iter().all(|&d| self.states[d] == NodeState::Ok) {
+                continue;
             }
+            match first {
+                None if !may_widen => return Ok(self.start(i, false)),
+                None => first = Some(i),
+                Some(f) if !self.awaited[f] || self.awaited[i] => return Ok(self.start(f, false)),
+                Some(_) => {}
+            }
+        }
+        if let Some(f) = first {
+            return Ok(self.start(f, true));
         }
         let now = Instant::now();
         if let Some(i) = self
@@ -243,7 +317,8 @@ impl Shared {
         {
             self.held_elsewhere.remove(&i);
             self.states[i] = NodeState::Running;
-            return Ok(i);
+            self.running += 1;
+            return Ok((i, false));
         }
         if self.remaining.is_empty() && self.held_elsewhere.is_empty() {
             return Err(None);
@@ -254,7 +329,25 @@ impl Shared {
         })))
     }
 
+    /// Take node `i` out of the queue to run it.
+    fn start(&mut self, i: usize, wide: bool) -> (usize, bool) {
+        self.remaining.remove(&self.queued[i]);
+        self.states[i] = NodeState::Running;
+        self.running += 1;
+        self.wide_running = wide;
+        (i, wide)
+    }
+
+    /// A picked node went back to waiting (another process holds it).
+    fn put_back(&mut self, i: usize) {
+        self.states[i] = NodeState::Waiting;
+        self.running -= 1;
+        self.wide_running = false;
+    }
+
     fn record(&mut self, i: usize, label: String, outcome: RunOutcome, elsewhere: bool) {
+        self.running -= 1;
+        self.wide_running = false;
         let place = |e: String| {
             if elsewhere {
                 format!("in another process: {e}")
@@ -306,6 +399,10 @@ pub fn run_plan(
     let mut shared = Shared {
         states: vec![NodeState::Waiting; plan.nodes.len()],
         remaining: BTreeSet::new(),
+        queued: Vec::new(),
+        awaited: Vec::new(),
+        running: 0,
+        wide_running: false,
         held_elsewhere: BTreeMap::new(),
         announced: BTreeSet::new(),
         summary: Summary::default(),
@@ -315,9 +412,12 @@ pub fn run_plan(
             shared.states[i] = NodeState::Ok;
             shared.summary.cached.push(plan.nodes[i].spec.label());
         } else {
-            shared.remaining.insert(i);
+            shared.remaining.insert((std::cmp::Reverse(0), i));
         }
     }
+    let todo: BTreeSet<usize> = shared.remaining.iter().map(|q| q.1).collect();
+    (shared.queued, shared.awaited) = priorities(plan, &todo);
+    shared.remaining = todo.iter().map(|&i| shared.queued[i]).collect();
     let lock = Mutex::new(shared);
     let wake = Condvar::new();
     std::thread::scope(|scope| {
@@ -328,7 +428,7 @@ pub fn run_plan(
                     let mut g = lock.lock().expect("scheduler lock");
                     loop {
                         match g.pick(plan, exec, progress) {
-                            Ok(i) => break Some(i),
+                            Ok(picked) => break Some(picked),
                             Err(None) => break None,
                             Err(Some(wait)) => {
                                 g = wake.wait_timeout(g, wait).expect("scheduler lock").0;
@@ -336,7 +436,7 @@ pub fn run_plan(
                         }
                     }
                 };
-                let Some(i) = next else {
+                let Some((i, wide)) = next else {
                     wake.notify_all();
                     return;
                 };
@@ -348,7 +448,7 @@ pub fn run_plan(
                         if g.announced.insert(i) {
                             progress.waiting(&label, &holder);
                         }
-                        g.states[i] = NodeState::Waiting;
+                        g.put_back(i);
                         g.held_elsewhere.insert(i, Instant::now() + POLL);
                         wake.notify_all();
                         continue;
@@ -361,7 +461,7 @@ pub fn run_plan(
                         progress.run_started(worker, &label, device);
                         let t0 = Instant::now();
                         let sink = WorkerSink { progress, worker };
-                        let outcome = exec.execute(node, claim, worker, device, &sink);
+                        let outcome = exec.execute(node, claim, worker, device, wide, &sink);
                         let secs = t0.elapsed().as_secs_f64();
                         progress.run_finished(worker, &label, &outcome, secs);
                         (outcome, false)

@@ -36,6 +36,7 @@ use crate::train::transfer;
 use crate::util::rng::SplitMix64;
 
 /// What every run of a session shares.
+#[derive(Clone)]
 pub struct RunContext {
     /// The experiment whose plan is being executed, recorded on the metrics rows of the
     /// runs it trains (a run another experiment shares belongs to both through their

@@ -239,6 +239,12 @@ fn cases() -> Vec<Case> {
             "--jobs",
         ),
         case(
+            "--jobs two",
+            Some(t()),
+            &["run", "exp.toml", "--jobs", "two"],
+            "`two` is neither a number of workers nor `auto`",
+        ),
+        case(
             "more CPU workers than threads",
             Some(t()),
             &["run", "exp.toml", "--jobs", "3", "--threads", "2"],

@@ -10,6 +10,18 @@ use crate::common::{assert_bad_input, stderr, stdout, Workspace};
 /// A miniature of experiments/nightly.toml: STL and MTL on the synthetic Med-MT stand-in,
 /// three seeds, big enough (192 images a task, 5 epochs) that a learning rate ten times too
 /// high costs STL about 7 accuracy points on average, well outside the seeds' spread.
+/// Runs the mini nightly as `just nightly` runs the real one: one worker on 2 threads, the
+/// layout its baseline was made with.
+const NIGHTLY_RUN: &[&str] = &[
+    "run",
+    "nightly.toml",
+    "--threads",
+    "2",
+    "--jobs",
+    "1",
+    "--plain",
+];
+
 fn mini_nightly(lr: f64) -> String {
     format!(
         r#"name = "mini_nightly"
@@ -59,7 +71,7 @@ fn section<'a>(report: &'a str, title: &str) -> &'a str {
 fn a_ten_times_too_high_learning_rate_is_caught_and_an_unchanged_rerun_is_not() {
     let here = Workspace::new();
     here.write("nightly.toml", &mini_nightly(0.05));
-    let o = here.run(&["run", "nightly.toml", "--threads", "2", "--plain"]);
+    let o = here.run(NIGHTLY_RUN);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = here.run(&["baseline", "save", "mini"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -92,7 +104,7 @@ fn a_ten_times_too_high_learning_rate_is_caught_and_an_unchanged_rerun_is_not() 
         &["no runs of experiment `mini_nightly`", "harness run"],
     );
     there.write("nightly.toml", &mini_nightly(0.05));
-    let o = there.run(&["run", "nightly.toml", "--threads", "2", "--plain"]);
+    let o = there.run(NIGHTLY_RUN);
     assert!(o.status.success(), "{}", stderr(&o));
     // Accuracy only: the other tests running beside this one make speed a measure of them.
     let o = there.run(&["regress", "--baseline", "mini", "--only", "accuracy"]);
@@ -130,7 +142,7 @@ fn a_ten_times_too_high_learning_rate_is_caught_and_an_unchanged_rerun_is_not() 
 
     // The same experiment with the learning rate ten times too high.
     there.write("nightly.toml", &mini_nightly(0.5));
-    let o = there.run(&["run", "nightly.toml", "--threads", "2", "--plain"]);
+    let o = there.run(NIGHTLY_RUN);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = there.run(&["regress", "--baseline", "mini", "--only", "accuracy"]);
     let report = stdout(&o);
@@ -183,7 +195,7 @@ fn baselines_refuse_incomplete_sweeps_unless_forced() {
         &["no experiments in results", "harness run FILE"],
     );
     // Planned but not run: the manifest lists a run that has not trained.
-    let o = ws.run(&["run", "nightly.toml", "--threads", "2"]);
+    let o = ws.run(NIGHTLY_RUN);
     assert!(o.status.success(), "{}", stderr(&o));
     // A manifest that lists a run that never trained, as a killed sweep leaves it.
     let manifest = ws

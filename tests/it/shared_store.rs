@@ -216,3 +216,60 @@ fn cpu_jobs_run_runs_at_once_with_the_threads_divided() {
     let o = ws.run(&["run", "exp.toml", "--threads", "2", "--jobs", "3"]);
     crate::common::assert_bad_input(&o, &["3 CPU workers", "--threads 3"]);
 }
+
+#[test]
+fn auto_jobs_train_a_lone_foundation_on_every_thread_then_the_students_side_by_side() {
+    // A foundation the MTL-KD student waits for, and STL students nobody waits for.
+    let exp = distill_experiment(
+        "auto",
+        &["stl", "mtlkd"],
+        "[\"foundation\", \"decompose\"]",
+        "",
+    );
+    let ws = Workspace::new();
+    ws.write("exp.toml", &exp);
+    let o = ws.run(&["run", "exp.toml", "--threads", "2", "--plain"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("workers cpu,cpu · 1 threads per CPU worker, 2 for a run alone"),
+        "{err}"
+    );
+    // The foundation starts first although the STL students are ready too, and nothing
+    // starts until it is done.
+    let events: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("] start ") || l.contains("] done "))
+        .collect();
+    assert!(events.len() >= 6, "{err}");
+    assert!(events[0].contains("start foundation"), "{err}");
+    assert!(events[1].contains("done   foundation"), "{err}");
+    // It computed on both threads, each student on one.
+    let mut threads: Vec<(String, u64)> = Vec::new();
+    for m in ws.metrics_files() {
+        let status: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(m.with_file_name("status.json")).unwrap(),
+        )
+        .unwrap();
+        let label = status["label"].as_str().unwrap_or_default().to_string();
+        threads.push((label, status["threads"].as_u64().unwrap()));
+    }
+    for (label, t) in &threads {
+        let want = if label.starts_with("foundation") {
+            2
+        } else {
+            1
+        };
+        assert_eq!(*t, want, "{label}: {threads:?}");
+    }
+    // The schedule changes no result: a single worker on one thread gives the same bits.
+    let alone = Workspace::new();
+    alone.write("exp.toml", &exp);
+    let one = alone.run(&["run", "exp.toml", "--threads", "1", "--jobs", "1"]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    let (a, b) = (ws.metrics_files(), alone.metrics_files());
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!(deterministic_metrics(a), deterministic_metrics(b), "{a:?}");
+    }
+}
