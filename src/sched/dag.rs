@@ -31,23 +31,6 @@ pub struct Plan {
     pub nodes: Vec<PlanNode>,
 }
 
-impl PlanNode {
-    /// A rough measure of the run's training work, by which ready runs start longest first
-    /// (so that a sweep does not end with one long run on one worker while the others
-    /// idle): epochs × tasks × training images per task (where capped, else 1) × 2 for a
-    /// run with a teacher, whose forward pass each step also computes. It sets only the order
-    /// in which runs start, never what they compute.
-    pub fn work_estimate(&self) -> u64 {
-        let s = &self.spec;
-        let per_task = s.data.caps.train.unwrap_or(1).max(1) as u64;
-        let teacher = if s.teacher.is_some() { 2 } else { 1 };
-        (s.train.epochs.max(1) as u64)
-            .saturating_mul(s.tasks.len().max(1) as u64)
-            .saturating_mul(per_task)
-            .saturating_mul(teacher)
-    }
-}
-
 impl Plan {
     /// Build the plan for a list of runs, looking up each run's stored state.
     pub fn new(specs: Vec<RunSpec>, results_dir: &Path) -> Result<Plan> {

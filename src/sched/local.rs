@@ -218,13 +218,13 @@ enum NodeState {
 }
 
 /// A run not yet started, in the order runs start: the most work first on the longest
-/// chain from the run to the end of the plan (its own [`PlanNode::work_estimate`] plus its
+/// chain from the run to the end of the plan (its own work, [`super::work`], plus its
 /// dependants'; critical-path list scheduling), then by plan index. So a foundation model
 /// starts before the students nobody waits on, and long students before short ones.
 type Queued = (std::cmp::Reverse<u64>, usize);
 
 /// Each node's queue place, and whether runs still to do wait on it.
-fn priorities(plan: &Plan, todo: &BTreeSet<usize>) -> (Vec<Queued>, Vec<bool>) {
+fn priorities(plan: &Plan, work: &[u64], todo: &BTreeSet<usize>) -> (Vec<Queued>, Vec<bool>) {
     let n = plan.nodes.len();
     let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
     for &j in todo {
@@ -235,7 +235,7 @@ fn priorities(plan: &Plan, todo: &BTreeSet<usize>) -> (Vec<Queued>, Vec<bool>) {
     let mut chain = vec![0u64; n];
     for i in plan.topological_order().into_iter().rev() {
         let after = dependants[i].iter().map(|&j| chain[j]).max().unwrap_or(0);
-        chain[i] = plan.nodes[i].work_estimate().saturating_add(after);
+        chain[i] = work[i].saturating_add(after);
     }
     let queued = (0..n).map(|i| (std::cmp::Reverse(chain[i]), i)).collect();
     (queued, dependants.iter().map(|d| !d.is_empty()).collect())
@@ -248,6 +248,8 @@ struct Shared {
     queued: Vec<Queued>,
     /// Whether runs still to do wait on the node.
     awaited: Vec<bool>,
+    /// Each node's estimated work ([`super::work`]).
+    work: Vec<u64>,
     /// Runs picked and not yet recorded (or put back).
     running: usize,
     /// A run computing on every worker's threads is running: the other workers wait.
@@ -291,7 +293,7 @@ impl Shared {
                 self.states[i] = NodeState::Bad;
                 let label = plan.nodes[i].spec.label();
                 exec.skipped(&plan.nodes[i], &reason);
-                progress.skipped(&label, &reason);
+                progress.skipped(&label, &reason, self.work[i]);
                 self.summary.skipped.push((label, reason));
                 continue;
             }
@@ -401,6 +403,7 @@ pub fn run_plan(
         remaining: BTreeSet::new(),
         queued: Vec::new(),
         awaited: Vec::new(),
+        work: Vec::new(),
         running: 0,
         wide_running: false,
         held_elsewhere: BTreeMap::new(),
@@ -416,7 +419,11 @@ pub fn run_plan(
         }
     }
     let todo: BTreeSet<usize> = shared.remaining.iter().map(|q| q.1).collect();
-    (shared.queued, shared.awaited) = priorities(plan, &todo);
+    let work = super::work::estimates(plan);
+    progress.set_total_work(todo.iter().fold(0u64, |t, &i| t.saturating_add(work[i])));
+    (shared.queued, shared.awaited) = priorities(plan, &work, &todo);
+    shared.work = work.clone();
+    let work = &work;
     shared.remaining = todo.iter().map(|&i| shared.queued[i]).collect();
     let lock = Mutex::new(shared);
     let wake = Condvar::new();
@@ -454,7 +461,7 @@ pub fn run_plan(
                         continue;
                     }
                     Claimed::Finished(outcome) => {
-                        progress.finished_elsewhere(&label, &outcome);
+                        progress.finished_elsewhere(&label, &outcome, work[i]);
                         (outcome, true)
                     }
                     Claimed::Mine(claim) => {
@@ -463,7 +470,7 @@ pub fn run_plan(
                         let sink = WorkerSink { progress, worker };
                         let outcome = exec.execute(node, claim, worker, device, wide, &sink);
                         let secs = t0.elapsed().as_secs_f64();
-                        progress.run_finished(worker, &label, &outcome, secs);
+                        progress.run_finished(worker, &label, &outcome, secs, work[i]);
                         (outcome, false)
                     }
                 };

@@ -7,3 +7,4 @@ pub mod dag;
 pub mod local;
 pub mod progress;
 pub mod slurm;
+pub mod work;

@@ -24,6 +24,17 @@ pub struct Progress {
     total: usize,
     finished: Mutex<usize>,
     started: Instant,
+    /// Estimated work ([`super::work`]) of all the runs to execute, of those over, and of
+    /// those this process trained: the time left is the time so far × what is left ÷ what
+    /// was trained, so one long run first does not read as every run being long.
+    work: Mutex<Work>,
+}
+
+#[derive(Default)]
+struct Work {
+    total: u64,
+    over: u64,
+    trained: u64,
 }
 
 fn fmt_duration(d: Duration) -> String {
@@ -45,12 +56,13 @@ impl Progress {
             let overall = multi.add(ProgressBar::new(total as u64));
             overall.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:30}] {pos}/{len} runs  {elapsed} elapsed, ETA {eta}",
+                    "{prefix:>8} [{bar:30}] {msg} runs  {elapsed} elapsed, ETA {eta}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
             );
             overall.set_prefix("runs");
+            overall.set_message(format!("0/{total}"));
             Mode::Bars {
                 multi,
                 overall,
@@ -64,7 +76,36 @@ impl Progress {
             total,
             finished: Mutex::new(0),
             started: Instant::now(),
+            work: Mutex::new(Work::default()),
         }
+    }
+
+    /// The estimated work of all the runs to execute (else the ETA counts runs).
+    pub fn set_total_work(&self, total: u64) {
+        self.work.lock().expect("progress lock").total = total;
+        if let Mode::Bars { overall, .. } = &self.mode {
+            overall.set_length(total.max(1));
+        }
+    }
+
+    /// Records `work` as over (and trained here, if `trained`); the estimated time left.
+    fn count_work(&self, work: u64, trained: bool) -> Duration {
+        let mut w = self.work.lock().expect("progress lock");
+        w.over = w.over.saturating_add(work);
+        if trained {
+            w.trained = w.trained.saturating_add(work);
+        }
+        let done = *self.finished.lock().expect("progress lock");
+        let (left, basis) = if w.total > 0 {
+            (w.total.saturating_sub(w.over) as f64, w.trained as f64)
+        } else {
+            ((self.total - done.min(self.total)) as f64, done as f64)
+        };
+        if basis <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(self.started.elapsed().as_secs_f64() * left / basis)
+            .unwrap_or(Duration::MAX)
     }
 
     pub fn run_started(&self, worker: usize, label: &str, device: &str) {
@@ -115,12 +156,20 @@ impl Progress {
         *self.finished.lock().expect("progress lock")
     }
 
-    pub fn run_finished(&self, worker: usize, label: &str, outcome: &RunOutcome, secs: f64) {
+    pub fn run_finished(
+        &self,
+        worker: usize,
+        label: &str,
+        outcome: &RunOutcome,
+        secs: f64,
+        work: u64,
+    ) {
         let n = {
             let mut f = self.finished.lock().expect("progress lock");
             *f += 1;
             *f
         };
+        let eta = self.count_work(work, true);
         let line = match outcome {
             RunOutcome::Done { summary } => format!("done   {label} in {secs:.1}s  {summary}"),
             RunOutcome::Failed(e) => format!("FAILED {label}: {e}"),
@@ -136,12 +185,12 @@ impl Progress {
                     bar.finish_and_clear();
                     multi.remove(&bar);
                 }
-                overall.inc(1);
+                overall.inc(work);
+                overall.set_message(format!("{n}/{}", self.total));
                 let _ = multi.println(line);
             }
             Mode::Plain => {
                 let elapsed = self.started.elapsed();
-                let eta = elapsed.mul_f64((self.total - n) as f64 / n as f64);
                 eprintln!(
                     "[{n}/{}] {line}  (elapsed {}, ETA {})",
                     self.total,
@@ -152,8 +201,8 @@ impl Progress {
         }
     }
 
-    pub fn skipped(&self, label: &str, reason: &str) {
-        self.finished_line(format!("SKIPPED {label}: {reason}"));
+    pub fn skipped(&self, label: &str, reason: &str, work: u64) {
+        self.finished_line(format!("SKIPPED {label}: {reason}"), work);
     }
 
     /// A run another process holds: this one waits for it (printed once per run).
@@ -164,24 +213,27 @@ impl Progress {
     }
 
     /// A run another process finished while this one waited for it or was about to start it.
-    pub fn finished_elsewhere(&self, label: &str, outcome: &RunOutcome) {
-        self.finished_line(match outcome {
+    pub fn finished_elsewhere(&self, label: &str, outcome: &RunOutcome, work: u64) {
+        let line = match outcome {
             RunOutcome::Done { .. } => format!("done   {label} by another process"),
             RunOutcome::Failed(e) => format!("FAILED {label} in another process: {e}"),
             RunOutcome::Diverged(e) => format!("DIVERGED {label} in another process: {e}"),
-        });
+        };
+        self.finished_line(line, work);
     }
 
     /// A line for a run that is over without this process training it.
-    fn finished_line(&self, line: String) {
+    fn finished_line(&self, line: String, work: u64) {
         let n = {
             let mut f = self.finished.lock().expect("progress lock");
             *f += 1;
             *f
         };
+        self.count_work(work, false);
         match &self.mode {
             Mode::Bars { multi, overall, .. } => {
-                overall.inc(1);
+                overall.inc(work);
+                overall.set_message(format!("{n}/{}", self.total));
                 let _ = multi.println(line);
             }
             Mode::Plain => eprintln!("[{n}/{}] {line}", self.total),
@@ -201,5 +253,33 @@ impl Progress {
         if let Mode::Bars { overall, .. } = &self.mode {
             overall.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_left_follows_the_work_not_the_run_count() {
+        let p = Progress::new(4, 1, true);
+        p.set_total_work(100);
+        std::thread::sleep(Duration::from_millis(20));
+        let lo = p.started.elapsed();
+        // The first of four runs holds 75 of the 100 units: a third of the time so far is
+        // left (counting runs would say three times it).
+        let eta = p.count_work(75, true);
+        let hi = p.started.elapsed();
+        assert!(
+            eta >= lo.mul_f64(1.0 / 3.0) && eta <= hi.mul_f64(1.0 / 3.0),
+            "{eta:?} outside a third of {lo:?}..{hi:?}"
+        );
+        // A run another process finished leaves less to do and says nothing of the rate.
+        assert_eq!(p.count_work(25, false), Duration::ZERO);
+        // Without estimates the runs are counted.
+        let q = Progress::new(2, 1, true);
+        *q.finished.lock().unwrap() = 1;
+        let eta = q.count_work(0, true);
+        assert!(eta >= Duration::from_nanos(1), "{eta:?}");
     }
 }
