@@ -410,15 +410,15 @@ pub fn run_plan(
         announced: BTreeSet::new(),
         summary: Summary::default(),
     };
+    let mut todo: BTreeSet<usize> = BTreeSet::new();
     for i in plan.topological_order() {
         if plan.is_cached(i) {
             shared.states[i] = NodeState::Ok;
             shared.summary.cached.push(plan.nodes[i].spec.label());
         } else {
-            shared.remaining.insert((std::cmp::Reverse(0), i));
+            todo.insert(i);
         }
     }
-    let todo: BTreeSet<usize> = shared.remaining.iter().map(|q| q.1).collect();
     let work = super::work::estimates(plan);
     progress.set_total_work(todo.iter().fold(0u64, |t, &i| t.saturating_add(work[i])));
     (shared.queued, shared.awaited) = priorities(plan, &work, &todo);
