@@ -10,14 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarMap;
-
-use crate::data::CHANNELS;
 use crate::error::{Error, Result};
-use crate::model::build_backbone;
-use crate::model::cost::record_convs;
-use crate::model::init::SeededInit;
+use crate::model::cost::probe_backbone;
 use crate::spec::run::ModelConfig;
 use crate::spec::validate::Experiment;
 
@@ -75,19 +69,19 @@ fn cgroup_headroom(root: &Path, proc_cgroup: &str) -> Option<u64> {
 
 /// Values of all convolution outputs of `model` for one image of side `size`.
 fn activations_per_image(model: &ModelConfig, size: usize) -> Result<u64> {
-    let map = VarMap::new();
-    let net = build_backbone(model, SeededInit::var_builder(&map, 0, &Device::Cpu))?;
-    let x = Tensor::zeros((1, CHANNELS, size, size), DType::F32, &Device::Cpu)?;
-    let (r, shapes) = record_convs(|| net.forward_t(&x, false));
-    r?;
-    Ok(shapes.iter().map(|s| (s.d_out * s.positions) as u64).sum())
+    let probe = probe_backbone(model, size)?;
+    Ok(probe
+        .convs
+        .iter()
+        .map(|s| (s.d_out * s.positions) as u64)
+        .sum())
 }
 
 /// Bytes free on a GPU, as its driver reports them (`None` where the query fails: the run
 /// itself then reports the device's error).
 #[cfg(feature = "cuda")]
 fn cuda_free(ordinal: usize) -> Option<u64> {
-    let device = Device::new_cuda(ordinal).ok()?;
+    let device = candle_core::Device::new_cuda(ordinal).ok()?;
     let cuda = device.as_cuda_device().ok()?;
     let (free, _total) = cuda.cuda_stream().context().mem_get_info().ok()?;
     Some(free as u64)

@@ -88,6 +88,33 @@ pub fn human(n: u64) -> String {
     }
 }
 
+/// One image's pass through `model`'s backbone, as the scheduler and the memory check size
+/// runs by before any training.
+pub struct BackboneProbe {
+    pub macs: u64,
+    pub convs: Vec<ConvShape>,
+}
+
+/// Builds `model`'s backbone (freshly initialised, on the CPU) and runs one zero image of
+/// side `size` through it, counting its multiply-accumulates and its convolutions.
+pub fn probe_backbone(
+    model: &crate::spec::run::ModelConfig,
+    size: usize,
+) -> crate::Result<BackboneProbe> {
+    use candle_core::{DType, Device, Tensor};
+    let map = candle_nn::VarMap::new();
+    let vb = crate::model::init::SeededInit::var_builder(&map, 0, &Device::Cpu);
+    let net = crate::model::build_backbone(model, vb)?;
+    let x = Tensor::zeros(
+        (1, crate::data::CHANNELS, size, size),
+        DType::F32,
+        &Device::Cpu,
+    )?;
+    let ((r, macs), convs) = record_convs(|| count_macs(|| net.forward_t(&x, false)));
+    r?;
+    Ok(BackboneProbe { macs, convs })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

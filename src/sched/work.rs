@@ -12,15 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarMap;
-
 use super::dag::Plan;
-use crate::data::CHANNELS;
-use crate::model::build_backbone;
-use crate::model::cost::count_macs;
-use crate::model::init::SeededInit;
-use crate::spec::run::{ModelConfig, RunSpec};
+use crate::model::cost::probe_backbone;
+use crate::spec::run::RunSpec;
 
 /// Training images a task is assumed to have where the profile sets no cap.
 const UNCAPPED_IMAGES: u64 = 1_000;
@@ -61,19 +55,8 @@ impl MacsCache {
             serde_json::to_string(&s.model).unwrap_or_default(),
             s.data.image_size,
         );
-        *self
-            .0
-            .entry(key)
-            .or_insert_with(|| forward_macs(&s.model, s.data.image_size).unwrap_or(1))
+        *self.0.entry(key).or_insert_with(|| {
+            probe_backbone(&s.model, s.data.image_size).map_or(1, |p| p.macs.max(1))
+        })
     }
-}
-
-/// One forward pass of a zero image through a freshly built backbone, counted.
-fn forward_macs(model: &ModelConfig, size: usize) -> crate::Result<u64> {
-    let map = VarMap::new();
-    let net = build_backbone(model, SeededInit::var_builder(&map, 0, &Device::Cpu))?;
-    let x = Tensor::zeros((1, CHANNELS, size, size), DType::F32, &Device::Cpu)?;
-    let (r, macs) = count_macs(|| net.forward_t(&x, false));
-    r?;
-    Ok(macs.max(1))
 }
