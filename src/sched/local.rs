@@ -224,7 +224,12 @@ enum NodeState {
 type Queued = (std::cmp::Reverse<u64>, usize);
 
 /// Each node's queue place, and whether runs still to do wait on it.
-fn priorities(plan: &Plan, work: &[u64], todo: &BTreeSet<usize>) -> (Vec<Queued>, Vec<bool>) {
+fn priorities(
+    plan: &Plan,
+    order: &[usize],
+    work: &[u64],
+    todo: &BTreeSet<usize>,
+) -> (Vec<Queued>, Vec<bool>) {
     let n = plan.nodes.len();
     let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
     for &j in todo {
@@ -233,7 +238,7 @@ fn priorities(plan: &Plan, work: &[u64], todo: &BTreeSet<usize>) -> (Vec<Queued>
         }
     }
     let mut chain = vec![0u64; n];
-    for i in plan.topological_order().into_iter().rev() {
+    for &i in order.iter().rev() {
         let after = dependants[i].iter().map(|&j| chain[j]).max().unwrap_or(0);
         chain[i] = work[i].saturating_add(after);
     }
@@ -411,7 +416,9 @@ pub fn run_plan(
         summary: Summary::default(),
     };
     let mut todo: BTreeSet<usize> = BTreeSet::new();
-    for i in plan.topological_order() {
+    // Quadratic in the runs: computed once.
+    let order = plan.topological_order();
+    for &i in &order {
         if plan.is_cached(i) {
             shared.states[i] = NodeState::Ok;
             shared.summary.cached.push(plan.nodes[i].spec.label());
@@ -421,7 +428,7 @@ pub fn run_plan(
     }
     let work = super::work::estimates(plan);
     progress.set_total_work(todo.iter().fold(0u64, |t, &i| t.saturating_add(work[i])));
-    (shared.queued, shared.awaited) = priorities(plan, &work, &todo);
+    (shared.queued, shared.awaited) = priorities(plan, &order, &work, &todo);
     shared.work = work.clone();
     let work = &work;
     shared.remaining = todo.iter().map(|&i| shared.queued[i]).collect();

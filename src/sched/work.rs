@@ -22,6 +22,12 @@ const UNCAPPED_IMAGES: u64 = 1_000;
 /// The estimated work of every node of `plan`, in its order.
 pub fn estimates(plan: &Plan) -> Vec<u64> {
     let mut macs = MacsCache::default();
+    // By run id, so that a plan of many thousand runs does not search itself per run.
+    let by_id: BTreeMap<&str, &RunSpec> = plan
+        .nodes
+        .iter()
+        .map(|n| (n.run_id.as_str(), &n.spec))
+        .collect();
     plan.nodes
         .iter()
         .map(|node| {
@@ -29,8 +35,8 @@ pub fn estimates(plan: &Plan) -> Vec<u64> {
             let teacher = s
                 .teacher
                 .as_ref()
-                .and_then(|t| plan.nodes.iter().find(|n| n.run_id == t.run_id))
-                .map_or(0, |t| macs.of(&t.spec));
+                .and_then(|t| by_id.get(t.run_id.as_str()))
+                .map_or(0, |t| macs.of(t));
             let per_image = 3u64.saturating_mul(macs.of(s)).saturating_add(teacher);
             images(s).saturating_mul(per_image).max(1)
         })
