@@ -434,6 +434,19 @@ mod tests {
         assert!(err.to_string().contains("broken.png"), "{err}");
         assert_eq!(err.exit_code(), 2);
     }
+
+    #[test]
+    fn a_side_above_the_limit_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let wide = dir.path().join("a/wide.png");
+        write_image(&wide, MAX_SIDE + 1, 1, 3, false);
+        let bytes = std::fs::read(&wide).unwrap();
+        let err = decode_bytes(&bytes, 4, &wide).unwrap_err().to_string();
+        assert!(err.contains("wide.png") && err.contains("limit"), "{err}");
+        write_image(&wide, MAX_SIDE, 1, 3, false);
+        let bytes = std::fs::read(&wide).unwrap();
+        assert_eq!(decode_bytes(&bytes, 4, &wide).unwrap().len(), 3 * 4 * 4);
+    }
 }
 
 #[cfg(test)]
@@ -452,9 +465,23 @@ mod fuzz_regressions {
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default();
-            // A header claiming a side above MAX_SIDE is refused before decoding.
+            // A header claiming a side above MAX_SIDE is refused before decoding (this
+            // 1 KB file also lacks the data for its 65 511 × 240 pixels).
             if path.to_string_lossy().contains("huge-side") {
-                assert!(msg.contains("limit"), "{}: {msg}", path.display());
+                assert!(
+                    msg.contains("limit") || msg.contains("image data are missing"),
+                    "{}: {msg}",
+                    path.display()
+                );
+            }
+            // A progressive JPEG whose scans are missing, claiming 63 Mpx: refused before
+            // a 0.9 s, 380 MB decode into blank pixels.
+            if path.to_string_lossy().contains("missing-scans") {
+                assert!(
+                    msg.contains("image data are missing"),
+                    "{}: {msg}",
+                    path.display()
+                );
             }
             // 538 bytes claiming 493 x 14 337 pixels: decoded into grey until refused.
             if path.to_string_lossy().contains("truncated") {

@@ -245,3 +245,24 @@ fn a_truncated_jpeg_is_bad_input_naming_it_and_the_whole_folder_trains() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("1 trained"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_jpeg_whose_header_claims_more_pixels_than_its_data_hold_is_bad_input() {
+    let ws = Workspace::new();
+    let first = jpeg_folder(&ws, 12);
+    // The frame header made to claim 14 573 × 4 353 pixels (as a 350-byte file found by
+    // fuzzing did): a complete image that large needs at least 124 KB of scans, one bit
+    // a block, and the decoder would return 63 million blank pixels.
+    let mut bytes = std::fs::read(&first).unwrap();
+    let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    bytes[sof + 5..sof + 9].copy_from_slice(&[0x11, 0x01, 0x38, 0xED]);
+    std::fs::write(&first, &bytes).unwrap();
+    assert_bad_input(
+        &ws.run(&ARGS),
+        &[
+            "benign/00.jpg",
+            "claims 14573 x 4353 pixels",
+            "image data are missing",
+        ],
+    );
+}
