@@ -296,14 +296,14 @@ pub(super) fn cmd_run(
         None => String::new(),
     };
     eprintln!(
-        "experiment {} · profile {} · {} runs ({} cached, {} to run) · workers {} · {} threads{per_worker}",
+        "experiment {} · profile {} · {} runs ({} cached, {} to run) · workers {} · {threads} thread{}{per_worker}",
         experiment.name,
         profile,
         plan.nodes.len(),
         plan.nodes.len() - todo.len(),
         todo.len(),
         workers.devices.join(","),
-        threads
+        if threads == 1 { "" } else { "s" }
     );
     let executor = train_executor(
         g,

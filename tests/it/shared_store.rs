@@ -194,7 +194,7 @@ fn cpu_jobs_run_runs_at_once_with_the_threads_divided() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(
-        err.contains("workers cpu,cpu · 1 threads per CPU worker"),
+        err.contains("workers cpu,cpu · 1 thread per CPU worker"),
         "{err}"
     );
     assert!(err.contains("7 trained"), "{err}");
@@ -232,7 +232,7 @@ fn auto_jobs_train_a_lone_foundation_on_every_thread_then_the_students_side_by_s
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(
-        err.contains("workers cpu,cpu · 1 threads per CPU worker, 2 for a run alone"),
+        err.contains("workers cpu,cpu · 1 thread per CPU worker, 2 for a run alone"),
         "{err}"
     );
     // The foundation starts first although the STL students are ready too, and nothing
