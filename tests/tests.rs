@@ -9,6 +9,8 @@ mod analysis;
 mod architecture;
 #[path = "it/bad_inputs.rs"]
 mod bad_inputs;
+#[path = "it/bad_inputs_data.rs"]
+mod bad_inputs_data;
 #[path = "it/balancing.rs"]
 mod balancing;
 #[path = "it/bench.rs"]

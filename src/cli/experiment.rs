@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::args::GlobalArgs;
 use super::memory_check::check_memory;
-use super::preflight::check_inputs;
+use super::preflight::{check_inputs, check_weights_readable};
 use super::workers::{layout, Jobs};
 use crate::data::registry::Registry;
 use crate::data::{source, DataKind};
@@ -275,6 +275,7 @@ pub(super) fn cmd_run(
         plan,
         todo,
     } = prepare(g, file, profile, false)?;
+    check_weights_readable(&plan, &todo)?;
     // Before any training: a step too large for free memory would be killed by the OS
     // (CPU) or fail at its first step (GPU).
     if let Err(e) = check_memory(&experiment, &profile, &workers.devices) {

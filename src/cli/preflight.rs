@@ -1,14 +1,20 @@
 //! Before a real-data profile plans or runs: everything it needs from the user's disk (the
 //! registry's files for each data set and task it uses, and every foundation model's
 //! weights file), listed in one error with what to do, rather than the first missing file
-//! alone. Synthetic profiles need nothing.
+//! alone. Synthetic profiles need nothing. Then, before any training, the weights files of
+//! the runs still to do must read: a corrupt one is bad input now, not a failed run later.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+
+use candle_core::Device;
 
 use crate::data::registry::{Registry, Role};
 use crate::data::registry_render::{task_presence, Presence};
 use crate::data::DataKind;
 use crate::error::{Error, Result};
+use crate::model::weights::read_tensors;
+use crate::sched::dag::Plan;
 use crate::spec::run::Stage;
 use crate::spec::validate::Experiment;
 
@@ -80,4 +86,19 @@ pub fn check_inputs(
         missing.join("\n  "),
         data_dir.display()
     )))
+}
+
+/// Reads each distinct weights file that a run in `todo` loads, once, on the CPU: a file that
+/// does not parse (cut short, not the format its extension says) is bad input naming it,
+/// found before the first epoch instead of as a failed foundation run and skipped students.
+pub fn check_weights_readable(plan: &Plan, todo: &[usize]) -> Result<()> {
+    let mut read = BTreeSet::new();
+    for &i in todo {
+        if let Some(w) = &plan.nodes[i].spec.weights {
+            if read.insert(w.path.as_str()) {
+                read_tensors(Path::new(&w.path), &Device::Cpu)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -43,6 +43,7 @@ pub(super) fn cmd_submit(
         }
     }
     let p = prepare(g, file, profile, dry_run)?;
+    super::preflight::check_weights_readable(&p.plan, &p.todo)?;
     let name = &p.experiment.name;
     // Runs an earlier submission still has queued or running are not submitted twice.
     let subs = read_submissions(&g.results_dir, name)?;

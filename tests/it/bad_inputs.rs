@@ -1,18 +1,19 @@
 //! The catalogue of bad inputs: experiment files, registries, weights, data passed to
 //! `predict`, flags and environment variables that a user can get wrong. Every one must exit
 //! 2 with a message naming where the problem is (file and line, or the flag), never panic.
+//! The data files' cases are in `bad_inputs_data`.
 //! `cargo test --release --test tests bad_inputs -- --nocapture` prints the table.
 
 use crate::common::{distill_experiment, stderr, tiny_experiment, Workspace};
 
-struct Case {
-    name: &'static str,
+pub struct Case {
+    pub name: &'static str,
     /// Files to write first: (path, contents).
-    files: Vec<(&'static str, Vec<u8>)>,
-    args: Vec<&'static str>,
-    env: Vec<(&'static str, &'static str)>,
+    pub files: Vec<(&'static str, Vec<u8>)>,
+    pub args: Vec<&'static str>,
+    pub env: Vec<(&'static str, &'static str)>,
     /// Must appear in stderr: the location (file:line:col, the file or the flag).
-    at: &'static str,
+    pub at: &'static str,
 }
 
 fn case(name: &'static str, file: Option<String>, args: &[&'static str], at: &'static str) -> Case {
@@ -131,6 +132,29 @@ fn cases() -> Vec<Case> {
             tiny_experiment("e", &["mtl"], &(0..30_000).collect::<Vec<u64>>()),
             "exp.toml: the grid expands",
         ),
+        Case {
+            name: "teacher weights that are not a PyTorch pickle",
+            files: vec![
+                ("exp.toml", teacher("weights = \"t.pth\"").into_bytes()),
+                ("t.pth", b"PK\x03\x04 not a checkpoint".to_vec()),
+            ],
+            args: vec!["run", "exp.toml"],
+            env: vec![],
+            at: "t.pth",
+        },
+        Case {
+            name: "teacher safetensors cut short",
+            files: vec![
+                (
+                    "exp.toml",
+                    teacher("weights = \"t.safetensors\"").into_bytes(),
+                ),
+                ("t.safetensors", vec![200, 0, 0, 0, 0, 0, 0, 0, b'{']),
+            ],
+            args: vec!["run", "exp.toml"],
+            env: vec![],
+            at: "t.safetensors",
+        },
         plan(
             "teacher weights that do not exist",
             teacher("weights = \"nowhere.pth\""),
@@ -345,6 +369,7 @@ fn cases() -> Vec<Case> {
         &["run", "exp.toml", "--jobs", "2", "--threads", "2"],
         "× 2 workers), more than the",
     ));
+    v.extend(crate::bad_inputs_data::data_cases());
     v.sort_by_key(|c| c.name);
     v
 }
@@ -358,7 +383,9 @@ fn every_bad_input_is_exit_2_with_a_location_and_no_panic() {
     for c in &all {
         let ws = Workspace::new();
         for (path, bytes) in &c.files {
-            std::fs::write(ws.path().join(path), bytes).unwrap();
+            let path = ws.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
         }
         let mut cmd = ws.cmd();
         for (k, v) in &c.env {

@@ -6,7 +6,7 @@ use kdbench::store::metrics::read_metrics;
 
 use crate::common::{assert_bad_input, stderr, stdout, Workspace};
 
-const PROFILE: &str = r#"
+pub(crate) const PROFILE: &str = r#"
 [profile.paper]
 data = "real"
 image_size = 28
@@ -59,7 +59,7 @@ path = "tiny/rgb.npz"
 }
 
 /// Images whose brightness depends on the label, in MedMNIST's layout.
-fn medmnist_arrays(
+pub(crate) fn medmnist_arrays(
     n: usize,
     classes: usize,
     rgb: bool,
@@ -117,7 +117,7 @@ fn setup(ws: &Workspace, sha256_line: &str, bad_label: Option<i64>) {
     );
 }
 
-const ARGS: [&str; 6] = [
+pub(crate) const ARGS: [&str; 6] = [
     "run",
     "exp.toml",
     "--registry",
