@@ -254,8 +254,7 @@ fn a_jpeg_whose_header_claims_more_pixels_than_its_data_hold_is_bad_input() {
     // fuzzing did): a complete image that large needs at least 124 KB of scans, one bit
     // a block, and the decoder would return 63 million blank pixels.
     let mut bytes = std::fs::read(&first).unwrap();
-    let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
-    bytes[sof + 5..sof + 9].copy_from_slice(&[0x11, 0x01, 0x38, 0xED]);
+    crate::bad_inputs_data::claim_14573_by_4353(&mut bytes);
     std::fs::write(&first, &bytes).unwrap();
     assert_bad_input(
         &ws.run(&ARGS),
