@@ -314,7 +314,7 @@ fn quickstart_experiment_parses() {
             alpha: 16.0
         })
     );
-    assert_eq!(smoke.foundations["resnet50"].epochs, Some(20));
+    assert_eq!(smoke.foundations["resnet50"].epochs, Some(16));
     assert_eq!(e.profiles["paper"].data, DataKind::Real);
     assert_eq!(e.profiles["paper"].normalize, Normalize::Fixed);
 }
