@@ -9,6 +9,7 @@ pub mod fs;
 #[cfg(test)]
 pub mod fuzz_regressions;
 pub mod hash;
+pub mod idle;
 pub mod linalg;
 pub mod location;
 pub mod no_panic;
