@@ -6,12 +6,10 @@
 //! 379 378 384 382 384 302 310 319 381 380 img/s, and 371–390 in all ten once the guest
 //! polled 200 µs before halting; PyTorch's OpenMP workers spin before they sleep.
 
-use std::path::Path;
-
 /// A note for speed figures when the CPUs halt without polling first, `None` otherwise
 /// (bare metal, other idle drivers, or files that cannot be read).
 pub fn halting_note() -> Option<String> {
-    let read = |p: &str| std::fs::read_to_string(Path::new(p)).ok();
+    let read = |p: &str| std::fs::read_to_string(p).ok();
     note_for(
         read("/sys/devices/system/cpu/cpuidle/current_driver").as_deref(),
         read("/sys/module/haltpoll/parameters/guest_halt_poll_ns").as_deref(),
