@@ -3,8 +3,9 @@
 //! [`cli::run`]; everything else lives in this library so integration tests and later
 //! front-ends (Slurm `exec`, benches) share one code path.
 //!
-//! `unsafe` is refused everywhere but in [`kernels`] and the counting allocator
-//! ([`util::alloc`]), which opt in with `#![allow(unsafe_code)]`.
+//! `unsafe` is refused everywhere but in [`kernels`], the counting allocator
+//! ([`util::alloc`]) and the kernels' fork-join ([`util::parallel`]), which opt in with
+//! `#![allow(unsafe_code)]`.
 #![deny(unsafe_code)]
 
 pub mod analysis;

@@ -45,6 +45,8 @@ mod simd;
 mod slurm_cli;
 #[path = "it/students.rs"]
 mod students;
+#[path = "it/threads.rs"]
+mod threads;
 #[path = "it/transfer.rs"]
 mod transfer;
 #[path = "it/validate.rs"]

@@ -128,9 +128,6 @@ pub struct TrainBenchReport {
     pub threads: usize,
     /// CPU model and the instruction set our kernels used (`HARNESS_SIMD` caps it).
     pub machine: String,
-    /// Set where idle CPUs halt without polling first (`util::idle`), which makes
-    /// multi-thread rounds of ours draw two speeds.
-    pub idle_note: Option<String>,
     pub torch_version: Option<String>,
     pub workloads: Vec<WorkloadResult>,
     /// Depthwise convolutions (no workload uses them yet).
@@ -218,9 +215,6 @@ pub fn train(o: &TrainBenchOptions, mut progress: impl FnMut(&str)) -> Result<Tr
             crate::util::provenance::cpu_model(),
             crate::util::cpu::instruction_set_detail()
         ),
-        idle_note: (o.threads > 1)
-            .then(crate::util::idle::halting_note)
-            .flatten(),
         torch_version: None,
         workloads: Vec::new(),
         depthwise_ops: Vec::new(),
@@ -392,9 +386,6 @@ pub fn render_text(r: &TrainBenchReport) -> String {
         r.threads
     );
     let _ = writeln!(s, "machine: {}", r.machine);
-    if let Some(note) = &r.idle_note {
-        let _ = writeln!(s, "note: {note}");
-    }
     let _ = writeln!(
         s,
         "{:<16} {:>11} {:>14} {:>7}  {:<18} {:>14} {:>17} {:>7}",

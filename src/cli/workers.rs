@@ -40,17 +40,16 @@ pub(super) fn default_candle_pool() {
 }
 
 /// A single CPU worker computing with `threads` threads gets candle's pool at that size,
-/// its threads parking as soon as an op is done (`CANDLE_BARRIER_POOL_SPIN_LIMIT=0`) instead
-/// of spinning, so that the element-wise ops, run one by one on the worker's first thread
-/// otherwise, use every core; they are element-wise, so no result depends on it. Several
-/// workers keep one thread each: candle's pool is one per process and serves one op at a
-/// time. It only takes effect before candle's first large element-wise op creates the pool.
+/// so that the element-wise ops, run one by one on the worker's first thread otherwise,
+/// use every core (they are element-wise, so no result depends on it), and so do our
+/// kernels: at that size they run on candle's pool instead of rayon's (see
+/// `kernels::parallel`), and its threads keep spinning a while after each op (candle's
+/// default) because the next kernel is usually a few µs away. Several workers keep one
+/// thread each: candle's pool is one per process and serves one op at a time. It only
+/// takes effect before candle's first large element-wise op creates the pool.
 pub(super) fn widen_candle_pool(threads: usize) {
     if threads > 1 && CANDLE_POOL_IS_OURS.load(Ordering::Relaxed) {
         std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-        if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-            std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
-        }
     }
 }
 

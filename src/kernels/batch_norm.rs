@@ -13,11 +13,11 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::buffers::{contiguous_f32, output_f32, with_f32};
 use super::lane_sums::{grad_sums, relu_grad, row_sq_dev, row_sum};
 use super::simd::multiversion;
+use crate::util::parallel;
 
 /// What follows the normalisation inside the op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,23 +131,20 @@ impl FusedBatchNorm {
                     )
                 })
                 .collect(),
-            None => (0..c)
-                .into_par_iter()
-                .map(|ch| {
-                    let row = |bi: usize| &x[(bi * c + ch) * hw..][..hw];
-                    let sum: f64 = (0..b).map(|bi| row_sum(row(bi))).sum();
-                    let mean = sum / n;
-                    let m = mean as f32;
-                    let sq: f64 = (0..b).map(|bi| row_sq_dev(row(bi), m)).sum();
-                    let var = sq / n;
-                    (m, var as f32, (1.0 / (var + self.eps).sqrt()) as f32)
-                })
-                .collect(),
+            None => parallel::map(c, |ch| {
+                let row = |bi: usize| &x[(bi * c + ch) * hw..][..hw];
+                let sum: f64 = (0..b).map(|bi| row_sum(row(bi))).sum();
+                let mean = sum / n;
+                let m = mean as f32;
+                let sq: f64 = (0..b).map(|bi| row_sq_dev(row(bi), m)).sum();
+                let var = sq / n;
+                (m, var as f32, (1.0 / (var + self.eps).sqrt()) as f32)
+            }),
         };
         // SAFETY: `normalize_row` writes every element of every row.
         let mut y = unsafe { output_f32(x.len()) };
         let relu = self.tail != Tail::None;
-        y.par_chunks_mut(hw).enumerate().for_each(|(row, out)| {
+        parallel::for_each_chunk_mut(&mut y, hw, |row, out| {
             let ch = row % c;
             let (mean, _, inv) = stats[ch];
             let scale = gamma[ch] * inv;
@@ -185,21 +182,18 @@ impl FusedBatchNorm {
             (st.mean.clone(), st.inv_std.clone())
         };
         let masked = self.tail != Tail::None;
-        let sums: Vec<(f32, f32)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mut db, mut dg) = (0f64, 0f64);
-                for bi in 0..b {
-                    let o = (bi * c + ch) * hw;
-                    let r = o..o + hw;
-                    let (sdb, sdg) =
-                        grad_sums(&x[r.clone()], &grad[r.clone()], &out[r], mean[ch], masked);
-                    db += sdb;
-                    dg += sdg;
-                }
-                (db as f32, (dg * inv[ch] as f64) as f32)
-            })
-            .collect();
+        let sums: Vec<(f32, f32)> = parallel::map(c, |ch| {
+            let (mut db, mut dg) = (0f64, 0f64);
+            for bi in 0..b {
+                let o = (bi * c + ch) * hw;
+                let r = o..o + hw;
+                let (sdb, sdg) =
+                    grad_sums(&x[r.clone()], &grad[r.clone()], &out[r], mean[ch], masked);
+                db += sdb;
+                dg += sdg;
+            }
+            (db as f32, (dg * inv[ch] as f64) as f32)
+        });
         let train = self.running.is_none();
         // SAFETY: `input_grad_row` writes every element of `dx` and of `dres`.
         let mut dx = unsafe { output_f32(x.len()) };
@@ -211,24 +205,22 @@ impl FusedBatchNorm {
         };
         let mut dres_rows: Vec<&mut [f32]> = dres.chunks_mut(hw).collect();
         dres_rows.resize_with(b * c, Default::default);
-        dx.par_chunks_mut(hw)
-            .zip(dres_rows)
-            .enumerate()
-            .for_each(|(row, (d, dr))| {
-                let ch = row % c;
-                let (db, dg) = sums[ch];
-                let (m, iv) = (mean[ch], inv[ch]);
-                let r = row * hw..(row + 1) * hw;
-                let (xs, gs, os) = (&x[r.clone()], &grad[r.clone()], &out[r]);
-                // Training: dx = γ·inv/N · (N·g' − Σg' − x̂·Σ(g'·x̂)); evaluation: γ·inv·g'.
-                let coeffs = if train {
-                    let k = gamma[ch] * iv / n;
-                    (k * n, -k * dg * iv, -k * db + k * dg * iv * m)
-                } else {
-                    (gamma[ch] * iv, 0.0, 0.0)
-                };
-                input_grad_row(d, dr, xs, gs, os, coeffs, masked);
-            });
+        let rows: Vec<_> = dx.chunks_mut(hw).zip(dres_rows).enumerate().collect();
+        parallel::for_each_item(rows, |(row, (d, dr))| {
+            let ch = row % c;
+            let (db, dg) = sums[ch];
+            let (m, iv) = (mean[ch], inv[ch]);
+            let r = row * hw..(row + 1) * hw;
+            let (xs, gs, os) = (&x[r.clone()], &grad[r.clone()], &out[r]);
+            // Training: dx = γ·inv/N · (N·g' − Σg' − x̂·Σ(g'·x̂)); evaluation: γ·inv·g'.
+            let coeffs = if train {
+                let k = gamma[ch] * iv / n;
+                (k * n, -k * dg * iv, -k * db + k * dg * iv * m)
+            } else {
+                (gamma[ch] * iv, 0.0, 0.0)
+            };
+            input_grad_row(d, dr, xs, gs, os, coeffs, masked);
+        });
         let mut dgb = vec![0f32; 2 * c];
         for (ch, &(db, dg)) in sums.iter().enumerate() {
             dgb[ch] = dg;

@@ -8,9 +8,9 @@
 //! ShuffleNetV2 training step. Each op here is one pass forward and one pass backward.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::buffers::{contiguous_f32, with_f32};
+use crate::util::parallel;
 
 /// `x[:, C/2:]` (a copy), for `x` of shape `(B, C, H, W)` with even `C`.
 pub fn second_half(x: &Tensor) -> Result<Tensor> {
@@ -56,11 +56,9 @@ impl CustomOp1 for SecondHalf {
         let x = contiguous_f32(s, l, "input")?;
         let (half, hw) = (c / 2, h * w);
         let mut y = vec![0f32; b * half * hw];
-        y.par_chunks_mut(half * hw)
-            .enumerate()
-            .for_each(|(bi, ys)| {
-                ys.copy_from_slice(&x[(bi * c + half) * hw..][..half * hw]);
-            });
+        parallel::for_each_chunk_mut(&mut y, half * hw, |bi, ys| {
+            ys.copy_from_slice(&x[(bi * c + half) * hw..][..half * hw]);
+        });
         Ok((CpuStorage::F32(y), Shape::from((b, half, h, w))))
     }
 
@@ -69,7 +67,7 @@ impl CustomOp1 for SecondHalf {
         let (half, hw) = (c / 2, h * w);
         with_f32([grad], |[g]| {
             let mut gx = vec![0f32; b * c * hw];
-            gx.par_chunks_mut(c * hw).enumerate().for_each(|(bi, gs)| {
+            parallel::for_each_chunk_mut(&mut gx, c * hw, |bi, gs| {
                 gs[half * hw..].copy_from_slice(&g[bi * half * hw..][..half * hw]);
             });
             Tensor::from_vec(gx, x.dims(), x.device()).map(Some)
@@ -97,15 +95,13 @@ impl CustomOp2 for Interleave {
         let b = contiguous_f32(s2, l2, "second input")?;
         let hw = h * w;
         let mut y = vec![0f32; n * 2 * cb * hw];
-        y.par_chunks_mut(2 * cb * hw)
-            .enumerate()
-            .for_each(|(bi, ys)| {
-                for (i, pair) in ys.chunks_exact_mut(2 * hw).enumerate() {
-                    let (ya, yb) = pair.split_at_mut(hw);
-                    ya.copy_from_slice(&a[(bi * ca + i) * hw..][..hw]);
-                    yb.copy_from_slice(&b[(bi * cb + i) * hw..][..hw]);
-                }
-            });
+        parallel::for_each_chunk_mut(&mut y, 2 * cb * hw, |bi, ys| {
+            for (i, pair) in ys.chunks_exact_mut(2 * hw).enumerate() {
+                let (ya, yb) = pair.split_at_mut(hw);
+                ya.copy_from_slice(&a[(bi * ca + i) * hw..][..hw]);
+                yb.copy_from_slice(&b[(bi * cb + i) * hw..][..hw]);
+            }
+        });
         Ok((CpuStorage::F32(y), Shape::from((n, 2 * cb, h, w))))
     }
 
@@ -123,16 +119,17 @@ impl CustomOp2 for Interleave {
             // Channels of `a` past `cb` took no part: their gradient is zero.
             let mut ga = vec![0f32; n * ca * hw];
             let mut gb = vec![0f32; n * cb * hw];
-            ga.par_chunks_mut(ca * hw)
-                .zip(gb.par_chunks_mut(cb * hw))
-                .enumerate()
-                .for_each(|(bi, (gas, gbs))| {
+            let samples: Vec<_> = ga.chunks_mut(ca * hw).zip(gb.chunks_mut(cb * hw)).collect();
+            parallel::for_each_item(
+                samples.into_iter().enumerate().collect(),
+                |(bi, (gas, gbs))| {
                     let gs = &g[bi * 2 * cb * hw..][..2 * cb * hw];
                     for (i, pair) in gs.chunks_exact(2 * hw).enumerate() {
                         gas[i * hw..][..hw].copy_from_slice(&pair[..hw]);
                         gbs[i * hw..][..hw].copy_from_slice(&pair[hw..]);
                     }
-                });
+                },
+            );
             Ok((
                 Some(Tensor::from_vec(ga, a.dims(), a.device())?),
                 Some(Tensor::from_vec(gb, b.dims(), b.device())?),

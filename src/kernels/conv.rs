@@ -16,12 +16,12 @@
 //! asked for (the input of the first layer) are not computed.
 
 use candle_core::{Layout, Result, Shape};
-use rayon::prelude::*;
 
 use super::buffers::output_f32;
 use super::gemm::{self, strided, IndirectA, IndirectB};
 use super::layout::{fold, transpose, transpose_block, unfold};
 use super::slice_conv::{ConvGrads, SliceConv};
+use crate::util::parallel;
 
 /// Kernel size, stride, padding and dilation of a square convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +258,9 @@ impl FusedConv {
         if implicit(g, d) {
             let ext = Extended::new(g, d);
             let b_offs = ext.input_rows(d.c);
-            y.par_chunks_mut(d.cout * hw_out).enumerate().for_each_init(
+            parallel::for_each_chunk_mut_init(
+                &mut y,
+                d.cout * hw_out,
                 || {
                     if ext.in_place {
                         (Vec::new(), Vec::new())
@@ -266,7 +268,7 @@ impl FusedConv {
                         (vec![0f32; d.c * ext.cs], vec![0f32; d.cout * ext.l])
                     }
                 },
-                |(xp, yext), (bi, yb)| {
+                |(xp, yext), bi, yb| {
                     let xs = &x[bi * d.c * hw_in..(bi + 1) * d.c * hw_in];
                     if ext.in_place {
                         let b = IndirectB {
@@ -290,42 +292,42 @@ impl FusedConv {
             // GEMM a wide right-hand side.
             let group = explicit_group(hw_out);
             let table = g.gather_table((d.c, d.h, d.w));
-            y.par_chunks_mut(group * d.cout * hw_out)
-                .enumerate()
-                .for_each_init(
-                    || {
-                        let out = if group > 1 {
-                            group * d.cout * hw_out
-                        } else {
-                            0
-                        };
-                        (vec![0f32; ckk * group * hw_out], vec![0f32; out])
-                    },
-                    |(cols, out), (gi, yg)| {
-                        let n = yg.len() / (d.cout * hw_out);
-                        let width = n * hw_out;
-                        for s in 0..n {
-                            let xs = &x[(gi * group + s) * d.c * hw_in..][..d.c * hw_in];
-                            unfold(&table, hw_out, xs, &mut cols[s * hw_out..], width);
+            parallel::for_each_chunk_mut_init(
+                &mut y,
+                group * d.cout * hw_out,
+                || {
+                    let out = if group > 1 {
+                        group * d.cout * hw_out
+                    } else {
+                        0
+                    };
+                    (vec![0f32; ckk * group * hw_out], vec![0f32; out])
+                },
+                |(cols, out), gi, yg| {
+                    let n = yg.len() / (d.cout * hw_out);
+                    let width = n * hw_out;
+                    for s in 0..n {
+                        let xs = &x[(gi * group + s) * d.c * hw_in..][..d.c * hw_in];
+                        unfold(&table, hw_out, xs, &mut cols[s * hw_out..], width);
+                    }
+                    let b_offs = strided(ckk, width);
+                    let b = IndirectB {
+                        data: cols,
+                        k_offsets: &b_offs,
+                    };
+                    if n == 1 {
+                        gemm::nn(hw_out, a, b, yg, hw_out, false);
+                        return;
+                    }
+                    gemm::nn(width, a, b, out, width, false);
+                    for s in 0..n {
+                        for co in 0..d.cout {
+                            yg[(s * d.cout + co) * hw_out..][..hw_out]
+                                .copy_from_slice(&out[co * width + s * hw_out..][..hw_out]);
                         }
-                        let b_offs = strided(ckk, width);
-                        let b = IndirectB {
-                            data: cols,
-                            k_offsets: &b_offs,
-                        };
-                        if n == 1 {
-                            gemm::nn(hw_out, a, b, yg, hw_out, false);
-                            return;
-                        }
-                        gemm::nn(width, a, b, out, width, false);
-                        for s in 0..n {
-                            for co in 0..d.cout {
-                                yg[(s * d.cout + co) * hw_out..][..hw_out]
-                                    .copy_from_slice(&out[co * width + s * hw_out..][..hw_out]);
-                            }
-                        }
-                    },
-                );
+                    }
+                },
+            );
         }
         y
     }
@@ -364,17 +366,17 @@ impl FusedConv {
             };
             let group = if implicit { 1 } else { explicit_group(hw_out) };
             let product = InputGrad::new(g, d, wt, &ext, &table, implicit);
-            dx.par_chunks_mut(group * d.c * hw_in)
-                .enumerate()
-                .for_each_init(
-                    || (Vec::new(), Vec::new()),
-                    |scratch, (gi, dxs)| {
-                        let n = dxs.len() / (d.c * hw_in);
-                        let first = gi * group;
-                        let dys = &dy[first * d.cout * hw_out..(first + n) * d.cout * hw_out];
-                        product.run(dys, n, dxs, scratch);
-                    },
-                );
+            parallel::for_each_chunk_mut_init(
+                &mut dx,
+                group * d.c * hw_in,
+                || (Vec::new(), Vec::new()),
+                |scratch, gi, dxs| {
+                    let n = dxs.len() / (d.c * hw_in);
+                    let first = gi * group;
+                    let dys = &dy[first * d.cout * hw_out..(first + n) * d.cout * hw_out];
+                    product.run(dys, n, dxs, scratch);
+                },
+            );
             dx
         });
         let dw = want_dw.then(|| self.weight_grad(x, dy, d, dw_implicit, &ext, &table));
@@ -413,12 +415,10 @@ impl FusedConv {
             let dys = &dy[first * d.cout * hw_out..(first + n) * d.cout * hw_out];
             // dYᵀ of the chunk: one row of Cout values per output pixel.
             let dyt = &mut dyt_buf[..n * hw_out * d.cout];
-            dyt.par_chunks_mut(hw_out * d.cout)
-                .enumerate()
-                .for_each(|(s, rows)| {
-                    let src = &dys[s * d.cout * hw_out..(s + 1) * d.cout * hw_out];
-                    transpose(src, d.cout, hw_out, rows);
-                });
+            parallel::for_each_chunk_mut(dyt, hw_out * d.cout, |s, rows| {
+                let src = &dys[s * d.cout * hw_out..(s + 1) * d.cout * hw_out];
+                transpose(src, d.cout, hw_out, rows);
+            });
             let dyt_rows = strided(n * hw_out, d.cout);
             // A: rows are the (shifted) input windows, k runs over every output pixel.
             let (data, rows, k_offs) = if implicit && ext.in_place {
@@ -429,11 +429,9 @@ impl FusedConv {
                 (xs, ext.input_rows(d.c), k_offs)
             } else if implicit {
                 let xp = &mut in_buf[..n * d.c * ext.cs];
-                xp.par_chunks_mut(d.c * ext.cs)
-                    .enumerate()
-                    .for_each(|(s, buf)| {
-                        ext.pad(&xs[s * d.c * hw_in..][..d.c * hw_in], d, g.padding, buf);
-                    });
+                parallel::for_each_chunk_mut(xp, d.c * ext.cs, |s, buf| {
+                    ext.pad(&xs[s * d.c * hw_in..][..d.c * hw_in], d, g.padding, buf);
+                });
                 let stride = d.c * ext.cs;
                 let k_offs: Vec<usize> = (0..n)
                     .flat_map(|s| {
@@ -448,17 +446,15 @@ impl FusedConv {
                 let cols = &mut in_buf[..ckk * width];
                 // Threads take whole rows of the columns (all samples of each row), so each
                 // writes one contiguous block; a loop over samples left it to one thread.
-                let rows_per_task = ckk.div_ceil(2 * rayon::current_num_threads()).max(1);
-                cols.par_chunks_mut((rows_per_task * width).max(1))
-                    .enumerate()
-                    .for_each(|(t, block)| {
-                        let r0 = t * rows_per_task;
-                        let rows = &table[r0 * hw_out..(r0 + block.len() / width) * hw_out];
-                        for s in 0..n {
-                            let x1 = &xs[s * d.c * hw_in..][..d.c * hw_in];
-                            unfold(rows, hw_out, x1, &mut block[s * hw_out..], width);
-                        }
-                    });
+                let rows_per_task = ckk.div_ceil(2 * parallel::threads()).max(1);
+                parallel::for_each_chunk_mut(cols, (rows_per_task * width).max(1), |t, block| {
+                    let r0 = t * rows_per_task;
+                    let rows = &table[r0 * hw_out..(r0 + block.len() / width) * hw_out];
+                    for s in 0..n {
+                        let x1 = &xs[s * d.c * hw_in..][..d.c * hw_in];
+                        unfold(rows, hw_out, x1, &mut block[s * hw_out..], width);
+                    }
+                });
                 (&in_buf[..], strided(ckk, width), (0..width).collect())
             };
             // Whole 16-row blocks of the GEMM kernel per task (a ragged block costs a full
@@ -466,7 +462,7 @@ impl FusedConv {
             // channels) on two threads were three tasks of 48, one thread doing two of
             // them. The split does not change any sum, so results stay thread-independent.
             let blocks = ckk.div_ceil(16);
-            let tasks = (2 * rayon::current_num_threads()).min(blocks);
+            let tasks = (2 * parallel::threads()).min(blocks);
             let mut parts = Vec::with_capacity(tasks);
             let (mut rest_c, mut rest_rows) = (&mut dwt[..], &rows[..]);
             for t in 0..tasks {
@@ -477,32 +473,28 @@ impl FusedConv {
                 parts.push((c, r));
                 (rest_c, rest_rows) = (c_rest, r_rest);
             }
-            parts
-                .into_par_iter()
-                .for_each(|(c, rows): (&mut [f32], &[usize])| {
-                    let a = IndirectA {
-                        data,
-                        row_offsets: rows,
-                        k_offsets: &k_offs,
-                    };
-                    let b = IndirectB {
-                        data: &dyt_buf,
-                        k_offsets: &dyt_rows,
-                    };
-                    gemm::nn(d.cout, a, b, c, d.cout, true);
-                });
+            parallel::for_each_item(parts, |(c, rows): (&mut [f32], &[usize])| {
+                let a = IndirectA {
+                    data,
+                    row_offsets: rows,
+                    k_offsets: &k_offs,
+                };
+                let b = IndirectB {
+                    data: &dyt_buf,
+                    k_offsets: &dyt_rows,
+                };
+                gemm::nn(d.cout, a, b, c, d.cout, true);
+            });
             first += n;
         }
         // SAFETY: the transposes write every element.
         let mut dw = unsafe { output_f32(d.cout * ckk) };
         // dW's rows in bands, one per task: band `t` is columns `co0..` of dWᵀ.
-        let band = d.cout.div_ceil(2 * rayon::current_num_threads()).max(1);
-        dw.par_chunks_mut(band * ckk.max(1))
-            .enumerate()
-            .for_each(|(t, rows)| {
-                let co0 = t * band;
-                transpose_block(&dwt[co0..], d.cout, ckk, rows.len() / ckk, rows);
-            });
+        let band = d.cout.div_ceil(2 * parallel::threads()).max(1);
+        parallel::for_each_chunk_mut(&mut dw, band * ckk.max(1), |t, rows| {
+            let co0 = t * band;
+            transpose_block(&dwt[co0..], d.cout, ckk, rows.len() / ckk, rows);
+        });
         dw
     }
 }

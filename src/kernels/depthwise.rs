@@ -6,12 +6,12 @@
 //! long vector operation per filter tap (see `Phased`).
 
 use candle_core::{Layout, Result, Shape};
-use rayon::prelude::*;
 
 use super::buffers::output_f32;
 use super::conv::ConvGeometry;
 use super::simd::multiversion;
 use super::slice_conv::{ConvGrads, SliceConv};
+use crate::util::parallel;
 
 /// Sizes of one call: batch, channels, input and output sides.
 #[derive(Clone, Copy)]
@@ -245,9 +245,11 @@ impl DepthwiseOp {
         let mut y = unsafe { output_f32(d.b * d.c * hw_out) };
         let offs = pad.tap_offsets(g);
         let ext_len = pad.extended(d.ho);
-        y.par_chunks_mut(hw_out).enumerate().for_each_init(
+        parallel::for_each_chunk_mut_init(
+            &mut y,
+            hw_out,
             || (vec![0f32; pad.total()], vec![0f32; ext_len]),
-            |(xp, out_ext), (plane, out)| {
+            |(xp, out_ext), plane, out| {
                 let ch = plane % d.c;
                 pad.fill(&x[plane * hw_in..][..hw_in], d, xp);
                 plane_forward_ext(xp, &wt[ch * kk..][..kk], &offs, out_ext);
@@ -274,43 +276,40 @@ impl DepthwiseOp {
         let kk = g.k * g.k;
         let pad = Phased::new(g, d);
         let (hw_in, hw_out) = (d.h * d.w, d.ho * d.wo);
-        let results: Vec<(Vec<f32>, Vec<f32>)> = (0..d.c)
-            .into_par_iter()
-            .map(|ch| {
-                let w = &wt[ch * kk..][..kk];
-                let mut dw = vec![0f64; kk];
-                let mut dx_planes = if want_dx {
-                    vec![0f32; d.b * hw_in]
-                } else {
-                    Vec::new()
-                };
-                let mut xp = vec![0f32; pad.total()];
-                let mut dxp = vec![0f32; pad.total()];
-                let mut dw_plane = vec![0f32; kk];
-                let offs = pad.tap_offsets(g);
-                // Junk columns stay zero: only the first `wo` of each row are written.
-                let mut gy_ext = vec![0f32; pad.extended(d.ho)];
-                for bi in 0..d.b {
-                    let plane = bi * d.c + ch;
-                    pad.fill(&x[plane * hw_in..][..hw_in], d, &mut xp);
-                    let gy = &dy[plane * hw_out..][..hw_out];
-                    dxp.fill(0.0);
-                    dw_plane.fill(0.0);
-                    for (oy, row) in gy.chunks_exact(d.wo).enumerate() {
-                        gy_ext[oy * pad.wph..][..d.wo].copy_from_slice(row);
-                    }
-                    let (dxp, dwp) = (&mut dxp, &mut dw_plane);
-                    plane_backward_ext(&xp, &gy_ext, w, &offs, dxp, dwp, want_dx);
-                    for (t, v) in dw_plane.iter().enumerate() {
-                        dw[t] += *v as f64;
-                    }
-                    if want_dx {
-                        pad.gather(dxp, d, &mut dx_planes[bi * hw_in..][..hw_in]);
-                    }
+        let results: Vec<(Vec<f32>, Vec<f32>)> = parallel::map(d.c, |ch| {
+            let w = &wt[ch * kk..][..kk];
+            let mut dw = vec![0f64; kk];
+            let mut dx_planes = if want_dx {
+                vec![0f32; d.b * hw_in]
+            } else {
+                Vec::new()
+            };
+            let mut xp = vec![0f32; pad.total()];
+            let mut dxp = vec![0f32; pad.total()];
+            let mut dw_plane = vec![0f32; kk];
+            let offs = pad.tap_offsets(g);
+            // Junk columns stay zero: only the first `wo` of each row are written.
+            let mut gy_ext = vec![0f32; pad.extended(d.ho)];
+            for bi in 0..d.b {
+                let plane = bi * d.c + ch;
+                pad.fill(&x[plane * hw_in..][..hw_in], d, &mut xp);
+                let gy = &dy[plane * hw_out..][..hw_out];
+                dxp.fill(0.0);
+                dw_plane.fill(0.0);
+                for (oy, row) in gy.chunks_exact(d.wo).enumerate() {
+                    gy_ext[oy * pad.wph..][..d.wo].copy_from_slice(row);
                 }
-                (dx_planes, dw.iter().map(|&v| v as f32).collect())
-            })
-            .collect();
+                let (dxp, dwp) = (&mut dxp, &mut dw_plane);
+                plane_backward_ext(&xp, &gy_ext, w, &offs, dxp, dwp, want_dx);
+                for (t, v) in dw_plane.iter().enumerate() {
+                    dw[t] += *v as f64;
+                }
+                if want_dx {
+                    pad.gather(dxp, d, &mut dx_planes[bi * hw_in..][..hw_in]);
+                }
+            }
+            (dx_planes, dw.iter().map(|&v| v as f32).collect())
+        });
         let mut dw = vec![0f32; d.c * kk];
         for (ch, (_, dwc)) in results.iter().enumerate() {
             dw[ch * kk..][..kk].copy_from_slice(dwc);
@@ -320,12 +319,10 @@ impl DepthwiseOp {
         let dx = want_dx.then(|| {
             // SAFETY: every plane of the gradient is copied in below.
             let mut dx = unsafe { output_f32(d.b * d.c * hw_in) };
-            dx.par_chunks_mut(hw_in.max(1))
-                .enumerate()
-                .for_each(|(p, plane)| {
-                    let (bi, ch) = (p / d.c, p % d.c);
-                    plane.copy_from_slice(&results[ch].0[bi * hw_in..][..hw_in]);
-                });
+            parallel::for_each_chunk_mut(&mut dx, hw_in.max(1), |p, plane| {
+                let (bi, ch) = (p / d.c, p % d.c);
+                plane.copy_from_slice(&results[ch].0[bi * hw_in..][..hw_in]);
+            });
             dx
         });
         (dx, dw)

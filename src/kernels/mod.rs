@@ -4,9 +4,9 @@
 //! f32 buffers. They know nothing of networks, methods or runs: `model` builds layers on
 //! them (and decides when to use them), `bench` times them.
 //!
-//! Every `unsafe` line of the crate outside the allocator and `main` lives here, each with
-//! a `SAFETY` comment: vector intrinsics behind run-time feature checks, and outputs
-//! allocated without zero-filling.
+//! Every `unsafe` line of the crate outside the allocator, the fork-join (`util::parallel`)
+//! and `main` lives here, each with a `SAFETY` comment: vector intrinsics behind run-time
+//! feature checks, and outputs allocated without zero-filling.
 #![allow(unsafe_code)]
 
 pub mod batch_norm;

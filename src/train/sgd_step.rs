@@ -10,7 +10,6 @@
 //! count changes nothing.
 
 use candle_core::{bail, CpuStorage, InplaceOp2, InplaceOp3, Layout, Result};
-use rayon::prelude::*;
 
 /// Elements per rayon task; a parameter below it is updated on the calling thread.
 const CHUNK: usize = 1 << 14;
@@ -67,7 +66,7 @@ fn in_chunks<const N: usize>(
         f(dst, srcs);
         return;
     }
-    dst.par_chunks_mut(CHUNK).enumerate().for_each(|(i, part)| {
+    crate::util::parallel::for_each_chunk_mut(dst, CHUNK, |i, part| {
         let at = i * CHUNK;
         f(part, srcs.map(|s| &s[at..at + part.len()]));
     });

@@ -9,10 +9,10 @@ pub mod fs;
 #[cfg(test)]
 pub mod fuzz_regressions;
 pub mod hash;
-pub mod idle;
 pub mod linalg;
 pub mod location;
 pub mod no_panic;
+pub mod parallel;
 pub mod provenance;
 pub mod rng;
 pub mod seed;
