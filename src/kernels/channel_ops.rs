@@ -119,17 +119,14 @@ impl CustomOp2 for Interleave {
             // Channels of `a` past `cb` took no part: their gradient is zero.
             let mut ga = vec![0f32; n * ca * hw];
             let mut gb = vec![0f32; n * cb * hw];
-            let samples: Vec<_> = ga.chunks_mut(ca * hw).zip(gb.chunks_mut(cb * hw)).collect();
-            parallel::for_each_item(
-                samples.into_iter().enumerate().collect(),
-                |(bi, (gas, gbs))| {
-                    let gs = &g[bi * 2 * cb * hw..][..2 * cb * hw];
-                    for (i, pair) in gs.chunks_exact(2 * hw).enumerate() {
-                        gas[i * hw..][..hw].copy_from_slice(&pair[..hw]);
-                        gbs[i * hw..][..hw].copy_from_slice(&pair[hw..]);
-                    }
-                },
-            );
+            let samples = ga.chunks_mut(ca * hw).zip(gb.chunks_mut(cb * hw));
+            parallel::for_each_item(samples.enumerate().collect(), |(bi, (gas, gbs))| {
+                let gs = &g[bi * 2 * cb * hw..][..2 * cb * hw];
+                for (i, pair) in gs.chunks_exact(2 * hw).enumerate() {
+                    gas[i * hw..][..hw].copy_from_slice(&pair[..hw]);
+                    gbs[i * hw..][..hw].copy_from_slice(&pair[hw..]);
+                }
+            });
             Ok((
                 Some(Tensor::from_vec(ga, a.dims(), a.device())?),
                 Some(Tensor::from_vec(gb, b.dims(), b.device())?),
